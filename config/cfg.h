@@ -1,0 +1,124 @@
+/* config: loads and validates the JSON configuration (jansson) into an immutable snapshot.
+ * Every field is checked (type, range, syntax, references); unknown fields are errors. No network I/O. */
+#ifndef CFG_H
+#define CFG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* HTTP methods a route may allow, as bits. HEAD is implied by GET. */
+enum cfg_method {
+    CFG_METHOD_GET = 1u << 0,
+    CFG_METHOD_POST = 1u << 1,
+    CFG_METHOD_PUT = 1u << 2,
+    CFG_METHOD_DELETE = 1u << 3,
+    CFG_METHOD_FETCH = 1u << 4,
+    CFG_METHOD_PATCH = 1u << 5,
+    CFG_METHOD_IPATCH = 1u << 6,
+};
+#define CFG_METHOD_ALL 0x7fu
+
+enum cfg_msg_type { CFG_MSG_CON = 0, CFG_MSG_NON = 1 };
+
+/* "HOST:PORT" or "[V6]:PORT", split. host is a numeric address or a name. */
+struct cfg_endpoint {
+    char host[256];
+    uint16_t port;
+};
+
+struct cfg_upstream {
+    char *name;               /* key in "upstreams" */
+    char *uri;                /* as written, e.g. "coap://192.0.2.10:5683/base" */
+    struct cfg_endpoint peer; /* host and port from uri (port defaults to 5683) */
+    char **base_path;         /* decoded path segments of uri ("/a/b" -> {"a","b"}); may be empty */
+    size_t base_path_len;
+    unsigned timeout_ms;      /* whole-exchange deadline, default 5000, 1..600000 */
+    unsigned max_inflight;    /* exchanges on the wire at once, default 1 (NSTART), 1..1024 */
+    unsigned queue_limit;     /* requests waiting beyond max_inflight, default 64, 0..1000000 */
+    enum cfg_msg_type type;   /* "con" (default) or "non" */
+};
+
+struct cfg_route {
+    char *prefix;      /* starts and ends with '/', e.g. "/api/" */
+    size_t upstream;   /* index into cfg.upstreams */
+    unsigned methods;  /* cfg_method bits; default CFG_METHOD_ALL */
+    bool cache;        /* default true */
+};
+
+struct cfg_cidr {
+    int family;        /* AF_INET or AF_INET6 */
+    uint8_t addr[16];
+    unsigned prefix_len;
+};
+
+struct cfg {
+    struct cfg_endpoint listen; /* default 127.0.0.1:8080 */
+    struct cfg_upstream *upstreams;
+    size_t upstreams_len;
+    struct cfg_route *routes;   /* in file order; matching picks the longest prefix */
+    size_t routes_len;
+    struct {
+        bool enabled;           /* default false */
+        char *prefix;           /* default "/hc/" */
+        struct cfg_cidr *allow;
+        size_t allow_len;
+    } forward_proxy;
+    struct {
+        bool enabled;           /* default true */
+        size_t max_entries;     /* default 10000, 1..100000000 */
+        size_t max_bytes;       /* default 67108864, 1024..(1<<40) */
+    } cache;
+    struct {
+        bool enabled;           /* default false when loaded from a file */
+        struct cfg_endpoint listen; /* default 127.0.0.1:5683 */
+    } demo;
+    struct {
+        unsigned max_connections;     /* default 10000, 1..1000000 */
+        size_t max_body_bytes;        /* default 1048576, 0..1073741824 */
+        unsigned connection_timeout_s; /* default 30, 1..86400 */
+    } limits;
+    struct {
+        int level;              /* enum gw_log_level value: 0 error, 1 warn, 2 info (default), 3 debug */
+        bool access_log;        /* default true */
+    } log;
+};
+
+/* The first error found. Printed by cfg_error_format() as "FILE: field: reason", or as
+ * "FILE:LINE:COL: reason" for a JSON syntax error (line > 0, field empty). */
+struct cfg_error {
+    char file[256];
+    char field[128];   /* JSON path: "upstreams.sensors.timeout_ms", "routes[0].prefix" */
+    int line;          /* 1-based, 0 when not a syntax error */
+    int column;
+    char reason[256];
+};
+
+enum cfg_status { CFG_OK = 0, CFG_ERR_IO, CFG_ERR_SYNTAX, CFG_ERR_INVALID, CFG_ERR_NOMEM };
+
+/* Reads and validates path. On CFG_OK *out owns a new snapshot (free with cfg_free); otherwise *out is
+ * NULL and err says why. Thread: any. */
+enum cfg_status cfg_load(const char *path, struct cfg **out, struct cfg_error *err);
+
+/* Same, from a buffer; name is used as the file name in errors. */
+enum cfg_status cfg_parse(const char *text, size_t len, const char *name, struct cfg **out,
+                          struct cfg_error *err);
+
+/* The no-arguments configuration: listen 127.0.0.1:8080, demo server enabled on 127.0.0.1:5683,
+ * upstream "demo" = coap://127.0.0.1:5683, route "/api/" -> "demo". NULL on allocation failure. */
+struct cfg *cfg_default(void);
+
+/* Parses "HOST:PORT" / "[V6]:PORT" (port 1..65535 required). 0 ok, -1 invalid (reason filled). */
+int cfg_endpoint_parse(const char *text, struct cfg_endpoint *out, char *reason, size_t reason_len);
+
+/* Name of a single method bit ("GET", ..., "iPATCH"). */
+const char *cfg_method_name(enum cfg_method m);
+
+/* Writes "A, B, C" for the bits in methods (GET implies HEAD, which is listed). */
+void cfg_methods_format(unsigned methods, char *buf, size_t len);
+
+void cfg_error_format(const struct cfg_error *err, char *buf, size_t len);
+const char *cfg_strerror(enum cfg_status status);
+void cfg_free(struct cfg *cfg);
+
+#endif

@@ -1,0 +1,179 @@
+/* proxy/translate: the RFC 8075 HTTP <-> CoAP mapping (methods, URIs, media types, options, status codes)
+ * as static const tables and pure functions. No I/O, no clock, no allocation, no globals. */
+#ifndef PX_TRANSLATE_H
+#define PX_TRANSLATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- CoAP constants (RFC 7252, 7959, 7641, 8132) ---- */
+enum px_coap_method {
+    PX_COAP_GET = 1, PX_COAP_POST = 2, PX_COAP_PUT = 3, PX_COAP_DELETE = 4,
+    PX_COAP_FETCH = 5, PX_COAP_PATCH = 6, PX_COAP_IPATCH = 7,
+};
+
+enum px_coap_option {
+    PX_OPT_IF_MATCH = 1, PX_OPT_URI_HOST = 3, PX_OPT_ETAG = 4, PX_OPT_IF_NONE_MATCH = 5,
+    PX_OPT_OBSERVE = 6, PX_OPT_URI_PORT = 7, PX_OPT_LOCATION_PATH = 8, PX_OPT_URI_PATH = 11,
+    PX_OPT_CONTENT_FORMAT = 12, PX_OPT_MAX_AGE = 14, PX_OPT_URI_QUERY = 15, PX_OPT_ACCEPT = 17,
+    PX_OPT_LOCATION_QUERY = 20, PX_OPT_BLOCK2 = 23, PX_OPT_BLOCK1 = 27, PX_OPT_SIZE2 = 28,
+    PX_OPT_PROXY_URI = 35, PX_OPT_PROXY_SCHEME = 39, PX_OPT_SIZE1 = 60,
+};
+
+/* A CoAP code byte: class in the top 3 bits, detail in the low 5 (2.05 = PX_CODE(2, 5) = 69). */
+#define PX_CODE(c, d) ((uint8_t)(((c) << 5) | (d)))
+#define PX_CODE_CLASS(code) ((code) >> 5)
+#define PX_CODE_DETAIL(code) ((code)&0x1f)
+
+/* ---- Option sets: a fixed-capacity list of (number, value) in insertion order ---- */
+#define PX_OPT_MAX 64
+#define PX_OPTBUF_MAX 8192
+
+struct px_opt {
+    uint16_t number;
+    uint16_t len;
+    uint16_t off; /* value is at set->buf + off */
+};
+
+struct px_optset {
+    unsigned count;
+    unsigned used;
+    struct px_opt opt[PX_OPT_MAX];
+    uint8_t buf[PX_OPTBUF_MAX];
+};
+
+void px_optset_init(struct px_optset *set);
+/* Appends a copy of value. Returns 0, or -1 when the set is full (too many options or bytes). */
+int px_optset_add(struct px_optset *set, uint16_t number, const void *value, size_t len);
+/* Appends an unsigned integer option in its minimal encoding (RFC 7252 §3.2). */
+int px_optset_add_uint(struct px_optset *set, uint16_t number, uint32_t value);
+/* The first option with this number at index >= from, or NULL. Use the returned pointer's index+1 to go on. */
+const struct px_opt *px_optset_find(const struct px_optset *set, uint16_t number, unsigned from);
+static inline const uint8_t *px_opt_value(const struct px_optset *set, const struct px_opt *o)
+{
+    return set->buf + o->off;
+}
+/* Decodes an uint option value (0..4 bytes, big endian). */
+uint32_t px_opt_uint(const uint8_t *value, size_t len);
+
+/* ---- Outcome of translation and of a proxied exchange; one table maps each to an HTTP status ---- */
+enum px_status {
+    PX_OK = 0,
+    PX_ERR_BAD_REQUEST,        /* 400: malformed URI, bad percent-encoding, dot-segment, bad header */
+    PX_ERR_NO_ROUTE,           /* 404: no route for the path */
+    PX_ERR_METHOD_NOT_ALLOWED, /* 405: method not in the route's list (send Allow) */
+    PX_ERR_NOT_ACCEPTABLE,     /* 406: Accept names only media types with no CoAP Content-Format */
+    PX_ERR_TOO_LARGE,          /* 413: request body above limits.max_body_bytes */
+    PX_ERR_URI_TOO_LONG,       /* 414: a Uri-Path/Uri-Query option above 255 bytes, or too many options */
+    PX_ERR_UNSUPPORTED_MEDIA,  /* 415: request Content-Type has no CoAP Content-Format */
+    PX_ERR_INTERNAL,           /* 500 */
+    PX_ERR_NOT_IMPLEMENTED,    /* 501: OPTIONS, TRACE, CONNECT, unknown methods */
+    PX_ERR_BAD_GATEWAY,        /* 502: upstream unreachable (ICMP, RST) or malformed/unexpected answer */
+    PX_ERR_UNAVAILABLE,        /* 503: upstream queue full or gateway shutting down (Retry-After) */
+    PX_ERR_TIMEOUT,            /* 504: upstream silent past timeout_ms */
+};
+
+const char *px_strerror(enum px_status status);  /* short title, e.g. "Upstream Timeout" */
+int px_status_http(enum px_status status);       /* 200 for PX_OK, else the HTTP status above */
+const char *px_status_slug(enum px_status status); /* "upstream-timeout": problem type is "urn:coapgw:problem:<slug>" */
+
+/* Writes an RFC 9457 application/problem+json body {"type","title","status","detail"} into buf (detail is
+ * JSON-escaped, truncated to fit). Returns the length written (always NUL-terminated, len >= 64 required). */
+size_t px_problem_json(char *buf, size_t len, enum px_status status, const char *detail);
+
+/* HTTP reason phrase for a status code ("Gateway Timeout"), "" when unknown. */
+const char *px_http_reason(int http_status);
+
+/* ---- Methods (RFC 8075 §5.1, RFC 8132) ---- */
+/* Maps an HTTP method to a CoAP method code. HEAD -> GET with *head = true. OPTIONS, TRACE, CONNECT and
+ * unknown methods -> PX_ERR_NOT_IMPLEMENTED. "iPATCH" (and "IPATCH") -> 7. */
+enum px_status px_method_from_http(const char *method, uint8_t *coap_code, bool *head);
+const char *px_coap_method_name(uint8_t coap_code); /* "GET" ... "iPATCH", NULL if not a method */
+
+/* ---- Media types <-> Content-Format (RFC 8075 §6.3, IANA CoAP Content-Formats registry) ---- */
+/* Maps an HTTP Content-Type header value (parameters, case and whitespace tolerated as HTTP allows) to a
+ * Content-Format. "application/coap-payload; cf=N" maps to N. Returns 0, or -1 when there is no mapping. */
+int px_media_to_format(const char *content_type, uint16_t *cf);
+/* Writes the media type for a Content-Format; unknown formats become "application/coap-payload; cf=N".
+ * Returns the length written. */
+size_t px_format_to_media(uint16_t cf, char *buf, size_t len);
+
+/* Picks the CoAP Accept for an HTTP Accept header value. *has_accept = false when no Accept option should be
+ * sent (header absent or empty, or any wildcard range present). Returns PX_ERR_NOT_ACCEPTABLE when only
+ * unmappable concrete types are listed (or all have q=0). */
+enum px_status px_accept_to_coap(const char *accept, bool *has_accept, uint16_t *cf);
+
+/* ---- URIs (RFC 7252 §6.4, RFC 8075 §5.3) ---- */
+/* Percent-decodes one segment or query item of length len into out (capacity cap). Returns the decoded
+ * length, or -1 for a malformed escape or when out is too small. */
+long px_percent_decode(const char *in, size_t len, uint8_t *out, size_t cap);
+
+/* ---- Request: HTTP -> CoAP ---- */
+struct px_http_request {
+    const char *method;        /* as received */
+    const char *rest;          /* raw path after the route prefix, no leading '/', still percent-encoded; "" if none */
+    const char *query;         /* raw query after '?', still percent-encoded; NULL if no '?' */
+    const char *content_type;  /* header value or NULL */
+    const char *accept;        /* header value or NULL */
+    const char *if_match;      /* header value or NULL: one quoted entity-tag made by px_etag_format */
+    const char *if_none_match; /* header value or NULL: "*" (passed as If-None-Match) or an entity-tag */
+    size_t body_len;           /* request body length (0 when none) */
+};
+
+struct px_coap_request {
+    uint8_t code;   /* CoAP method code */
+    bool head;      /* HTTP HEAD: answer without a body */
+    bool has_body;  /* send the HTTP body as payload (POST/PUT/FETCH/PATCH/iPATCH with body) */
+    struct px_optset opts; /* in ascending option-number order as required on the wire */
+};
+
+/* Translates the request. base/base_len are the upstream URI's decoded path segments (prepended as
+ * Uri-Path). rest: each '/'-separated segment becomes one Uri-Path option, percent-decoded; an empty path
+ * gives no Uri-Path; a trailing '/' gives an empty last Uri-Path (RFC 7252 §6.4 step 8); "." and ".."
+ * segments are rejected (400). query: each '&'-separated item becomes one Uri-Query, percent-decoded.
+ * On error *detail points to a static explanation. */
+enum px_status px_request_to_coap(const struct px_http_request *in, const char *const *base, size_t base_len,
+                                  struct px_coap_request *out, const char **detail);
+
+/* ---- ETag: CoAP opaque bytes <-> HTTP entity-tag ---- */
+/* Writes the quoted HTTP entity-tag for an ETag option value (1..8 bytes), e.g. "\"a1b2\"". Returns length. */
+size_t px_etag_format(const uint8_t *etag, size_t len, char *buf, size_t cap);
+/* Parses one quoted entity-tag made by px_etag_format (weak "W/" prefix rejected) back into bytes.
+ * Returns the byte length (1..8), or -1 when it is not one of ours. */
+long px_etag_parse(const char *text, uint8_t out[8]);
+
+/* ---- Response: CoAP -> HTTP (RFC 8075 §7, Table 2) ---- */
+struct px_coap_response {
+    uint8_t code;
+    const struct px_optset *opts;
+    size_t payload_len;
+};
+
+struct px_http_response {
+    int status;
+    char content_type[96];   /* "" when no Content-Type header */
+    char etag[24];           /* quoted entity-tag or "" */
+    char location[1024];     /* "" when none */
+    long max_age;            /* Cache-Control: max-age=N when >= 0; -1 none */
+    long retry_after;        /* Retry-After seconds when >= 0; -1 none */
+    char allow[96];          /* Allow header or "" */
+    bool send_body;          /* false for 204/304: the payload is not sent */
+};
+
+/* Translates a CoAP response. route_prefix ("/api/") and base/base_len (upstream base path) map
+ * Location-Path/Location-Query back to a path under the route; a location outside the base path yields
+ * no Location. allow: the Allow value when the allowed methods are known (4.05 -> 405), else NULL
+ * (4.05 -> 400). Returns PX_ERR_BAD_GATEWAY for codes that are not responses (class 0/1/6/7, 2.31). */
+enum px_status px_response_to_http(const struct px_coap_response *in, const char *route_prefix,
+                                   const char *const *base, size_t base_len, const char *allow,
+                                   struct px_http_response *out);
+
+/* Table 2 alone: HTTP status for a CoAP response code and whether a payload is present; 0 when the code
+ * is not a response code. */
+int px_code_to_http(uint8_t code, bool has_payload, bool allow_known);
+
+/* Formats a CoAP code as "2.05". buf >= 5 bytes. */
+void px_code_format(uint8_t code, char buf[5]);
+
+#endif
