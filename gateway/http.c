@@ -1,0 +1,513 @@
+/* gateway/http: libmicrohttpd callbacks. A request is routed and translated on the MHD thread, handed to the
+ * CoAP client, and its connection suspended; the worker's completion resumes it. Nothing here blocks. */
+#include "http.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "gateway/log.h"
+#include "proxy/route.h"
+#include "proxy/translate.h"
+
+#define PROBLEM_MAX 1024
+#define BODY_INITIAL 4096
+
+struct gw_http {
+    const struct cfg *cfg;
+    struct px_client *client;
+    struct MHD_Daemon *daemon;
+    int listen_fd;
+    atomic_int active; /* requests between URI callback and completion */
+    atomic_bool draining;
+};
+
+enum req_state { REQ_NEW, REQ_BODY, REQ_WAITING, REQ_DONE, REQ_ANSWERED };
+
+struct request {
+    struct gw_http *http;
+    struct MHD_Connection *conn;
+    enum req_state state;
+    char *path;        /* raw path (percent-encoded), NUL-terminated at '?' */
+    const char *query; /* raw query after '?', or NULL */
+    const char *method;
+    const struct cfg_route *route;
+    const char *rest;
+    uint8_t *body;
+    size_t body_len, body_cap;
+    bool body_too_large;
+    struct timespec start;
+    int status; /* HTTP status sent, for the access log */
+    struct px_coap_request creq;
+    struct px_exchange x;
+};
+
+/* ---- responses ---- */
+
+static enum MHD_Result queue(struct request *r, struct MHD_Response *resp, int status)
+{
+    if (resp == NULL) {
+        return MHD_NO;
+    }
+    if (atomic_load(&r->http->draining)) {
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    }
+    r->status = status;
+    r->state = REQ_ANSWERED;
+    enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned)status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+static enum MHD_Result reply_text(struct request *r, int status, const char *content_type, const char *text)
+{
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(strlen(text), (void *)text, MHD_RESPMEM_PERSISTENT);
+    if (resp != NULL) {
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+    }
+    return queue(r, resp, status);
+}
+
+static enum MHD_Result reply_problem(struct request *r, enum px_status st, const char *detail)
+{
+    char body[PROBLEM_MAX];
+    size_t len = px_problem_json(body, sizeof(body), st, detail);
+    int status = px_status_http(st);
+    struct MHD_Response *resp = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_COPY);
+
+    if (resp == NULL) {
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/problem+json");
+    if (st == PX_ERR_METHOD_NOT_ALLOWED && r->route != NULL) {
+        char allow[128];
+        cfg_methods_format(r->route->methods, allow, sizeof(allow));
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
+    }
+    if (st == PX_ERR_UNAVAILABLE) {
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
+    }
+    if (st == PX_ERR_TOO_LARGE) {
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    }
+    return queue(r, resp, status);
+}
+
+static void add_header_if(struct MHD_Response *resp, const char *name, const char *value)
+{
+    if (value[0] != '\0') {
+        MHD_add_response_header(resp, name, value);
+    }
+}
+
+/* Adds "name: <prefix><v>" when v >= 0. */
+static void add_number_header(struct MHD_Response *resp, const char *name, const char *prefix, long v)
+{
+    char buf[48];
+    if (v >= 0) {
+        snprintf(buf, sizeof(buf), "%s%ld", prefix, v);
+        MHD_add_response_header(resp, name, buf);
+    }
+}
+
+/* Turns the finished exchange into the HTTP response. The payload buffer moves into the MHD response. */
+static enum MHD_Result reply_coap(struct request *r)
+{
+    struct px_exchange *x = &r->x;
+    const struct cfg_upstream *up = &r->http->cfg->upstreams[r->route->upstream];
+    struct px_coap_response in = {.code = x->resp_code, .opts = &x->resp, .payload_len = x->resp_len};
+    struct px_http_response out;
+
+    if (x->status != PX_OK) {
+        return reply_problem(r, x->status, x->detail);
+    }
+    enum px_status st = px_response_to_http(&in, r->route->prefix, (const char *const *)up->base_path,
+                                            up->base_path_len, NULL, &out);
+    if (st != PX_OK) {
+        return reply_problem(r, st, "the upstream answered with a code that is not a CoAP response");
+    }
+    struct MHD_Response *resp;
+    if (out.send_body && x->resp_len > 0) {
+        resp = MHD_create_response_from_buffer(x->resp_len, x->resp_payload, MHD_RESPMEM_MUST_FREE);
+        if (resp != NULL) {
+            x->resp_payload = NULL;
+        }
+    } else {
+        resp = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+    }
+    if (resp == NULL) {
+        return MHD_NO;
+    }
+    add_header_if(resp, MHD_HTTP_HEADER_CONTENT_TYPE, out.send_body ? out.content_type : "");
+    add_header_if(resp, MHD_HTTP_HEADER_ETAG, out.etag);
+    add_header_if(resp, MHD_HTTP_HEADER_LOCATION, out.location);
+    add_header_if(resp, MHD_HTTP_HEADER_ALLOW, out.allow);
+    add_number_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "max-age=", out.max_age);
+    add_number_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "", out.retry_after);
+    return queue(r, resp, out.status);
+}
+
+/* ---- request life cycle ---- */
+
+static void on_exchange_done(struct px_exchange *x, void *arg)
+{
+    struct request *r = arg;
+    (void)x;
+    r->state = REQ_DONE;
+    MHD_resume_connection(r->conn);
+}
+
+static const char *header(struct request *r, const char *name)
+{
+    return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+}
+
+static enum MHD_Result reply_admin(struct request *r)
+{
+    if (strcmp(r->method, "GET") != 0 && strcmp(r->method, "HEAD") != 0) {
+        r->route = NULL;
+        struct MHD_Response *resp = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+        if (resp != NULL) {
+            MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
+        }
+        return queue(r, resp, MHD_HTTP_METHOD_NOT_ALLOWED);
+    }
+    if (atomic_load(&r->http->draining) && strcmp(r->path, "/readyz") == 0) {
+        return reply_text(r, MHD_HTTP_SERVICE_UNAVAILABLE, "text/plain; charset=utf-8", "draining\n");
+    }
+    return reply_text(r, MHD_HTTP_OK, "text/plain; charset=utf-8", "ok\n");
+}
+
+/* Content-Length above the limit is refused before a byte of the body is read. */
+static bool declared_too_large(struct request *r)
+{
+    const char *cl = header(r, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (cl == NULL) {
+        return false;
+    }
+    char *end;
+    errno = 0;
+    unsigned long long n = strtoull(cl, &end, 10);
+    return errno != 0 || n > r->http->cfg->limits.max_body_bytes;
+}
+
+/* First call: everything that can be decided from the request line and headers. */
+static enum MHD_Result begin(struct request *r)
+{
+    uint8_t code;
+    bool head;
+
+    if (px_route_is_admin(r->path, strlen(r->path))) {
+        return reply_admin(r);
+    }
+    if (atomic_load(&r->http->draining)) {
+        return reply_problem(r, PX_ERR_UNAVAILABLE, "the gateway is shutting down");
+    }
+    if (px_method_from_http(r->method, &code, &head) != PX_OK) {
+        return reply_problem(r, PX_ERR_NOT_IMPLEMENTED, "this method has no CoAP equivalent");
+    }
+    r->route = px_route_match(r->http->cfg, r->path, strlen(r->path), &r->rest);
+    if (r->route == NULL) {
+        return reply_problem(r, PX_ERR_NO_ROUTE, "no route matches this path");
+    }
+    if ((r->route->methods & px_route_method_bit(r->method)) == 0) {
+        return reply_problem(r, PX_ERR_METHOD_NOT_ALLOWED, "the route does not allow this method");
+    }
+    if (declared_too_large(r)) {
+        return reply_problem(r, PX_ERR_TOO_LARGE, "the request body is larger than limits.max_body_bytes");
+    }
+    r->state = REQ_BODY;
+    return MHD_YES;
+}
+
+static void take_body(struct request *r, const char *data, size_t len)
+{
+    size_t limit = r->http->cfg->limits.max_body_bytes;
+
+    if (r->body_too_large || r->body_len + len > limit) {
+        r->body_too_large = true;
+        return;
+    }
+    if (r->body_len + len > r->body_cap) {
+        size_t cap = r->body_cap ? r->body_cap : BODY_INITIAL;
+        while (cap < r->body_len + len) {
+            cap *= 2;
+        }
+        uint8_t *grown = realloc(r->body, cap);
+        if (grown == NULL) {
+            r->body_too_large = true;
+            return;
+        }
+        r->body = grown;
+        r->body_cap = cap;
+    }
+    memcpy(r->body + r->body_len, data, len);
+    r->body_len += len;
+}
+
+/* Last call: the body is complete; translate and hand over to the CoAP client. */
+static enum MHD_Result submit(struct request *r)
+{
+    const char *detail = NULL;
+
+    if (r->body_too_large) {
+        return reply_problem(r, PX_ERR_TOO_LARGE, "the request body is larger than limits.max_body_bytes");
+    }
+    const struct cfg_upstream *up = &r->http->cfg->upstreams[r->route->upstream];
+    struct px_http_request in = {
+        .method = r->method,
+        .rest = r->rest,
+        .query = r->query,
+        .content_type = header(r, MHD_HTTP_HEADER_CONTENT_TYPE),
+        .accept = header(r, MHD_HTTP_HEADER_ACCEPT),
+        .if_match = header(r, MHD_HTTP_HEADER_IF_MATCH),
+        .if_none_match = header(r, MHD_HTTP_HEADER_IF_NONE_MATCH),
+        .body_len = r->body_len,
+    };
+    enum px_status st =
+        px_request_to_coap(&in, (const char *const *)up->base_path, up->base_path_len, &r->creq, &detail);
+    if (st != PX_OK) {
+        return reply_problem(r, st, detail);
+    }
+    r->x.upstream = r->route->upstream;
+    r->x.code = r->creq.code;
+    r->x.req = &r->creq.opts;
+    r->x.payload = r->creq.has_body ? r->body : NULL;
+    r->x.payload_len = r->creq.has_body ? r->body_len : 0;
+    r->x.done = on_exchange_done;
+    r->x.arg = r;
+    r->state = REQ_WAITING;
+    /* Suspend before submitting: the worker may resume the connection before this function returns. */
+    MHD_suspend_connection(r->conn);
+    px_client_submit(r->http->client, &r->x);
+    return MHD_YES;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+                                  const char *version, const char *upload_data, size_t *upload_data_size,
+                                  void **req_cls)
+{
+    struct request *r = *req_cls;
+    (void)cls;
+    (void)url;
+    (void)version;
+
+    if (r == NULL) {
+        return MHD_NO;
+    }
+    switch (r->state) {
+    case REQ_NEW:
+        r->conn = conn;
+        r->method = method;
+        return begin(r);
+    case REQ_BODY:
+        if (*upload_data_size != 0) {
+            take_body(r, upload_data, *upload_data_size);
+            *upload_data_size = 0;
+            return MHD_YES;
+        }
+        return submit(r);
+    case REQ_DONE:
+        return reply_coap(r);
+    case REQ_WAITING:
+    case REQ_ANSWERED:
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    return MHD_NO;
+}
+
+/* Called by MHD with the raw request target before any unescaping: the request context is born here. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    struct gw_http *http = cls;
+    struct request *r = malloc(sizeof(*r));
+    (void)conn;
+
+    if (r == NULL) {
+        return NULL;
+    }
+    r->http = http;
+    r->conn = conn;
+    r->state = REQ_NEW;
+    r->route = NULL;
+    r->rest = "";
+    r->method = "";
+    r->body = NULL;
+    r->body_len = r->body_cap = 0;
+    r->body_too_large = false;
+    r->status = 0;
+    r->x.resp_payload = NULL;
+    r->x.resp_code = 0;
+    r->x.status = PX_OK;
+    clock_gettime(CLOCK_MONOTONIC, &r->start);
+    r->path = strdup(uri);
+    if (r->path == NULL) {
+        free(r);
+        return NULL;
+    }
+    char *q = strchr(r->path, '?');
+    r->query = NULL;
+    if (q != NULL) {
+        *q = '\0';
+        r->query = q + 1;
+    }
+    atomic_fetch_add(&http->active, 1);
+    return r;
+}
+
+static void log_access(const struct request *r)
+{
+    struct timespec now;
+    char code[5] = "-";
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    double ms = (double)(now.tv_sec - r->start.tv_sec) * 1e3 + (double)(now.tv_nsec - r->start.tv_nsec) / 1e6;
+    if (r->x.resp_code != 0) {
+        px_code_format(r->x.resp_code, code);
+    }
+    const char *upstream = r->route ? r->http->cfg->upstreams[r->route->upstream].name : "-";
+    GW_LOG(GW_LOG_INFO, "http", "event=access method=%s path=%.256s status=%d upstream=%s coap=%s ms=%.2f",
+           r->method, r->path, r->status, upstream, code, ms);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    struct gw_http *http = cls;
+    struct request *r = *req_cls;
+    (void)conn;
+    (void)toe;
+
+    if (r == NULL) {
+        return;
+    }
+    if (http->cfg->log.access_log && r->state != REQ_NEW) {
+        log_access(r);
+    }
+    free(r->x.resp_payload);
+    free(r->body);
+    free(r->path);
+    free(r);
+    *req_cls = NULL;
+    atomic_fetch_sub(&http->active, 1);
+}
+
+/* ---- daemon ---- */
+
+static int open_listener(const struct cfg_endpoint *ep, char *err, size_t err_len)
+{
+    struct addrinfo hints = {
+        .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV | AI_PASSIVE};
+    struct addrinfo *res = NULL;
+    char port[8];
+    int one = 1;
+
+    snprintf(port, sizeof(port), "%u", ep->port);
+    int rc = getaddrinfo(ep->host, port, &hints, &res);
+    if (rc != 0) {
+        snprintf(err, err_len, "http: cannot resolve %s: %s", ep->host, gai_strerror(rc));
+        return -1;
+    }
+    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) {
+        goto out_error;
+    }
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 1024) != 0) {
+        goto out_close;
+    }
+    freeaddrinfo(res);
+    return fd;
+
+out_close:
+    close(fd);
+out_error:
+    snprintf(err, err_len, "http: cannot listen on %s:%u: %s", ep->host, ep->port, strerror(errno));
+    freeaddrinfo(res);
+    return -1;
+}
+
+static unsigned pool_size(void)
+{
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    if (cpus < 1) {
+        return 1;
+    }
+    return cpus > 16 ? 16 : (unsigned)cpus;
+}
+
+struct gw_http *gw_http_start(const struct cfg *cfg, struct px_client *client, char *err, size_t err_len)
+{
+    struct gw_http *http = calloc(1, sizeof(*http));
+    if (http == NULL) {
+        snprintf(err, err_len, "http: out of memory");
+        return NULL;
+    }
+    http->cfg = cfg;
+    http->client = client;
+    http->listen_fd = open_listener(&cfg->listen, err, err_len);
+    if (http->listen_fd < 0) {
+        free(http);
+        return NULL;
+    }
+    unsigned flags =
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    http->daemon = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, http, MHD_OPTION_LISTEN_SOCKET, http->listen_fd,
+        MHD_OPTION_THREAD_POOL_SIZE, pool_size(), MHD_OPTION_CONNECTION_LIMIT, cfg->limits.max_connections,
+        MHD_OPTION_CONNECTION_TIMEOUT, cfg->limits.connection_timeout_s, MHD_OPTION_URI_LOG_CALLBACK, on_uri,
+        http, MHD_OPTION_NOTIFY_COMPLETED, on_completed, http, MHD_OPTION_END);
+    if (http->daemon == NULL) {
+        snprintf(err, err_len, "http: cannot start the HTTP server on %s:%u", cfg->listen.host,
+                 cfg->listen.port);
+        close(http->listen_fd);
+        free(http);
+        return NULL;
+    }
+    return http;
+}
+
+void gw_http_quiesce(struct gw_http *http)
+{
+    atomic_store(&http->draining, true);
+    int fd = MHD_quiesce_daemon(http->daemon);
+    if (fd >= 0) {
+        close(fd);
+        http->listen_fd = -1;
+    }
+}
+
+bool gw_http_wait_idle(struct gw_http *http, unsigned timeout_ms)
+{
+    struct timespec tick = {.tv_sec = 0, .tv_nsec = 10 * 1000 * 1000};
+
+    for (unsigned waited = 0; atomic_load(&http->active) > 0; waited += 10) {
+        if (waited >= timeout_ms) {
+            return false;
+        }
+        nanosleep(&tick, NULL);
+    }
+    return true;
+}
+
+void gw_http_stop(struct gw_http *http)
+{
+    if (http == NULL) {
+        return;
+    }
+    MHD_stop_daemon(http->daemon);
+    if (http->listen_fd >= 0) {
+        close(http->listen_fd);
+    }
+    free(http);
+}

@@ -1,0 +1,672 @@
+/* proxy/client: CoAP worker threads. Each worker owns one libcoap context, the sessions of its upstreams and
+ * their queues; only that thread calls coap_*() on them. Other threads only touch the inbox (mutex) and the
+ * eventfd. Never blocks except in epoll_wait. */
+#include "client.h"
+
+#include <coap3/coap.h>
+#include <errno.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "gateway/log.h"
+
+#define MAX_WORKERS 4
+
+struct worker;
+
+/* One request slot of an upstream: a session carrying at most one exchange. max_inflight slots put that
+ * many exchanges on the wire at once, each within NSTART = 1 of its own session. */
+struct slot {
+    struct upstream *up;
+    coap_session_t *session;
+    struct px_exchange *x;
+};
+
+struct upstream {
+    const struct cfg_upstream *cfg;
+    coap_address_t addr;
+    struct worker *worker;
+    struct slot *slots;
+    unsigned inflight;
+    struct px_exchange *q_head, *q_tail; /* waiting beyond max_inflight, FIFO (so deadlines ascend) */
+    unsigned q_len;
+};
+
+struct worker {
+    struct px_client *client;
+    pthread_t thread;
+    bool started;
+    int efd;
+    int epfd;
+    coap_context_t *ctx;
+    pthread_mutex_t mu;
+    struct px_exchange *in_head, *in_tail; /* guarded by mu */
+    bool stopping;                         /* guarded by mu */
+    struct upstream **ups;                 /* the upstreams this worker owns */
+    size_t ups_len;
+};
+
+struct px_client {
+    const struct cfg *cfg;
+    struct upstream *ups; /* one per cfg->upstreams[i] */
+    struct worker workers[MAX_WORKERS];
+    size_t workers_len;
+};
+
+uint64_t px_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* ---- completion ---- */
+
+static void finish(struct px_exchange *x, enum px_status status, const char *detail)
+{
+    x->status = status;
+    x->detail = detail;
+    x->done(x, x->arg);
+}
+
+static void dispatch(struct upstream *up, struct px_exchange *x);
+
+static struct px_exchange *queue_pop(struct upstream *up)
+{
+    struct px_exchange *x = up->q_head;
+    if (x != NULL) {
+        up->q_head = x->priv.next;
+        if (up->q_head == NULL) {
+            up->q_tail = NULL;
+        }
+        up->q_len--;
+    }
+    return x;
+}
+
+/* Detaches the slot's exchange, completes it, and feeds the slot from the queue. */
+static void slot_complete(struct slot *s, enum px_status status, const char *detail)
+{
+    struct upstream *up = s->up;
+    struct px_exchange *x = s->x;
+
+    s->x = NULL;
+    up->inflight--;
+    finish(x, status, detail);
+    struct px_exchange *next = queue_pop(up);
+    if (next != NULL) {
+        dispatch(up, next);
+    }
+}
+
+/* Drops the slot's session and everything libcoap still holds for it (retransmissions of an abandoned
+ * request must not delay the next one). */
+static void slot_reset_session(struct slot *s)
+{
+    if (s->session == NULL) {
+        return;
+    }
+    coap_session_set_app_data(s->session, NULL);
+    coap_session_disconnected(s->session, COAP_NACK_TOO_MANY_RETRIES);
+    coap_session_release(s->session);
+    s->session = NULL;
+}
+
+/* ---- sending ---- */
+
+static void release_payload(coap_session_t *session, void *app_ptr)
+{
+    (void)session;
+    free(app_ptr);
+}
+
+static int add_payload(coap_session_t *session, coap_pdu_t *pdu, const struct px_exchange *x)
+{
+    if (x->payload_len == 0) {
+        return 1;
+    }
+    uint8_t *copy = malloc(x->payload_len);
+    if (copy == NULL) {
+        return 0;
+    }
+    memcpy(copy, x->payload, x->payload_len);
+    /* libcoap owns copy from here on and frees it through release_payload, even on failure. */
+    return coap_add_data_large_request(session, pdu, x->payload_len, copy, release_payload, copy);
+}
+
+static coap_pdu_t *build_pdu(struct slot *s, struct px_exchange *x)
+{
+    coap_session_t *session = s->session;
+    coap_pdu_type_t type = s->up->cfg->type == CFG_MSG_NON ? COAP_MESSAGE_NON : COAP_MESSAGE_CON;
+    coap_pdu_t *pdu =
+        coap_pdu_init(type, x->code, coap_new_message_id(session), coap_session_max_pdu_size(session));
+    if (pdu == NULL) {
+        return NULL;
+    }
+    coap_session_new_token(session, &x->priv.token_len, x->priv.token);
+    if (!coap_add_token(pdu, x->priv.token_len, x->priv.token)) {
+        goto out_free_pdu;
+    }
+    for (unsigned i = 0; i < x->req->count; i++) {
+        const struct px_opt *o = &x->req->opt[i];
+        if (coap_add_option(pdu, o->number, o->len, px_opt_value(x->req, o)) == 0 && o->len != 0) {
+            goto out_free_pdu;
+        }
+    }
+    if (!add_payload(session, pdu, x)) {
+        goto out_free_pdu;
+    }
+    return pdu;
+
+out_free_pdu:
+    coap_delete_pdu(pdu);
+    return NULL;
+}
+
+static bool slot_open(struct slot *s)
+{
+    if (s->session != NULL) {
+        return true;
+    }
+    struct upstream *up = s->up;
+    s->session = coap_new_client_session(up->worker->ctx, NULL, &up->addr, COAP_PROTO_UDP);
+    if (s->session == NULL) {
+        return false;
+    }
+    coap_session_set_app_data(s->session, s);
+    return true;
+}
+
+static void slot_send(struct slot *s, struct px_exchange *x)
+{
+    struct upstream *up = s->up;
+
+    s->x = x;
+    up->inflight++;
+    if (!slot_open(s)) {
+        slot_complete(s, PX_ERR_BAD_GATEWAY, "cannot open a CoAP session to the upstream");
+        return;
+    }
+    coap_pdu_t *pdu = build_pdu(s, x);
+    if (pdu == NULL) {
+        slot_complete(s, PX_ERR_INTERNAL, "cannot build the CoAP request");
+        return;
+    }
+    if (coap_send(s->session, pdu) == COAP_INVALID_MID) {
+        slot_reset_session(s);
+        slot_complete(s, PX_ERR_BAD_GATEWAY, "the upstream cannot be reached");
+    }
+}
+
+static struct slot *free_slot(struct upstream *up)
+{
+    for (unsigned i = 0; i < up->cfg->max_inflight; i++) {
+        if (up->slots[i].x == NULL) {
+            return &up->slots[i];
+        }
+    }
+    return NULL;
+}
+
+static void dispatch(struct upstream *up, struct px_exchange *x)
+{
+    if (up->inflight < up->cfg->max_inflight) {
+        slot_send(free_slot(up), x);
+        return;
+    }
+    if (up->q_len >= up->cfg->queue_limit) {
+        finish(x, PX_ERR_UNAVAILABLE, "the upstream's request queue is full");
+        return;
+    }
+    x->priv.next = NULL;
+    if (up->q_tail != NULL) {
+        up->q_tail->priv.next = x;
+    } else {
+        up->q_head = x;
+    }
+    up->q_tail = x;
+    up->q_len++;
+}
+
+/* ---- libcoap callbacks (worker thread) ---- */
+
+static bool token_matches(const struct px_exchange *x, const coap_pdu_t *pdu)
+{
+    coap_bin_const_t t = coap_pdu_get_token(pdu);
+    return t.length == x->priv.token_len && memcmp(t.s, x->priv.token, t.length) == 0;
+}
+
+static bool copy_response(struct px_exchange *x, const coap_pdu_t *received)
+{
+    coap_opt_iterator_t oi;
+    coap_opt_t *opt;
+
+    px_optset_init(&x->resp);
+    coap_option_iterator_init(received, &oi, COAP_OPT_ALL);
+    while ((opt = coap_option_next(&oi)) != NULL) {
+        if (oi.number == PX_OPT_BLOCK1 || oi.number == PX_OPT_BLOCK2) {
+            continue;
+        }
+        if (px_optset_add(&x->resp, oi.number, coap_opt_value(opt), coap_opt_length(opt)) != 0) {
+            return false;
+        }
+    }
+    size_t len = 0, offset = 0, total = 0;
+    const uint8_t *data = NULL;
+    if (coap_get_data_large(received, &len, &data, &offset, &total) && len > 0) {
+        x->resp_payload = malloc(len);
+        if (x->resp_payload == NULL) {
+            return false;
+        }
+        memcpy(x->resp_payload, data, len);
+        x->resp_len = len;
+    }
+    return true;
+}
+
+static bool is_response_code(uint8_t code)
+{
+    unsigned cls = PX_CODE_CLASS(code);
+    return (cls == 2 || cls == 4 || cls == 5) && code != PX_CODE(2, 31);
+}
+
+static coap_response_t on_response(coap_session_t *session, const coap_pdu_t *sent,
+                                   const coap_pdu_t *received, const coap_mid_t mid)
+{
+    (void)sent;
+    (void)mid;
+    struct slot *s = coap_session_get_app_data(session);
+    if (s == NULL || s->x == NULL || !token_matches(s->x, received)) {
+        return COAP_RESPONSE_FAIL;
+    }
+    struct px_exchange *x = s->x;
+    x->resp_code = (uint8_t)coap_pdu_get_code(received);
+    if (!is_response_code(x->resp_code)) {
+        slot_complete(s, PX_ERR_BAD_GATEWAY, "the upstream sent a message that is not a response");
+        return COAP_RESPONSE_OK;
+    }
+    if (!copy_response(x, received)) {
+        slot_complete(s, PX_ERR_BAD_GATEWAY, "the upstream's response has too many or too large options");
+        return COAP_RESPONSE_OK;
+    }
+    slot_complete(s, PX_OK, NULL);
+    return COAP_RESPONSE_OK;
+}
+
+static void on_nack(coap_session_t *session, const coap_pdu_t *sent, const coap_nack_reason_t reason,
+                    const coap_mid_t mid)
+{
+    (void)mid;
+    struct slot *s = coap_session_get_app_data(session);
+    if (s == NULL || s->x == NULL || (sent != NULL && !token_matches(s->x, sent))) {
+        return;
+    }
+    switch (reason) {
+    case COAP_NACK_TOO_MANY_RETRIES:
+        slot_reset_session(s);
+        slot_complete(s, PX_ERR_TIMEOUT, "the upstream did not acknowledge the request");
+        return;
+    case COAP_NACK_RST:
+        slot_complete(s, PX_ERR_BAD_GATEWAY, "the upstream rejected the request with a Reset");
+        return;
+    case COAP_NACK_NOT_DELIVERABLE:
+    case COAP_NACK_ICMP_ISSUE:
+    case COAP_NACK_TLS_FAILED:
+        slot_reset_session(s);
+        slot_complete(s, PX_ERR_BAD_GATEWAY, "the upstream is unreachable");
+        return;
+    }
+}
+
+/* ---- deadlines ---- */
+
+/* Completes what is past its deadline; returns ms until the next deadline (or -1 when there is none). */
+static long expire_upstream(struct upstream *up, uint64_t now)
+{
+    long next = -1;
+
+    for (unsigned i = 0; i < up->cfg->max_inflight; i++) {
+        struct slot *s = &up->slots[i];
+        if (s->x == NULL) {
+            continue;
+        }
+        if (s->x->priv.deadline_ms <= now) {
+            slot_reset_session(s);
+            slot_complete(s, PX_ERR_TIMEOUT, "the upstream did not answer within timeout_ms");
+            i = (unsigned)-1; /* slot_complete may have refilled slots: rescan */
+            continue;
+        }
+        long left = (long)(s->x->priv.deadline_ms - now);
+        if (next < 0 || left < next) {
+            next = left;
+        }
+    }
+    while (up->q_head != NULL && up->q_head->priv.deadline_ms <= now) {
+        finish(queue_pop(up), PX_ERR_TIMEOUT, "the request waited in the upstream's queue past timeout_ms");
+    }
+    if (up->q_head != NULL) {
+        long left = (long)(up->q_head->priv.deadline_ms - now);
+        if (next < 0 || left < next) {
+            next = left;
+        }
+    }
+    return next;
+}
+
+static long expire_all(struct worker *w)
+{
+    uint64_t now = px_now_ms();
+    long next = -1;
+
+    for (size_t i = 0; i < w->ups_len; i++) {
+        long n = expire_upstream(w->ups[i], now);
+        if (n >= 0 && (next < 0 || n < next)) {
+            next = n;
+        }
+    }
+    return next;
+}
+
+/* ---- worker loop ---- */
+
+static struct px_exchange *inbox_take(struct worker *w, bool *stopping)
+{
+    pthread_mutex_lock(&w->mu);
+    struct px_exchange *list = w->in_head;
+    w->in_head = w->in_tail = NULL;
+    *stopping = w->stopping;
+    pthread_mutex_unlock(&w->mu);
+    return list;
+}
+
+static void drain_eventfd(int efd)
+{
+    uint64_t v;
+    ssize_t r = read(efd, &v, sizeof(v));
+    (void)r;
+}
+
+static void fail_all(struct worker *w, struct px_exchange *list)
+{
+    while (list != NULL) {
+        struct px_exchange *next = list->priv.next;
+        finish(list, PX_ERR_UNAVAILABLE, "the gateway is shutting down");
+        list = next;
+    }
+    for (size_t i = 0; i < w->ups_len; i++) {
+        struct upstream *up = w->ups[i];
+        struct px_exchange *x;
+        while ((x = queue_pop(up)) != NULL) {
+            finish(x, PX_ERR_UNAVAILABLE, "the gateway is shutting down");
+        }
+        for (unsigned k = 0; k < up->cfg->max_inflight; k++) {
+            struct slot *s = &up->slots[k];
+            if (s->x != NULL) {
+                slot_reset_session(s);
+                slot_complete(s, PX_ERR_UNAVAILABLE, "the gateway is shutting down");
+            }
+        }
+    }
+}
+
+static coap_tick_t ticks_now(void)
+{
+    coap_tick_t t;
+    coap_ticks(&t);
+    return t;
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    struct epoll_event ev[4];
+
+    for (;;) {
+        bool stopping;
+        struct px_exchange *list = inbox_take(w, &stopping);
+        if (stopping) {
+            fail_all(w, list);
+            break;
+        }
+        while (list != NULL) {
+            struct px_exchange *next = list->priv.next;
+            dispatch(&w->client->ups[list->upstream], list);
+            list = next;
+        }
+        long next_deadline = expire_all(w);
+        unsigned coap_wait = coap_io_prepare_epoll(w->ctx, ticks_now());
+        long timeout = coap_wait == 0 ? -1 : (long)coap_wait;
+        if (next_deadline >= 0 && (timeout < 0 || next_deadline < timeout)) {
+            timeout = next_deadline;
+        }
+        int n = epoll_wait(w->epfd, ev, 4, (int)timeout);
+        for (int i = 0; i < n; i++) {
+            if (ev[i].data.fd == w->efd) {
+                drain_eventfd(w->efd);
+            }
+        }
+        coap_io_process(w->ctx, COAP_IO_NO_WAIT);
+    }
+    return NULL;
+}
+
+/* ---- set-up ---- */
+
+static int resolve(const struct cfg_upstream *u, coap_address_t *out, char *err, size_t err_len)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_DGRAM, .ai_flags = AI_NUMERICSERV};
+    struct addrinfo *res = NULL;
+    char port[8];
+
+    snprintf(port, sizeof(port), "%u", u->peer.port);
+    int rc = getaddrinfo(u->peer.host, port, &hints, &res);
+    if (rc != 0) {
+        snprintf(err, err_len, "upstream %s: cannot resolve %s: %s", u->name, u->peer.host, gai_strerror(rc));
+        return -1;
+    }
+    coap_address_init(out);
+    out->size = res->ai_addrlen;
+    memcpy(&out->addr, res->ai_addr, res->ai_addrlen);
+    freeaddrinfo(res);
+    return 0;
+}
+
+static int worker_init(struct worker *w, struct px_client *c, char *err, size_t err_len)
+{
+    w->client = c;
+    w->efd = -1;
+    w->epfd = -1;
+    pthread_mutex_init(&w->mu, NULL);
+    w->ctx = coap_new_context(NULL);
+    if (w->ctx == NULL) {
+        snprintf(err, err_len, "client: cannot create a CoAP context");
+        return -1;
+    }
+    coap_context_set_block_mode(w->ctx, COAP_BLOCK_USE_LIBCOAP | COAP_BLOCK_SINGLE_BODY);
+    coap_register_response_handler(w->ctx, on_response);
+    coap_register_nack_handler(w->ctx, on_nack);
+    int coap_fd = coap_context_get_coap_fd(w->ctx);
+    w->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    w->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (coap_fd < 0 || w->efd < 0 || w->epfd < 0) {
+        snprintf(err, err_len, "client: cannot set up the worker's event loop: %s",
+                 coap_fd < 0 ? "libcoap was built without epoll" : strerror(errno));
+        return -1;
+    }
+    struct epoll_event ev = {.events = EPOLLIN, .data.fd = coap_fd};
+    epoll_ctl(w->epfd, EPOLL_CTL_ADD, coap_fd, &ev);
+    ev.data.fd = w->efd;
+    epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->efd, &ev);
+    return 0;
+}
+
+static void worker_fini(struct worker *w)
+{
+    if (w->ctx != NULL) {
+        coap_free_context(w->ctx);
+    }
+    if (w->efd >= 0) {
+        close(w->efd);
+    }
+    if (w->epfd >= 0) {
+        close(w->epfd);
+    }
+    pthread_mutex_destroy(&w->mu);
+    free(w->ups);
+}
+
+static size_t worker_count(const struct cfg *cfg)
+{
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    size_t n = cpus > 0 ? (size_t)cpus : 1;
+    if (n > MAX_WORKERS) {
+        n = MAX_WORKERS;
+    }
+    if (n > cfg->upstreams_len) {
+        n = cfg->upstreams_len;
+    }
+    return n == 0 ? 1 : n;
+}
+
+static int upstreams_init(struct px_client *c, char *err, size_t err_len)
+{
+    const struct cfg *cfg = c->cfg;
+
+    c->ups = calloc(cfg->upstreams_len ? cfg->upstreams_len : 1, sizeof(*c->ups));
+    if (c->ups == NULL) {
+        snprintf(err, err_len, "client: out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < cfg->upstreams_len; i++) {
+        struct upstream *up = &c->ups[i];
+        up->cfg = &cfg->upstreams[i];
+        up->worker = &c->workers[i % c->workers_len];
+        up->slots = calloc(up->cfg->max_inflight, sizeof(*up->slots));
+        if (up->slots == NULL || resolve(up->cfg, &up->addr, err, err_len) != 0) {
+            if (up->slots == NULL) {
+                snprintf(err, err_len, "client: out of memory");
+            }
+            return -1;
+        }
+        for (unsigned k = 0; k < up->cfg->max_inflight; k++) {
+            up->slots[k].up = up;
+        }
+        struct worker *w = up->worker;
+        struct upstream **grown = realloc(w->ups, (w->ups_len + 1) * sizeof(*w->ups));
+        if (grown == NULL) {
+            snprintf(err, err_len, "client: out of memory");
+            return -1;
+        }
+        w->ups = grown;
+        w->ups[w->ups_len++] = up;
+    }
+    return 0;
+}
+
+struct px_client *px_client_create(const struct cfg *cfg, char *err, size_t err_len)
+{
+    struct px_client *c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        snprintf(err, err_len, "client: out of memory");
+        return NULL;
+    }
+    c->cfg = cfg;
+    c->workers_len = worker_count(cfg);
+    for (size_t i = 0; i < c->workers_len; i++) {
+        if (worker_init(&c->workers[i], c, err, err_len) != 0) {
+            c->workers_len = i + 1;
+            goto out_destroy;
+        }
+    }
+    if (upstreams_init(c, err, err_len) != 0) {
+        goto out_destroy;
+    }
+    for (size_t i = 0; i < c->workers_len; i++) {
+        int rc = pthread_create(&c->workers[i].thread, NULL, worker_main, &c->workers[i]);
+        if (rc != 0) {
+            snprintf(err, err_len, "client: cannot start a worker thread: %s", strerror(rc));
+            goto out_destroy;
+        }
+        c->workers[i].started = true;
+    }
+    return c;
+
+out_destroy:
+    px_client_destroy(c);
+    return NULL;
+}
+
+static void wake(struct worker *w)
+{
+    uint64_t one = 1;
+    ssize_t r = write(w->efd, &one, sizeof(one));
+    (void)r;
+}
+
+void px_client_submit(struct px_client *c, struct px_exchange *x)
+{
+    struct worker *w = c->ups[x->upstream].worker;
+    bool was_empty;
+
+    x->priv.next = NULL;
+    x->priv.deadline_ms = px_now_ms() + c->ups[x->upstream].cfg->timeout_ms;
+    x->resp_payload = NULL;
+    x->resp_len = 0;
+    x->resp_code = 0;
+    x->detail = NULL;
+    px_optset_init(&x->resp);
+
+    pthread_mutex_lock(&w->mu);
+    if (w->stopping) {
+        pthread_mutex_unlock(&w->mu);
+        finish(x, PX_ERR_UNAVAILABLE, "the gateway is shutting down");
+        return;
+    }
+    was_empty = w->in_head == NULL;
+    if (w->in_tail != NULL) {
+        w->in_tail->priv.next = x;
+    } else {
+        w->in_head = x;
+    }
+    w->in_tail = x;
+    pthread_mutex_unlock(&w->mu);
+    if (was_empty) {
+        wake(w);
+    }
+}
+
+void px_client_destroy(struct px_client *c)
+{
+    if (c == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < c->workers_len; i++) {
+        struct worker *w = &c->workers[i];
+        if (!w->started) {
+            continue;
+        }
+        pthread_mutex_lock(&w->mu);
+        w->stopping = true;
+        pthread_mutex_unlock(&w->mu);
+        wake(w);
+        pthread_join(w->thread, NULL);
+    }
+    for (size_t i = 0; i < c->workers_len; i++) {
+        worker_fini(&c->workers[i]);
+    }
+    if (c->ups != NULL) {
+        for (size_t i = 0; i < c->cfg->upstreams_len; i++) {
+            free(c->ups[i].slots);
+        }
+        free(c->ups);
+    }
+    free(c);
+}

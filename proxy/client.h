@@ -1,0 +1,63 @@
+/* proxy/client: the pooled CoAP client. Worker threads each own one libcoap context and the sessions of the
+ * upstreams hashed to them; nothing outside a worker touches its context. Work arrives through a locked queue
+ * plus an eventfd; every submitted exchange is completed exactly once, from the worker thread. */
+#ifndef PX_CLIENT_H
+#define PX_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config/cfg.h"
+#include "proxy/translate.h"
+
+struct px_client;
+struct px_exchange;
+
+typedef void (*px_done_fn)(struct px_exchange *x, void *arg);
+
+/* One CoAP request/response. Owned by the submitter; it must stay alive (and the request fields unchanged)
+ * until done() has been called. */
+struct px_exchange {
+    /* Request, filled by the submitter. */
+    size_t upstream;             /* index into cfg->upstreams */
+    uint8_t code;                /* CoAP method */
+    const struct px_optset *req; /* options in ascending number order; borrowed */
+    const uint8_t *payload;      /* borrowed; copied by the worker before sending */
+    size_t payload_len;
+    px_done_fn done; /* called once, on a worker thread; may free the exchange */
+    void *arg;
+
+    /* Result, valid inside and after done(). */
+    enum px_status status; /* PX_OK (a CoAP response arrived), PX_ERR_TIMEOUT, PX_ERR_BAD_GATEWAY,
+                              PX_ERR_UNAVAILABLE (queue full, shutting down), PX_ERR_INTERNAL */
+    const char *detail;    /* static text saying why, for errors */
+    uint8_t resp_code;
+    struct px_optset resp; /* all response options except Block1/Block2 */
+    uint8_t *resp_payload; /* malloc'd, owned by the exchange: free() it; NULL when empty */
+    size_t resp_len;
+
+    /* Private to the client. */
+    struct {
+        struct px_exchange *next;
+        uint64_t deadline_ms;
+        uint8_t token[8];
+        size_t token_len;
+    } priv;
+};
+
+/* Starts the workers for cfg (borrowed: it must outlive the client). Upstream host names are resolved here.
+ * coap_startup() must have been called.
+ * Returns NULL with "what: why" in err on failure. Thread: main. */
+struct px_client *px_client_create(const struct cfg *cfg, char *err, size_t err_len);
+
+/* Hands x to the worker owning its upstream. Thread: any. Never blocks on the network. */
+void px_client_submit(struct px_client *client, struct px_exchange *x);
+
+/* Completes every queued and in-flight exchange (PX_ERR_UNAVAILABLE), stops and joins the workers, frees
+ * everything. px_client_destroy(NULL) does nothing. Thread: main. */
+void px_client_destroy(struct px_client *client);
+
+/* Monotonic milliseconds, the clock used for deadlines. */
+uint64_t px_now_ms(void);
+
+#endif
