@@ -44,6 +44,9 @@ struct request {
     uint8_t *body;
     size_t body_len, body_cap;
     bool body_too_large;
+    bool admin;                 /* /healthz, /readyz, /metrics */
+    enum px_status refusal;     /* decided from the headers, answered when the request is complete */
+    const char *refusal_detail;
     struct timespec start;
     int status; /* HTTP status sent, for the access log */
     struct px_coap_request creq;
@@ -166,6 +169,12 @@ static void on_exchange_done(struct px_exchange *x, void *arg)
     MHD_resume_connection(r->conn);
 }
 
+static void refuse(struct request *r, enum px_status st, const char *detail)
+{
+    r->refusal = st;
+    r->refusal_detail = detail;
+}
+
 static const char *header(struct request *r, const char *name)
 {
     return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
@@ -200,32 +209,28 @@ static bool declared_too_large(struct request *r)
     return errno != 0 || n > r->http->cfg->limits.max_body_bytes;
 }
 
-/* First call: everything that can be decided from the request line and headers. */
+/* First call: everything that can be decided from the request line and headers. The verdict is kept and
+ * answered once the request is complete, so the connection stays usable (keep-alive); only a declared
+ * oversized body is refused at once, before it is read. */
 static enum MHD_Result begin(struct request *r)
 {
     uint8_t code;
     bool head;
 
+    r->state = REQ_BODY;
     if (px_route_is_admin(r->path, strlen(r->path))) {
-        return reply_admin(r);
-    }
-    if (atomic_load(&r->http->draining)) {
-        return reply_problem(r, PX_ERR_UNAVAILABLE, "the gateway is shutting down");
-    }
-    if (px_method_from_http(r->method, &code, &head) != PX_OK) {
-        return reply_problem(r, PX_ERR_NOT_IMPLEMENTED, "this method has no CoAP equivalent");
-    }
-    r->route = px_route_match(r->http->cfg, r->path, strlen(r->path), &r->rest);
-    if (r->route == NULL) {
-        return reply_problem(r, PX_ERR_NO_ROUTE, "no route matches this path");
-    }
-    if ((r->route->methods & px_route_method_bit(r->method)) == 0) {
-        return reply_problem(r, PX_ERR_METHOD_NOT_ALLOWED, "the route does not allow this method");
-    }
-    if (declared_too_large(r)) {
+        r->admin = true;
+    } else if (atomic_load(&r->http->draining)) {
+        refuse(r, PX_ERR_UNAVAILABLE, "the gateway is shutting down");
+    } else if (px_method_from_http(r->method, &code, &head) != PX_OK) {
+        refuse(r, PX_ERR_NOT_IMPLEMENTED, "this method has no CoAP equivalent");
+    } else if ((r->route = px_route_match(r->http->cfg, r->path, strlen(r->path), &r->rest)) == NULL) {
+        refuse(r, PX_ERR_NO_ROUTE, "no route matches this path");
+    } else if ((r->route->methods & px_route_method_bit(r->method)) == 0) {
+        refuse(r, PX_ERR_METHOD_NOT_ALLOWED, "the route does not allow this method");
+    } else if (declared_too_large(r)) {
         return reply_problem(r, PX_ERR_TOO_LARGE, "the request body is larger than limits.max_body_bytes");
     }
-    r->state = REQ_BODY;
     return MHD_YES;
 }
 
@@ -233,6 +238,9 @@ static void take_body(struct request *r, const char *data, size_t len)
 {
     size_t limit = r->http->cfg->limits.max_body_bytes;
 
+    if (r->admin || r->refusal != PX_OK) {
+        return; /* the body is read and dropped: the answer does not depend on it */
+    }
     if (r->body_too_large || r->body_len + len > limit) {
         r->body_too_large = true;
         return;
@@ -259,6 +267,12 @@ static enum MHD_Result submit(struct request *r)
 {
     const char *detail = NULL;
 
+    if (r->admin) {
+        return reply_admin(r);
+    }
+    if (r->refusal != PX_OK) {
+        return reply_problem(r, r->refusal, r->refusal_detail);
+    }
     if (r->body_too_large) {
         return reply_problem(r, PX_ERR_TOO_LARGE, "the request body is larger than limits.max_body_bytes");
     }
@@ -345,6 +359,9 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
     r->body = NULL;
     r->body_len = r->body_cap = 0;
     r->body_too_large = false;
+    r->admin = false;
+    r->refusal = PX_OK;
+    r->refusal_detail = NULL;
     r->status = 0;
     r->x.resp_payload = NULL;
     r->x.resp_code = 0;

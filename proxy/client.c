@@ -52,6 +52,8 @@ struct worker {
     bool stopping;                         /* guarded by mu */
     struct upstream **ups;                 /* the upstreams this worker owns */
     size_t ups_len;
+    coap_session_t **graveyard;            /* sessions dropped inside a libcoap callback, freed after it */
+    size_t graveyard_len, graveyard_cap;
 };
 
 struct px_client {
@@ -107,17 +109,48 @@ static void slot_complete(struct slot *s, enum px_status status, const char *det
     }
 }
 
-/* Drops the slot's session and everything libcoap still holds for it (retransmissions of an abandoned
- * request must not delay the next one). */
-static void slot_reset_session(struct slot *s)
+/* Drops a session and everything libcoap still holds for it (retransmissions of an abandoned request must
+ * not delay the next one). Only outside libcoap callbacks: libcoap may still be using the session there. */
+static void session_drop(coap_session_t *session)
 {
-    if (s->session == NULL) {
+    coap_session_disconnected(session, COAP_NACK_TOO_MANY_RETRIES);
+    coap_session_release(session);
+}
+
+/* Detaches the slot from its session. Inside a libcoap callback (deferred = true) the session is parked and
+ * dropped once coap_io_process() has returned. */
+static void slot_reset_session(struct slot *s, bool deferred)
+{
+    struct worker *w = s->up->worker;
+    coap_session_t *session = s->session;
+
+    if (session == NULL) {
         return;
     }
-    coap_session_set_app_data(s->session, NULL);
-    coap_session_disconnected(s->session, COAP_NACK_TOO_MANY_RETRIES);
-    coap_session_release(s->session);
     s->session = NULL;
+    coap_session_set_app_data(session, NULL);
+    if (!deferred) {
+        session_drop(session);
+        return;
+    }
+    if (w->graveyard_len == w->graveyard_cap) {
+        size_t cap = w->graveyard_cap ? w->graveyard_cap * 2 : 8;
+        coap_session_t **grown = realloc(w->graveyard, cap * sizeof(*grown));
+        if (grown == NULL) {
+            return; /* the session leaks until the context is freed; it is detached and harmless */
+        }
+        w->graveyard = grown;
+        w->graveyard_cap = cap;
+    }
+    w->graveyard[w->graveyard_len++] = session;
+}
+
+static void bury_sessions(struct worker *w)
+{
+    for (size_t i = 0; i < w->graveyard_len; i++) {
+        session_drop(w->graveyard[i]);
+    }
+    w->graveyard_len = 0;
 }
 
 /* ---- sending ---- */
@@ -201,7 +234,7 @@ static void slot_send(struct slot *s, struct px_exchange *x)
         return;
     }
     if (coap_send(s->session, pdu) == COAP_INVALID_MID) {
-        slot_reset_session(s);
+        slot_reset_session(s, false);
         slot_complete(s, PX_ERR_BAD_GATEWAY, "the upstream cannot be reached");
     }
 }
@@ -311,7 +344,7 @@ static void on_nack(coap_session_t *session, const coap_pdu_t *sent, const coap_
     }
     switch (reason) {
     case COAP_NACK_TOO_MANY_RETRIES:
-        slot_reset_session(s);
+        slot_reset_session(s, true);
         slot_complete(s, PX_ERR_TIMEOUT, "the upstream did not acknowledge the request");
         return;
     case COAP_NACK_RST:
@@ -320,7 +353,7 @@ static void on_nack(coap_session_t *session, const coap_pdu_t *sent, const coap_
     case COAP_NACK_NOT_DELIVERABLE:
     case COAP_NACK_ICMP_ISSUE:
     case COAP_NACK_TLS_FAILED:
-        slot_reset_session(s);
+        slot_reset_session(s, true);
         slot_complete(s, PX_ERR_BAD_GATEWAY, "the upstream is unreachable");
         return;
     }
@@ -339,7 +372,7 @@ static long expire_upstream(struct upstream *up, uint64_t now)
             continue;
         }
         if (s->x->priv.deadline_ms <= now) {
-            slot_reset_session(s);
+            slot_reset_session(s, false);
             slot_complete(s, PX_ERR_TIMEOUT, "the upstream did not answer within timeout_ms");
             i = (unsigned)-1; /* slot_complete may have refilled slots: rescan */
             continue;
@@ -410,7 +443,7 @@ static void fail_all(struct worker *w, struct px_exchange *list)
         for (unsigned k = 0; k < up->cfg->max_inflight; k++) {
             struct slot *s = &up->slots[k];
             if (s->x != NULL) {
-                slot_reset_session(s);
+                slot_reset_session(s, false);
                 slot_complete(s, PX_ERR_UNAVAILABLE, "the gateway is shutting down");
             }
         }
@@ -454,6 +487,7 @@ static void *worker_main(void *arg)
             }
         }
         coap_io_process(w->ctx, COAP_IO_NO_WAIT);
+        bury_sessions(w);
     }
     return NULL;
 }
@@ -521,6 +555,7 @@ static void worker_fini(struct worker *w)
     }
     pthread_mutex_destroy(&w->mu);
     free(w->ups);
+    free(w->graveyard);
 }
 
 static size_t worker_count(const struct cfg *cfg)
