@@ -72,6 +72,7 @@ enum px_status {
     PX_ERR_BAD_GATEWAY,        /* 502: upstream unreachable (ICMP, RST) or malformed/unexpected answer */
     PX_ERR_UNAVAILABLE,        /* 503: upstream queue full or gateway shutting down (Retry-After) */
     PX_ERR_TIMEOUT,            /* 504: upstream silent past timeout_ms */
+    PX_ERR_PRECONDITION_FAILED, /* 412: If-Match lists only entity-tags the upstream cannot have */
 };
 
 const char *px_strerror(enum px_status status);  /* short title, e.g. "Upstream Timeout" */
@@ -95,8 +96,8 @@ const char *px_coap_method_name(uint8_t coap_code); /* "GET" ... "iPATCH", NULL 
 /* Maps an HTTP Content-Type header value (parameters, case and whitespace tolerated as HTTP allows) to a
  * Content-Format. "application/coap-payload; cf=N" maps to N. Returns 0, or -1 when there is no mapping. */
 int px_media_to_format(const char *content_type, uint16_t *cf);
-/* Writes the media type for a Content-Format; unknown formats become "application/coap-payload; cf=N".
- * Returns the length written. */
+/* Writes the media type for a Content-Format; unknown formats become "application/coap-payload;cf=N"
+ * (spelled as in RFC 8075 §6.2). Returns the length written. */
 size_t px_format_to_media(uint16_t cf, char *buf, size_t len);
 
 /* Picks the CoAP Accept for an HTTP Accept header value. *has_accept = false when no Accept option should be
