@@ -1,0 +1,101 @@
+/* proxy/cache: the CoAP-aware response cache (RFC 7252 §5.6/§5.9, RFC 8075 §6-7) with LRU bounds and a
+ * single-flight registry. Thread-safe: one mutex inside, held only for table operations, never across I/O.
+ * The clock is a parameter (monotonic ms), so tests never sleep. */
+#ifndef PX_CACHE_H
+#define PX_CACHE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proxy/translate.h"
+
+#define PX_CACHE_KEY_MAX (PX_OPTBUF_MAX + 64)
+#define PX_CACHE_DEFAULT_MAX_AGE 60
+
+struct px_cache;
+struct px_cache_entry;
+
+/* Counters for the metrics endpoint. */
+struct px_cache_stats {
+    uint64_t hits, misses, revalidated, stores, evictions, invalidations, not_stored_too_large;
+    size_t entries, bytes;
+};
+
+/* ---- pure helpers (no lock, no clock) ---- */
+
+/* Builds the cache key: upstream index, method code, every request option that is part of the cache key
+ * (all but NoCacheKey options per RFC 7252 §5.4.6 and the ETag/If-Match/If-None-Match/Observe/Block options the
+ * cache interprets itself), and for FETCH the Content-Format and payload. Uri-Path and Uri-Query are already
+ * percent-decoded by translate, so "%7E" and "~" give the same key. Returns the key length, 0 if it does not fit.
+ * The resource part (upstream + Uri-Path + Uri-Query) is a prefix of the key: *resource_len tells its length. */
+size_t px_cache_key(size_t upstream, uint8_t code, const struct px_optset *opts, const uint8_t *payload,
+                    size_t payload_len, uint8_t *out, size_t cap, size_t *resource_len);
+
+/* True for response codes a cache may store: 2.05, 2.03 (as a refresh), and the 4.xx/5.xx codes RFC 7252
+ * §5.9 marks cacheable. Never 2.01/2.02/2.04 or unknown 2.xx. */
+bool px_cache_code_cacheable(uint8_t code);
+
+/* Max-Age of a response in seconds (the option's value, or 60 when absent). */
+uint32_t px_cache_max_age(const struct px_optset *opts);
+
+/* ---- the cache ---- */
+
+/* max_entries >= 1, max_bytes >= 1024. Bodies larger than max_bytes / 8 are never stored. NULL on OOM. */
+struct px_cache *px_cache_create(size_t max_entries, size_t max_bytes);
+void px_cache_destroy(struct px_cache *cache); /* NULL ok; entries still referenced stay valid until released */
+
+/* Looks key up. Returns a referenced entry (release it) or NULL on a miss. *fresh tells whether its age is
+ * still below its Max-Age at now_ms. A hit moves the entry to the LRU head. */
+struct px_cache_entry *px_cache_lookup(struct px_cache *cache, const uint8_t *key, size_t key_len,
+                                       uint64_t now_ms, bool *fresh);
+
+/* Stores a response (code, its options, payload copied) under key, replacing any older entry for the key.
+ * resource_len as returned by px_cache_key. Evicts LRU entries until both bounds hold. Returns a referenced
+ * entry, or NULL when not stored (not cacheable, Max-Age 0, body too large, OOM). */
+struct px_cache_entry *px_cache_store(struct px_cache *cache, const uint8_t *key, size_t key_len,
+                                      size_t resource_len, uint8_t code, const struct px_optset *opts,
+                                      const uint8_t *payload, size_t payload_len, uint64_t now_ms);
+
+/* A 2.03 Valid answer to a revalidation: the entry becomes fresh again with the new Max-Age (from opts,
+ * default 60) from now_ms. */
+void px_cache_refresh(struct px_cache *cache, struct px_cache_entry *entry, const struct px_optset *opts,
+                      uint64_t now_ms);
+
+/* Drops every entry whose resource part (upstream + Uri-Path + Uri-Query) equals resource[0..len), whatever
+ * its Accept or method. Used after unsafe methods and for a 2.01's Location target. Returns how many. */
+size_t px_cache_invalidate(struct px_cache *cache, const uint8_t *resource, size_t len);
+
+void px_cache_stats(struct px_cache *cache, struct px_cache_stats *out);
+
+/* ---- entries (immutable once stored, except freshness; safe to read without the lock while referenced) ---- */
+void px_cache_entry_ref(struct px_cache_entry *e);
+void px_cache_entry_release(struct px_cache_entry *e); /* frees when the last reference goes */
+uint8_t px_cache_entry_code(const struct px_cache_entry *e);
+/* A cut-down set (Content-Format, ETag, Max-Age, Location-*) allocated to its used size: read it through
+ * px_optset_find/px_opt_value, never copy it by value. Max-Age is the stored one; use _remaining() for HTTP. */
+const struct px_optset *px_cache_entry_opts(const struct px_cache_entry *e);
+const uint8_t *px_cache_entry_payload(const struct px_cache_entry *e, size_t *len);
+/* Whole seconds since stored or last refreshed (the HTTP Age), and the remaining freshness
+ * max(0, Max-Age - Age): never negative, never above the stored Max-Age. */
+uint32_t px_cache_entry_age(struct px_cache_entry *e, uint64_t now_ms);
+uint32_t px_cache_entry_remaining(struct px_cache_entry *e, uint64_t now_ms);
+/* The stored ETag (0 length when none). */
+const uint8_t *px_cache_entry_etag(const struct px_cache_entry *e, size_t *len);
+
+/* ---- single flight ---- */
+/* A waiter is owned by the caller; px_cache_flight_join links it in. */
+struct px_cache_waiter {
+    struct px_cache_waiter *next;
+    void (*wake)(struct px_cache_waiter *w, void *result); /* called once by whoever finishes the flight */
+};
+
+/* Joins the flight for key. Returns true when the caller is the leader (no flight was running: it must
+ * fetch and then call px_cache_flight_finish); false when w was queued behind a running flight. */
+bool px_cache_flight_join(struct px_cache *cache, const uint8_t *key, size_t key_len, struct px_cache_waiter *w);
+
+/* Ends the flight for key: every queued waiter (not the leader) gets wake(w, result), outside the lock,
+ * in arrival order. Returns the number woken. */
+size_t px_cache_flight_finish(struct px_cache *cache, const uint8_t *key, size_t key_len, void *result);
+
+#endif
