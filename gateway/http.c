@@ -14,54 +14,23 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "gateway/http_priv.h"
 #include "gateway/log.h"
 #include "proxy/route.h"
 #include "proxy/translate.h"
 
-#define PROBLEM_MAX 1024
-#define BODY_INITIAL 4096
-
-struct gw_http {
-    const struct cfg *cfg;
-    struct px_client *client;
-    struct MHD_Daemon *daemon;
-    int listen_fd;
-    atomic_int active; /* requests between URI callback and completion */
-    atomic_bool draining;
-};
-
-enum req_state { REQ_NEW, REQ_BODY, REQ_WAITING, REQ_DONE, REQ_ANSWERED };
-
-struct request {
-    struct gw_http *http;
-    struct MHD_Connection *conn;
-    enum req_state state;
-    char *path;        /* raw path (percent-encoded), NUL-terminated at '?' */
-    const char *query; /* raw query after '?', or NULL */
-    const char *method;
-    const struct cfg_route *route;
-    const char *rest;
-    uint8_t *body;
-    size_t body_len, body_cap;
-    bool body_too_large;
-    bool admin;                 /* /healthz, /readyz, /metrics */
-    enum px_status refusal;     /* decided from the headers, answered when the request is complete */
-    const char *refusal_detail;
-    struct timespec start;
-    int status; /* HTTP status sent, for the access log */
-    struct px_coap_request creq;
-    struct px_exchange x;
-};
-
 /* ---- responses ---- */
 
-static enum MHD_Result queue(struct request *r, struct MHD_Response *resp, int status)
+enum MHD_Result gw_queue(struct request *r, struct MHD_Response *resp, int status)
 {
     if (resp == NULL) {
         return MHD_NO;
     }
     if (atomic_load(&r->http->draining)) {
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    }
+    if (r->http->cache != NULL && r->route != NULL) {
+        MHD_add_response_header(resp, "X-Cache", gw_xcache_name(r->xc));
     }
     r->status = status;
     r->state = REQ_ANSWERED;
@@ -77,10 +46,10 @@ static enum MHD_Result reply_text(struct request *r, int status, const char *con
     if (resp != NULL) {
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
     }
-    return queue(r, resp, status);
+    return gw_queue(r, resp, status);
 }
 
-static enum MHD_Result reply_problem(struct request *r, enum px_status st, const char *detail)
+enum MHD_Result gw_reply_problem(struct request *r, enum px_status st, const char *detail)
 {
     char body[PROBLEM_MAX];
     size_t len = px_problem_json(body, sizeof(body), st, detail);
@@ -102,10 +71,10 @@ static enum MHD_Result reply_problem(struct request *r, enum px_status st, const
     if (st == PX_ERR_TOO_LARGE) {
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     }
-    return queue(r, resp, status);
+    return gw_queue(r, resp, status);
 }
 
-static void add_header_if(struct MHD_Response *resp, const char *name, const char *value)
+void gw_add_header_if(struct MHD_Response *resp, const char *name, const char *value)
 {
     if (value[0] != '\0') {
         MHD_add_response_header(resp, name, value);
@@ -113,7 +82,7 @@ static void add_header_if(struct MHD_Response *resp, const char *name, const cha
 }
 
 /* Adds "name: <prefix><v>" when v >= 0. */
-static void add_number_header(struct MHD_Response *resp, const char *name, const char *prefix, long v)
+void gw_add_number_header(struct MHD_Response *resp, const char *name, const char *prefix, long v)
 {
     char buf[48];
     if (v >= 0) {
@@ -122,41 +91,106 @@ static void add_number_header(struct MHD_Response *resp, const char *name, const
     }
 }
 
-/* Turns the finished exchange into the HTTP response. The payload buffer moves into the MHD response. */
-static enum MHD_Result reply_coap(struct request *r)
+static void release_entry(void *cls)
 {
-    struct px_exchange *x = &r->x;
+    px_cache_entry_release(cls);
+}
+
+/* The body of an answer: a cache entry's payload is lent (the entry stays referenced until MHD is done
+ * with it), an owned buffer moves into MHD, anything else is copied. */
+static struct MHD_Response *answer_body(const uint8_t *payload, size_t len, uint8_t **owned,
+                                        struct px_cache_entry *entry)
+{
+    struct MHD_Response *resp;
+
+    if (payload == NULL || len == 0) {
+        return MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+    }
+    if (entry != NULL) {
+        px_cache_entry_ref(entry);
+        resp = MHD_create_response_from_buffer_with_free_callback_cls(len, (void *)payload, release_entry,
+                                                                      entry);
+        if (resp == NULL) {
+            px_cache_entry_release(entry);
+        }
+        return resp;
+    }
+    if (owned != NULL && *owned == payload) {
+        resp = MHD_create_response_from_buffer(len, (void *)payload, MHD_RESPMEM_MUST_FREE);
+        if (resp != NULL) {
+            *owned = NULL;
+        }
+        return resp;
+    }
+    return MHD_create_response_from_buffer(len, (void *)payload, MHD_RESPMEM_MUST_COPY);
+}
+
+/* A 200 whose ETag (or any representation, for "*") the client already holds becomes 304 (RFC 9110 §13.1.2).
+ */
+static bool not_modified(const struct request *r, int status, const struct px_optset *opts)
+{
+    if (status != MHD_HTTP_OK || (r->inm_count == 0 && !r->inm_star)) {
+        return false;
+    }
+    const struct px_opt *etag = px_optset_find(opts, PX_OPT_ETAG, 0);
+    if (etag == NULL) {
+        return r->inm_star;
+    }
+    return gw_cache_inm_matches(r, px_opt_value(opts, etag), etag->len);
+}
+
+enum MHD_Result gw_reply_answer(struct request *r, uint8_t code, const struct px_optset *opts,
+                                const uint8_t *payload, size_t len, uint8_t **owned,
+                                struct px_cache_entry *entry)
+{
     const struct cfg_upstream *up = &r->http->cfg->upstreams[r->route->upstream];
-    struct px_coap_response in = {.code = x->resp_code, .opts = &x->resp, .payload_len = x->resp_len};
+    struct px_coap_response in = {.code = code, .opts = opts, .payload_len = len};
     struct px_http_response out;
 
-    if (x->status != PX_OK) {
-        return reply_problem(r, x->status, x->detail);
+    r->coap_code = code;
+    if (px_response_to_http(&in, r->route->prefix, (const char *const *)up->base_path, up->base_path_len,
+                            NULL, &out) != PX_OK) {
+        return gw_reply_problem(r, PX_ERR_BAD_GATEWAY,
+                                "the upstream answered with a code that is not a CoAP response");
     }
-    enum px_status st = px_response_to_http(&in, r->route->prefix, (const char *const *)up->base_path,
-                                            up->base_path_len, NULL, &out);
-    if (st != PX_OK) {
-        return reply_problem(r, st, "the upstream answered with a code that is not a CoAP response");
+    uint64_t now = px_now_ms();
+    if (entry != NULL && out.max_age >= 0) {
+        out.max_age = (long)px_cache_entry_remaining(entry, now);
     }
-    struct MHD_Response *resp;
-    if (out.send_body && x->resp_len > 0) {
-        resp = MHD_create_response_from_buffer(x->resp_len, x->resp_payload, MHD_RESPMEM_MUST_FREE);
-        if (resp != NULL) {
-            x->resp_payload = NULL;
-        }
-    } else {
-        resp = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+    bool is_304 = not_modified(r, out.status, opts);
+    if (is_304) {
+        out.status = MHD_HTTP_NOT_MODIFIED;
+        out.send_body = false;
     }
+    /* A 304 keeps the body it replaces: libmicrohttpd never sends a 304's body but derives Content-Length
+     * from it, and RFC 9110 §8.6 allows only the length the 200 would have had. */
+    struct MHD_Response *resp = out.send_body || is_304
+                                    ? answer_body(payload, len, owned, entry)
+                                    : MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
     if (resp == NULL) {
         return MHD_NO;
     }
-    add_header_if(resp, MHD_HTTP_HEADER_CONTENT_TYPE, out.send_body ? out.content_type : "");
-    add_header_if(resp, MHD_HTTP_HEADER_ETAG, out.etag);
-    add_header_if(resp, MHD_HTTP_HEADER_LOCATION, out.location);
-    add_header_if(resp, MHD_HTTP_HEADER_ALLOW, out.allow);
-    add_number_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "max-age=", out.max_age);
-    add_number_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "", out.retry_after);
-    return queue(r, resp, out.status);
+    gw_add_header_if(resp, MHD_HTTP_HEADER_CONTENT_TYPE, out.send_body ? out.content_type : "");
+    gw_add_header_if(resp, MHD_HTTP_HEADER_ETAG, out.etag);
+    gw_add_header_if(resp, MHD_HTTP_HEADER_LOCATION, out.location);
+    gw_add_header_if(resp, MHD_HTTP_HEADER_ALLOW, out.allow);
+    gw_add_number_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "max-age=", out.max_age);
+    gw_add_number_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "", out.retry_after);
+    if (entry != NULL && r->xc == XC_HIT) {
+        gw_add_number_header(resp, MHD_HTTP_HEADER_AGE, "", (long)px_cache_entry_age(entry, now));
+    }
+    return gw_queue(r, resp, out.status);
+}
+
+/* The answer of a request that went straight to the device (cache bypassed). */
+static enum MHD_Result reply_direct(struct request *r)
+{
+    struct px_exchange *x = &r->x;
+
+    if (x->status != PX_OK) {
+        return gw_reply_problem(r, x->status, x->detail);
+    }
+    return gw_reply_answer(r, x->resp_code, &x->resp, x->resp_payload, x->resp_len, &x->resp_payload, NULL);
 }
 
 /* ---- request life cycle ---- */
@@ -165,8 +199,21 @@ static void on_exchange_done(struct px_exchange *x, void *arg)
 {
     struct request *r = arg;
     (void)x;
+    gw_cache_invalidate_after(r);
     r->state = REQ_DONE;
     MHD_resume_connection(r->conn);
+}
+
+void gw_forward(struct request *r, px_done_fn done)
+{
+    r->x.upstream = r->route->upstream;
+    r->x.code = r->creq.code;
+    r->x.req = &r->creq.opts;
+    r->x.payload = r->creq.has_body ? r->body : NULL;
+    r->x.payload_len = r->creq.has_body ? r->body_len : 0;
+    r->x.done = done;
+    r->x.arg = r;
+    px_client_submit(r->http->client, &r->x);
 }
 
 static void refuse(struct request *r, enum px_status st, const char *detail)
@@ -175,7 +222,7 @@ static void refuse(struct request *r, enum px_status st, const char *detail)
     r->refusal_detail = detail;
 }
 
-static const char *header(struct request *r, const char *name)
+const char *gw_header(struct request *r, const char *name)
 {
     return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
 }
@@ -188,7 +235,7 @@ static enum MHD_Result reply_admin(struct request *r)
         if (resp != NULL) {
             MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
         }
-        return queue(r, resp, MHD_HTTP_METHOD_NOT_ALLOWED);
+        return gw_queue(r, resp, MHD_HTTP_METHOD_NOT_ALLOWED);
     }
     if (atomic_load(&r->http->draining) && strcmp(r->path, "/readyz") == 0) {
         return reply_text(r, MHD_HTTP_SERVICE_UNAVAILABLE, "text/plain; charset=utf-8", "draining\n");
@@ -199,7 +246,7 @@ static enum MHD_Result reply_admin(struct request *r)
 /* Content-Length above the limit is refused before a byte of the body is read. */
 static bool declared_too_large(struct request *r)
 {
-    const char *cl = header(r, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    const char *cl = gw_header(r, MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (cl == NULL) {
         return false;
     }
@@ -229,7 +276,7 @@ static enum MHD_Result begin(struct request *r)
     } else if ((r->route->methods & px_route_method_bit(r->method)) == 0) {
         refuse(r, PX_ERR_METHOD_NOT_ALLOWED, "the route does not allow this method");
     } else if (declared_too_large(r)) {
-        return reply_problem(r, PX_ERR_TOO_LARGE, "the request body is larger than limits.max_body_bytes");
+        return gw_reply_problem(r, PX_ERR_TOO_LARGE, "the request body is larger than limits.max_body_bytes");
     }
     return MHD_YES;
 }
@@ -271,38 +318,35 @@ static enum MHD_Result submit(struct request *r)
         return reply_admin(r);
     }
     if (r->refusal != PX_OK) {
-        return reply_problem(r, r->refusal, r->refusal_detail);
+        return gw_reply_problem(r, r->refusal, r->refusal_detail);
     }
     if (r->body_too_large) {
-        return reply_problem(r, PX_ERR_TOO_LARGE, "the request body is larger than limits.max_body_bytes");
+        return gw_reply_problem(r, PX_ERR_TOO_LARGE, "the request body is larger than limits.max_body_bytes");
     }
     const struct cfg_upstream *up = &r->http->cfg->upstreams[r->route->upstream];
     struct px_http_request in = {
         .method = r->method,
         .rest = r->rest,
         .query = r->query,
-        .content_type = header(r, MHD_HTTP_HEADER_CONTENT_TYPE),
-        .accept = header(r, MHD_HTTP_HEADER_ACCEPT),
-        .if_match = header(r, MHD_HTTP_HEADER_IF_MATCH),
-        .if_none_match = header(r, MHD_HTTP_HEADER_IF_NONE_MATCH),
+        .content_type = gw_header(r, MHD_HTTP_HEADER_CONTENT_TYPE),
+        .accept = gw_header(r, MHD_HTTP_HEADER_ACCEPT),
+        .if_match = gw_header(r, MHD_HTTP_HEADER_IF_MATCH),
+        .if_none_match = gw_header(r, MHD_HTTP_HEADER_IF_NONE_MATCH),
         .body_len = r->body_len,
     };
     enum px_status st =
         px_request_to_coap(&in, (const char *const *)up->base_path, up->base_path_len, &r->creq, &detail);
     if (st != PX_OK) {
-        return reply_problem(r, st, detail);
+        return gw_reply_problem(r, st, detail);
     }
-    r->x.upstream = r->route->upstream;
-    r->x.code = r->creq.code;
-    r->x.req = &r->creq.opts;
-    r->x.payload = r->creq.has_body ? r->body : NULL;
-    r->x.payload_len = r->creq.has_body ? r->body_len : 0;
-    r->x.done = on_exchange_done;
-    r->x.arg = r;
+    gw_cache_prepare(r);
+    if (r->xc != XC_BYPASS) {
+        return gw_cache_serve(r);
+    }
     r->state = REQ_WAITING;
     /* Suspend before submitting: the worker may resume the connection before this function returns. */
     MHD_suspend_connection(r->conn);
-    px_client_submit(r->http->client, &r->x);
+    gw_forward(r, on_exchange_done);
     return MHD_YES;
 }
 
@@ -331,7 +375,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         }
         return submit(r);
     case REQ_DONE:
-        return reply_coap(r);
+        return r->shared != NULL ? gw_cache_reply(r) : reply_direct(r);
     case REQ_WAITING:
     case REQ_ANSWERED:
         *upload_data_size = 0;
@@ -366,6 +410,14 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
     r->x.resp_payload = NULL;
     r->x.resp_code = 0;
     r->x.status = PX_OK;
+    r->coap_code = 0;
+    r->xc = XC_BYPASS;
+    r->key = NULL;
+    r->key_len = r->resource_len = 0;
+    r->stale = NULL;
+    r->shared = NULL;
+    r->no_cache = r->no_store = r->inm_star = false;
+    r->inm_count = 0;
     clock_gettime(CLOCK_MONOTONIC, &r->start);
     r->path = strdup(uri);
     if (r->path == NULL) {
@@ -389,12 +441,13 @@ static void log_access(const struct request *r)
 
     clock_gettime(CLOCK_MONOTONIC, &now);
     double ms = (double)(now.tv_sec - r->start.tv_sec) * 1e3 + (double)(now.tv_nsec - r->start.tv_nsec) / 1e6;
-    if (r->x.resp_code != 0) {
-        px_code_format(r->x.resp_code, code);
+    if (r->coap_code != 0) {
+        px_code_format(r->coap_code, code);
     }
     const char *upstream = r->route ? r->http->cfg->upstreams[r->route->upstream].name : "-";
-    GW_LOG(GW_LOG_INFO, "http", "event=access method=%s path=%.256s status=%d upstream=%s coap=%s ms=%.2f",
-           r->method, r->path, r->status, upstream, code, ms);
+    GW_LOG(GW_LOG_INFO, "http",
+           "event=access method=%s path=%.256s status=%d upstream=%s coap=%s cache=%s ms=%.2f", r->method,
+           r->path, r->status, upstream, code, gw_xcache_name(r->xc), ms);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
@@ -411,6 +464,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     if (http->cfg->log.access_log && r->state != REQ_NEW) {
         log_access(r);
     }
+    gw_cache_release(r);
     free(r->x.resp_payload);
     free(r->body);
     free(r->path);
@@ -463,7 +517,8 @@ static unsigned pool_size(void)
     return cpus > 16 ? 16 : (unsigned)cpus;
 }
 
-struct gw_http *gw_http_start(const struct cfg *cfg, struct px_client *client, char *err, size_t err_len)
+struct gw_http *gw_http_start(const struct cfg *cfg, struct px_client *client, struct px_cache *cache,
+                              char *err, size_t err_len)
 {
     struct gw_http *http = calloc(1, sizeof(*http));
     if (http == NULL) {
@@ -472,6 +527,7 @@ struct gw_http *gw_http_start(const struct cfg *cfg, struct px_client *client, c
     }
     http->cfg = cfg;
     http->client = client;
+    http->cache = cache;
     http->listen_fd = open_listener(&cfg->listen, err, err_len);
     if (http->listen_fd < 0) {
         free(http);

@@ -7,13 +7,15 @@
 #include <stddef.h>
 
 #include "config/cfg.h"
+#include "proxy/cache.h"
 #include "proxy/client.h"
 
 struct gw_http;
 
-/* Binds cfg->listen and starts serving. cfg and client are borrowed and must outlive the server. Returns
- * NULL with "what: why" in err (e.g. the address is in use). Thread: main. */
-struct gw_http *gw_http_start(const struct cfg *cfg, struct px_client *client, char *err, size_t err_len);
+/* Binds cfg->listen and starts serving. cfg, client and cache (NULL: no caching) are borrowed and must
+ * outlive the server. Returns NULL with "what: why" in err (e.g. the address is in use). Thread: main. */
+struct gw_http *gw_http_start(const struct cfg *cfg, struct px_client *client, struct px_cache *cache,
+                              char *err, size_t err_len);
 
 /* Stops accepting connections; requests arriving later on open connections get 503 and the connection is
  * closed. Requests in progress go on. Thread: main. */

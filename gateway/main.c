@@ -13,6 +13,7 @@
 #include "gateway/demo.h"
 #include "gateway/http.h"
 #include "gateway/log.h"
+#include "proxy/cache.h"
 #include "proxy/client.h"
 
 #define EXIT_USAGE 2
@@ -186,6 +187,7 @@ static int serve(struct cfg *cfg)
     int rc = EXIT_FAILURE;
     struct demo_server *demo = NULL;
     struct px_client *client = NULL;
+    struct px_cache *cache = NULL;
     struct gw_http *http = NULL;
 
     if (cfg->demo.enabled) {
@@ -198,7 +200,14 @@ static int serve(struct cfg *cfg)
     if (client == NULL) {
         goto out_error;
     }
-    http = gw_http_start(cfg, client, err, sizeof(err));
+    if (cfg->cache.enabled) {
+        cache = px_cache_create(cfg->cache.max_entries, cfg->cache.max_bytes);
+        if (cache == NULL) {
+            snprintf(err, sizeof(err), "cache: out of memory");
+            goto out_error;
+        }
+    }
+    http = gw_http_start(cfg, client, cache, err, sizeof(err));
     if (http == NULL) {
         goto out_error;
     }
@@ -226,6 +235,7 @@ out_stop:
     /* The client completes anything left, which resumes the connections before the daemon stops. */
     px_client_destroy(client);
     gw_http_stop(http);
+    px_cache_destroy(cache);
     demo_server_stop(demo);
     return rc;
 }

@@ -52,7 +52,7 @@ struct worker {
     bool stopping;                         /* guarded by mu */
     struct upstream **ups;                 /* the upstreams this worker owns */
     size_t ups_len;
-    coap_session_t **graveyard;            /* sessions dropped inside a libcoap callback, freed after it */
+    coap_session_t **graveyard; /* sessions dropped inside a libcoap callback, freed after it */
     size_t graveyard_len, graveyard_cap;
 };
 
@@ -175,6 +175,20 @@ static int add_payload(coap_session_t *session, coap_pdu_t *pdu, const struct px
     return coap_add_data_large_request(session, pdu, x->payload_len, copy, release_payload, copy);
 }
 
+/* Indices of set's options in ascending number order, repeated options kept in their order (stable
+ * insertion sort: sets are small and nearly sorted). The wire needs ascending deltas (RFC 7252 §3.1). */
+static void sort_options(const struct px_optset *set, unsigned order[PX_OPT_MAX])
+{
+    for (unsigned i = 0; i < set->count; i++) {
+        unsigned k = i;
+        while (k > 0 && set->opt[order[k - 1]].number > set->opt[i].number) {
+            order[k] = order[k - 1];
+            k--;
+        }
+        order[k] = i;
+    }
+}
+
 static coap_pdu_t *build_pdu(struct slot *s, struct px_exchange *x)
 {
     coap_session_t *session = s->session;
@@ -188,8 +202,10 @@ static coap_pdu_t *build_pdu(struct slot *s, struct px_exchange *x)
     if (!coap_add_token(pdu, x->priv.token_len, x->priv.token)) {
         goto out_free_pdu;
     }
+    unsigned order[PX_OPT_MAX];
+    sort_options(x->req, order);
     for (unsigned i = 0; i < x->req->count; i++) {
-        const struct px_opt *o = &x->req->opt[i];
+        const struct px_opt *o = &x->req->opt[order[i]];
         if (coap_add_option(pdu, o->number, o->len, px_opt_value(x->req, o)) == 0 && o->len != 0) {
             goto out_free_pdu;
         }

@@ -21,7 +21,7 @@ struct px_exchange {
     /* Request, filled by the submitter. */
     size_t upstream;             /* index into cfg->upstreams */
     uint8_t code;                /* CoAP method */
-    const struct px_optset *req; /* options in ascending number order; borrowed */
+    const struct px_optset *req; /* options in any order (sent sorted by number, stable); borrowed */
     const uint8_t *payload;      /* borrowed; copied by the worker before sending */
     size_t payload_len;
     px_done_fn done; /* called once, on a worker thread; may free the exchange */
