@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <microhttpd.h>
 #include <netdb.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -227,6 +228,67 @@ const char *gw_header(struct request *r, const char *name)
     return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
 }
 
+struct metrics_buf {
+    char text[4096];
+    size_t len;
+};
+
+static void metrics_add(struct metrics_buf *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void metrics_add(struct metrics_buf *m, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(m->text + m->len, sizeof(m->text) - m->len, fmt, ap);
+    va_end(ap);
+    if (n > 0 && (size_t)n < sizeof(m->text) - m->len) {
+        m->len += (size_t)n;
+    }
+}
+
+/* One metric family without labels: HELP and TYPE once, then the sample. */
+static void metric(struct metrics_buf *m, const char *name, const char *type, const char *help,
+                   uint64_t value)
+{
+    metrics_add(m, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type, name,
+                (unsigned long long)value);
+}
+
+/* Prometheus text exposition (version 0.0.4) of the gateway's counters. */
+static enum MHD_Result reply_metrics(struct request *r)
+{
+    struct gw_http *http = r->http;
+    struct metrics_buf m = {.len = 0};
+    metric(&m, "coapgw_http_requests_active", "gauge", "HTTP requests in progress.",
+           (uint64_t)atomic_load(&http->active));
+    metrics_add(&m, "# HELP coapgw_http_responses_total HTTP responses sent, by status class.\n"
+                    "# TYPE coapgw_http_responses_total counter\n");
+    for (int c = 1; c <= 5; c++) {
+        metrics_add(&m, "coapgw_http_responses_total{class=\"%dxx\"} %llu\n", c,
+                    (unsigned long long)atomic_load(&http->answered[c]));
+    }
+    if (http->cache != NULL) {
+        struct px_cache_stats st;
+        px_cache_stats(http->cache, &st);
+        metric(&m, "coapgw_cache_hits_total", "counter", "Fresh cache hits.", st.hits);
+        metric(&m, "coapgw_cache_misses_total", "counter", "Lookups that found no fresh entry.", st.misses);
+        metric(&m, "coapgw_cache_revalidated_total", "counter", "Stale entries refreshed by 2.03 Valid.",
+               st.revalidated);
+        metric(&m, "coapgw_cache_stores_total", "counter", "Responses stored.", st.stores);
+        metric(&m, "coapgw_cache_evictions_total", "counter", "Entries evicted by the bounds.", st.evictions);
+        metric(&m, "coapgw_cache_invalidations_total", "counter", "Entries dropped after unsafe methods.",
+               st.invalidations);
+        metric(&m, "coapgw_cache_entries", "gauge", "Entries stored.", st.entries);
+        metric(&m, "coapgw_cache_bytes", "gauge", "Bytes accounted to stored entries.", st.bytes);
+    }
+    struct MHD_Response *resp = MHD_create_response_from_buffer(m.len, m.text, MHD_RESPMEM_MUST_COPY);
+    if (resp != NULL) {
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                                "text/plain; version=0.0.4; charset=utf-8");
+    }
+    return gw_queue(r, resp, MHD_HTTP_OK);
+}
+
 static enum MHD_Result reply_admin(struct request *r)
 {
     if (strcmp(r->method, "GET") != 0 && strcmp(r->method, "HEAD") != 0) {
@@ -236,6 +298,9 @@ static enum MHD_Result reply_admin(struct request *r)
             MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
         }
         return gw_queue(r, resp, MHD_HTTP_METHOD_NOT_ALLOWED);
+    }
+    if (strcmp(r->path, "/metrics") == 0) {
+        return reply_metrics(r);
     }
     if (atomic_load(&r->http->draining) && strcmp(r->path, "/readyz") == 0) {
         return reply_text(r, MHD_HTTP_SERVICE_UNAVAILABLE, "text/plain; charset=utf-8", "draining\n");
@@ -464,6 +529,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     if (http->cfg->log.access_log && r->state != REQ_NEW) {
         log_access(r);
     }
+    unsigned klass = r->status >= 100 && r->status < 600 ? (unsigned)r->status / 100 : 0;
+    atomic_fetch_add_explicit(&http->answered[klass], 1, memory_order_relaxed);
     gw_cache_release(r);
     free(r->x.resp_payload);
     free(r->body);

@@ -25,6 +25,7 @@ struct gw_http {
     int listen_fd;
     atomic_int active; /* requests between URI callback and completion */
     atomic_bool draining;
+    atomic_uint_fast64_t answered[6]; /* requests answered, by status class (index 1..5; 0: no response) */
 };
 
 enum req_state { REQ_NEW, REQ_BODY, REQ_WAITING, REQ_DONE, REQ_ANSWERED };
