@@ -1,5 +1,5 @@
-/* gateway/demo: the embedded demo CoAP server (hello, sensors, LED, echo) on its own thread.
- * Everything made from the libcoap context is touched by the demo thread only; the caller thread only
+/* gateway/demo: the embedded demo CoAP server (hello, sensors, LED, echo, firmware, upload) on its own
+ * thread. Everything made from the libcoap context is touched by the demo thread only; the caller thread only
  * starts, signals (eventfd) and joins it. */
 #include "demo.h"
 
@@ -7,6 +7,7 @@
 
 #include <coap3/coap.h>
 #include <errno.h>
+#include <gnutls/crypto.h>
 #include <jansson.h>
 #include <netdb.h>
 #include <pthread.h>
@@ -25,6 +26,15 @@
 #define NOTIFY_INTERVAL_MS 1000
 #define SENSOR_MAX_AGE 5
 #define HELLO_TEXT "Hello, CoAP!"
+
+/* The firmware image: FIRMWARE_SIZE bytes from xorshift64* seeded with FIRMWARE_SEED, so every build and
+ * every run serves the same bytes and the same SHA-256. */
+#define FIRMWARE_SIZE 65536
+#define FIRMWARE_SEED 0x636f61706777ULL /* "coapgw" */
+#define FIRMWARE_MAX_AGE 3600
+#define UPLOAD_MAX_BYTES (4u * 1024 * 1024)
+#define SHA256_LEN 32
+#define SHA256_HEX_LEN (2 * SHA256_LEN)
 
 /* A simulated sensor: base + a slow swing + a faster wobble, so readings look alive but stay plausible. */
 struct sensor_def {
@@ -61,6 +71,12 @@ struct demo_server {
     coap_context_t *ctx;
     coap_resource_t *sensors[SENSOR_COUNT];
     bool led_on;
+    size_t upload_bytes;                    /* summary of the last accepted upload */
+    char upload_sha256[SHA256_HEX_LEN + 1]; /* hex */
+
+    /* Built by server_setup, read-only afterwards; libcoap borrows it for block-wise GETs. */
+    uint8_t firmware[FIRMWARE_SIZE];
+    char firmware_sha256[SHA256_HEX_LEN + 1]; /* hex */
 };
 
 static pthread_once_t coap_once = PTHREAD_ONCE_INIT;
@@ -113,6 +129,23 @@ static uint64_t etag_of(const void *data, size_t len)
         h = (h ^ p[i]) * 1099511628211ULL;
     }
     return h ? h : 1;
+}
+
+/* Writes the lower-case hex SHA-256 of data into hex. Returns 0, or -1 when gnutls fails. */
+static int sha256_hex(const void *data, size_t len, char hex[SHA256_HEX_LEN + 1])
+{
+    static const char digits[] = "0123456789abcdef";
+    uint8_t digest[SHA256_LEN];
+
+    if (gnutls_hash_fast(GNUTLS_DIG_SHA256, len ? data : "", len, digest) < 0) {
+        return -1;
+    }
+    for (size_t i = 0; i < SHA256_LEN; i++) {
+        hex[2 * i] = digits[digest[i] >> 4];
+        hex[2 * i + 1] = digits[digest[i] & 0xf];
+    }
+    hex[SHA256_HEX_LEN] = '\0';
+    return 0;
 }
 
 static bool option_uint(const coap_pdu_t *pdu, coap_option_num_t num, unsigned int *out)
@@ -185,13 +218,15 @@ struct reply {
     size_t len;
 };
 
-/* Sends a copy of the body, block-wise when it does not fit one datagram. A 2.05 carries an ETag derived
- * from the body and becomes 2.03 Valid, without body, when the client already holds that ETag. */
-static void send_reply(coap_resource_t *resource, coap_session_t *session, const coap_pdu_t *request,
-                       const coap_string_t *query, coap_pdu_t *response, const struct reply *r)
+/* Sends the body, block-wise when it does not fit one datagram. A 2.05 carries an ETag derived from the
+ * body and becomes 2.03 Valid, without body, when the client already holds that ETag. borrowed: r->data
+ * lives as long as the context, so libcoap points at it; otherwise it gets a copy it frees itself. */
+static void send_body(coap_resource_t *resource, coap_session_t *session, const coap_pdu_t *request,
+                      const coap_string_t *query, coap_pdu_t *response, const struct reply *r, bool borrowed)
 {
+    const void *data = r->data;
     uint64_t etag = 0;
-    void *copy;
+    void *copy = NULL;
 
     if (r->code == COAP_RESPONSE_CODE_CONTENT) {
         etag = etag_of(r->data, r->len);
@@ -204,12 +239,15 @@ static void send_reply(coap_resource_t *resource, coap_session_t *session, const
             return;
         }
     }
-    copy = malloc(r->len ? r->len : 1);
-    if (!copy) {
-        reply_error(response, COAP_RESPONSE_CODE_INTERNAL_ERROR, "out of memory");
-        return;
+    if (!borrowed) {
+        copy = malloc(r->len ? r->len : 1);
+        if (!copy) {
+            reply_error(response, COAP_RESPONSE_CODE_INTERNAL_ERROR, "out of memory");
+            return;
+        }
+        memcpy(copy, r->data, r->len);
+        data = copy;
     }
-    memcpy(copy, r->data, r->len);
     /* libcoap leaves out Content-Format 0; text/plain is said explicitly so no client has to guess. */
     if (r->format == COAP_MEDIATYPE_TEXT_PLAIN) {
         add_uint_option(response, COAP_OPTION_CONTENT_FORMAT, 0);
@@ -217,7 +255,13 @@ static void send_reply(coap_resource_t *resource, coap_session_t *session, const
     coap_pdu_set_code(response, r->code);
     /* libcoap calls release_payload once the last block is out, on success and on failure alike. */
     coap_add_data_large_response(resource, session, request, response, query, r->format, r->maxage, etag,
-                                 r->len, copy, release_payload, copy);
+                                 r->len, data, copy ? release_payload : NULL, copy);
+}
+
+static void send_reply(coap_resource_t *resource, coap_session_t *session, const coap_pdu_t *request,
+                       const coap_string_t *query, coap_pdu_t *response, const struct reply *r)
+{
+    send_body(resource, session, request, query, response, r, false);
 }
 
 /* ---- handlers ---- */
@@ -361,6 +405,96 @@ static void hnd_echo(coap_resource_t *resource, coap_session_t *session, const c
     send_reply(resource, session, request, query, response, &r);
 }
 
+static void hnd_firmware(coap_resource_t *resource, coap_session_t *session, const coap_pdu_t *request,
+                         const coap_string_t *query, coap_pdu_t *response)
+{
+    struct demo_server *srv = server_of(session);
+    struct reply r = {COAP_RESPONSE_CODE_CONTENT, COAP_MEDIATYPE_APPLICATION_OCTET_STREAM, FIRMWARE_MAX_AGE,
+                      srv->firmware, FIRMWARE_SIZE};
+
+    if (accept_ok(request, response, r.format)) {
+        send_body(resource, session, request, query, response, &r, true);
+    }
+}
+
+static void hnd_firmware_sha256(coap_resource_t *resource, coap_session_t *session, const coap_pdu_t *request,
+                                const coap_string_t *query, coap_pdu_t *response)
+{
+    struct demo_server *srv = server_of(session);
+    struct reply r = {COAP_RESPONSE_CODE_CONTENT, COAP_MEDIATYPE_TEXT_PLAIN, FIRMWARE_MAX_AGE,
+                      srv->firmware_sha256, SHA256_HEX_LEN};
+
+    if (accept_ok(request, response, r.format)) {
+        send_body(resource, session, request, query, response, &r, true);
+    }
+}
+
+static void reply_upload(coap_resource_t *resource, coap_session_t *session, const coap_pdu_t *request,
+                         const coap_string_t *query, coap_pdu_t *response, coap_pdu_code_t code)
+{
+    struct demo_server *srv = server_of(session);
+    char body[128];
+    /* Max-Age 0 on GET: the next upload replaces the summary. */
+    struct reply r = {code, COAP_MEDIATYPE_APPLICATION_JSON, code == COAP_RESPONSE_CODE_CONTENT ? 0 : -1,
+                      body, 0};
+
+    r.len = (size_t)snprintf(body, sizeof(body), "{\"bytes\":%zu,\"sha256\":\"%s\"}", srv->upload_bytes,
+                             srv->upload_sha256);
+    send_reply(resource, session, request, query, response, &r);
+}
+
+static void hnd_upload_get(coap_resource_t *resource, coap_session_t *session, const coap_pdu_t *request,
+                           const coap_string_t *query, coap_pdu_t *response)
+{
+    if (accept_ok(request, response, COAP_MEDIATYPE_APPLICATION_JSON)) {
+        reply_upload(resource, session, request, query, response, COAP_RESPONSE_CODE_CONTENT);
+    }
+}
+
+/* RFC 7959 2.9.3: 4.13 with Size1 telling the client the largest body we take. */
+static void reply_too_large(coap_pdu_t *response, size_t len)
+{
+    char msg[96];
+
+    GW_LOG(GW_LOG_INFO, "demo", "event=upload_rejected bytes=%zu max=%u", len, UPLOAD_MAX_BYTES);
+    add_uint_option(response, COAP_OPTION_SIZE1, UPLOAD_MAX_BYTES);
+    snprintf(msg, sizeof(msg), "body of %zu bytes exceeds the limit of %u bytes", len, UPLOAD_MAX_BYTES);
+    reply_error(response, COAP_RESPONSE_CODE_REQUEST_TOO_LARGE, msg);
+}
+
+/* Takes any Content-Format. libcoap hands over the whole body once every Block1 has arrived; a lone block
+ * past the first (offset != 0) is a body we never saw the start of, hence 4.08 (RFC 7959 2.9.2). */
+static void hnd_upload_put(coap_resource_t *resource, coap_session_t *session, const coap_pdu_t *request,
+                           const coap_string_t *query, coap_pdu_t *response)
+{
+    struct demo_server *srv = server_of(session);
+    const uint8_t *data = NULL;
+    size_t len = 0, offset = 0, total = 0;
+    char hex[SHA256_HEX_LEN + 1];
+
+    if (!accept_ok(request, response, COAP_MEDIATYPE_APPLICATION_JSON)) {
+        return;
+    }
+    (void)coap_get_data_large(request, &len, &data, &offset, &total);
+    if (len > UPLOAD_MAX_BYTES || total > UPLOAD_MAX_BYTES) {
+        reply_too_large(response, len > total ? len : total);
+        return;
+    }
+    if (offset != 0 || total != len) {
+        reply_error(response, COAP_RESPONSE_CODE_INCOMPLETE,
+                    "incomplete body: Block1 transfer must start at 0");
+        return;
+    }
+    if (sha256_hex(data, len, hex) != 0) {
+        reply_error(response, COAP_RESPONSE_CODE_INTERNAL_ERROR, "cannot hash the body");
+        return;
+    }
+    srv->upload_bytes = len;
+    memcpy(srv->upload_sha256, hex, sizeof(hex));
+    GW_LOG(GW_LOG_INFO, "demo", "event=upload bytes=%zu sha256=%s", len, hex);
+    reply_upload(resource, session, request, query, response, COAP_RESPONSE_CODE_CHANGED);
+}
+
 /* ---- resources ---- */
 
 static coap_resource_t *add_resource(struct demo_server *srv, const char *path, const char *rt,
@@ -377,6 +511,30 @@ static coap_resource_t *add_resource(struct demo_server *srv, const char *path, 
     coap_add_attr(r, coap_make_str_const("title"), coap_make_str_const(title), 0);
     coap_add_resource(srv->ctx, r);
     return r;
+}
+
+/* /firmware and /firmware/sha256; the digest and size are also attributes in /.well-known/core. */
+static int add_firmware_resources(struct demo_server *srv)
+{
+    char sha256_attr[SHA256_HEX_LEN + 3];
+    char sz_attr[16];
+    coap_resource_t *r;
+
+    r = add_resource(srv, "firmware", "\"firmware\"", "\"core.rp\"", "42", "\"Firmware image\"");
+    if (!r) {
+        return -1;
+    }
+    snprintf(sha256_attr, sizeof(sha256_attr), "\"%s\"", srv->firmware_sha256);
+    snprintf(sz_attr, sizeof(sz_attr), "%u", (unsigned)FIRMWARE_SIZE);
+    coap_add_attr(r, coap_make_str_const("sz"), coap_make_str_const(sz_attr), 0);
+    coap_add_attr(r, coap_make_str_const("sha256"), coap_make_str_const(sha256_attr), 0);
+    coap_register_request_handler(r, COAP_REQUEST_GET, hnd_firmware);
+    r = add_resource(srv, "firmware/sha256", "\"checksum\"", "\"core.rp\"", "0", "\"Firmware SHA-256\"");
+    if (!r) {
+        return -1;
+    }
+    coap_register_request_handler(r, COAP_REQUEST_GET, hnd_firmware_sha256);
+    return 0;
 }
 
 static int add_resources(struct demo_server *srv)
@@ -414,7 +572,14 @@ static int add_resources(struct demo_server *srv)
     }
     coap_register_request_handler(r, COAP_REQUEST_PUT, hnd_echo);
     coap_register_request_handler(r, COAP_REQUEST_POST, hnd_echo);
-    return 0;
+    r = add_resource(srv, "upload", "\"upload\"", "\"core.p\"", "50", "\"Upload sink (PUT/POST)\"");
+    if (!r) {
+        return -1;
+    }
+    coap_register_request_handler(r, COAP_REQUEST_GET, hnd_upload_get);
+    coap_register_request_handler(r, COAP_REQUEST_PUT, hnd_upload_put);
+    coap_register_request_handler(r, COAP_REQUEST_POST, hnd_upload_put);
+    return add_firmware_resources(srv);
 }
 
 /* ---- thread ---- */
@@ -441,11 +606,39 @@ static int probe_bind(const coap_address_t *addr)
     return 0;
 }
 
+/* xorshift64*: a fixed seed gives the same image everywhere, without libc's rand() state. */
+static void firmware_build(uint8_t *image, size_t len)
+{
+    uint64_t x = FIRMWARE_SEED;
+
+    for (size_t i = 0; i < len; i++) {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        image[i] = (uint8_t)((x * 2685821657736338717ULL) >> 56);
+    }
+}
+
+/* The firmware image and its digest, and the summary of the empty body as the "last upload". */
+static int content_setup(struct demo_server *srv)
+{
+    firmware_build(srv->firmware, sizeof(srv->firmware));
+    if (sha256_hex(srv->firmware, sizeof(srv->firmware), srv->firmware_sha256) != 0 ||
+        sha256_hex(NULL, 0, srv->upload_sha256) != 0) {
+        snprintf(srv->err, sizeof(srv->err), "demo_server: cannot compute SHA-256 (gnutls)");
+        return -1;
+    }
+    return 0;
+}
+
 /* Runs on the demo thread: builds the context and binds. On failure fills srv->err and frees what it made. */
 static int server_setup(struct demo_server *srv)
 {
     if (probe_bind(&srv->addr) != 0) {
         snprintf(srv->err, sizeof(srv->err), "demo_server: cannot bind %s: %s", srv->listen, strerror(errno));
+        return -1;
+    }
+    if (content_setup(srv) != 0) {
         return -1;
     }
     srv->ctx = coap_new_context(NULL);

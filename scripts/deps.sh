@@ -4,7 +4,7 @@
 set -eu
 
 PACKAGES="build-essential cmake pkg-config curl ca-certificates iproute2 procps
-libmicrohttpd-dev libcoap3-dev libcoap3-bin libjansson-dev check libcurl4-openssl-dev"
+libmicrohttpd-dev libcoap3-dev libcoap3-bin libjansson-dev libgnutls28-dev check"
 
 missing=""
 for p in $PACKAGES; do
