@@ -293,7 +293,7 @@ static bool token_matches(const struct px_exchange *x, const coap_pdu_t *pdu)
     return t.length == x->priv.token_len && memcmp(t.s, x->priv.token, t.length) == 0;
 }
 
-static bool copy_response(struct px_exchange *x, const coap_pdu_t *received)
+static bool copy_options(struct px_exchange *x, const coap_pdu_t *received)
 {
     coap_opt_iterator_t oi;
     coap_opt_t *opt;
@@ -308,17 +308,47 @@ static bool copy_response(struct px_exchange *x, const coap_pdu_t *received)
             return false;
         }
     }
+    return true;
+}
+
+/* Appends one block's data (libcoap drives the Block2 transfer and hands each block here with its offset).
+ * A body growing past limits.max_body_bytes, or announcing it in Size2, is refused. */
+static enum px_status take_block(struct px_exchange *x, const coap_pdu_t *received, size_t limit,
+                                 const char **detail)
+{
     size_t len = 0, offset = 0, total = 0;
     const uint8_t *data = NULL;
-    if (coap_get_data_large(received, &len, &data, &offset, &total) && len > 0) {
-        x->resp_payload = malloc(len);
-        if (x->resp_payload == NULL) {
-            return false;
-        }
-        memcpy(x->resp_payload, data, len);
-        x->resp_len = len;
+
+    if (!coap_get_data_large(received, &len, &data, &offset, &total)) {
+        return PX_OK; /* no payload */
     }
-    return true;
+    if (total > limit || offset + len > limit) {
+        *detail = "the upstream's response is larger than limits.max_body_bytes";
+        return PX_ERR_BAD_GATEWAY;
+    }
+    if (offset != x->resp_len) {
+        *detail = "the upstream's block-wise response arrived out of order";
+        return PX_ERR_BAD_GATEWAY;
+    }
+    if (len == 0) {
+        return PX_OK;
+    }
+    uint8_t *grown = realloc(x->resp_payload, offset + len);
+    if (grown == NULL) {
+        *detail = "out of memory while reading the upstream's response";
+        return PX_ERR_INTERNAL;
+    }
+    memcpy(grown + offset, data, len);
+    x->resp_payload = grown;
+    x->resp_len = offset + len;
+    return PX_OK;
+}
+
+/* True when more Block2 blocks of this response are on their way. */
+static bool more_blocks(const coap_pdu_t *received)
+{
+    coap_block_t block;
+    return coap_get_block(received, COAP_OPTION_BLOCK2, &block) && block.m;
 }
 
 static bool is_response_code(uint8_t code)
@@ -342,11 +372,20 @@ static coap_response_t on_response(coap_session_t *session, const coap_pdu_t *se
         slot_complete(s, PX_ERR_BAD_GATEWAY, "the upstream sent a message that is not a response");
         return COAP_RESPONSE_OK;
     }
-    if (!copy_response(x, received)) {
+    if (x->resp_len == 0 && !copy_options(x, received)) {
         slot_complete(s, PX_ERR_BAD_GATEWAY, "the upstream's response has too many or too large options");
         return COAP_RESPONSE_OK;
     }
-    slot_complete(s, PX_OK, NULL);
+    const char *detail = NULL;
+    enum px_status st = take_block(x, received, s->up->worker->client->cfg->limits.max_body_bytes, &detail);
+    if (st != PX_OK) {
+        slot_reset_session(s, true); /* stops libcoap asking for the remaining blocks */
+        slot_complete(s, st, detail);
+        return COAP_RESPONSE_OK;
+    }
+    if (!more_blocks(received)) {
+        slot_complete(s, PX_OK, NULL);
+    }
     return COAP_RESPONSE_OK;
 }
 
@@ -540,7 +579,8 @@ static int worker_init(struct worker *w, struct px_client *c, char *err, size_t 
         snprintf(err, err_len, "client: cannot create a CoAP context");
         return -1;
     }
-    coap_context_set_block_mode(w->ctx, COAP_BLOCK_USE_LIBCOAP | COAP_BLOCK_SINGLE_BODY);
+    /* libcoap drives Block1/Block2; each Block2 block is handed to on_response so the body limit holds. */
+    coap_context_set_block_mode(w->ctx, COAP_BLOCK_USE_LIBCOAP);
     coap_register_response_handler(w->ctx, on_response);
     coap_register_nack_handler(w->ctx, on_nack);
     int coap_fd = coap_context_get_coap_fd(w->ctx);
