@@ -61,6 +61,11 @@ static const struct scalar limits_scalars[] = {
     {"max_connections", KIND_UINT, offsetof(struct cfg, limits.max_connections), 1, 1000000},
     {"max_body_bytes", KIND_SIZE, offsetof(struct cfg, limits.max_body_bytes), 0, 1073741824},
     {"connection_timeout_s", KIND_UINT, offsetof(struct cfg, limits.connection_timeout_s), 1, 86400},
+    {"max_subscribers", KIND_UINT, offsetof(struct cfg, limits.max_subscribers), 1, 1000000},
+    {"max_subscribers_per_resource", KIND_UINT, offsetof(struct cfg, limits.max_subscribers_per_resource), 1,
+     1000000},
+    {"sse_keepalive_s", KIND_UINT, offsetof(struct cfg, limits.sse_keepalive_s), 1, 3600},
+    {"longpoll_timeout_s", KIND_UINT, offsetof(struct cfg, limits.longpoll_timeout_s), 1, 3600},
     {NULL, KIND_BOOL, 0, 0, 0},
 };
 
@@ -71,7 +76,14 @@ static const char *const route_keys[] = {"prefix", "upstream", "methods", "cache
 static const char *const forward_keys[] = {"enabled", "prefix", "allow", NULL};
 static const char *const cache_keys[] = {"enabled", "max_entries", "max_bytes", NULL};
 static const char *const demo_keys[] = {"enabled", "listen", NULL};
-static const char *const limits_keys[] = {"max_connections", "max_body_bytes", "connection_timeout_s", NULL};
+static const char *const limits_keys[] = {"max_connections",
+                                          "max_body_bytes",
+                                          "connection_timeout_s",
+                                          "max_subscribers",
+                                          "max_subscribers_per_resource",
+                                          "sse_keepalive_s",
+                                          "longpoll_timeout_s",
+                                          NULL};
 static const char *const log_keys[] = {"level", "access_log", NULL};
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
 
@@ -1111,6 +1123,10 @@ static struct cfg *defaults_new(void)
     cfg->limits.max_connections = 10000;
     cfg->limits.max_body_bytes = 1048576;
     cfg->limits.connection_timeout_s = 30;
+    cfg->limits.max_subscribers = 1000;
+    cfg->limits.max_subscribers_per_resource = 100;
+    cfg->limits.sse_keepalive_s = 15;
+    cfg->limits.longpoll_timeout_s = 30;
     cfg->log.level = 2;
     cfg->log.access_log = true;
     if (cfg->forward_proxy.prefix == NULL) {

@@ -33,21 +33,21 @@ struct cfg_upstream {
     struct cfg_endpoint peer; /* host and port from uri (port defaults to 5683) */
     char **base_path;         /* decoded path segments of uri ("/a/b" -> {"a","b"}); may be empty */
     size_t base_path_len;
-    unsigned timeout_ms;      /* whole-exchange deadline, default 5000, 1..600000 */
-    unsigned max_inflight;    /* exchanges on the wire at once, default 1 (NSTART), 1..1024 */
-    unsigned queue_limit;     /* requests waiting beyond max_inflight, default 64, 0..1000000 */
-    enum cfg_msg_type type;   /* "con" (default) or "non" */
+    unsigned timeout_ms;    /* whole-exchange deadline, default 5000, 1..600000 */
+    unsigned max_inflight;  /* exchanges on the wire at once, default 1 (NSTART), 1..1024 */
+    unsigned queue_limit;   /* requests waiting beyond max_inflight, default 64, 0..1000000 */
+    enum cfg_msg_type type; /* "con" (default) or "non" */
 };
 
 struct cfg_route {
-    char *prefix;      /* starts and ends with '/', e.g. "/api/" */
-    size_t upstream;   /* index into cfg.upstreams */
-    unsigned methods;  /* cfg_method bits; default CFG_METHOD_ALL */
-    bool cache;        /* default true */
+    char *prefix;     /* starts and ends with '/', e.g. "/api/" */
+    size_t upstream;  /* index into cfg.upstreams */
+    unsigned methods; /* cfg_method bits; default CFG_METHOD_ALL */
+    bool cache;       /* default true */
 };
 
 struct cfg_cidr {
-    int family;        /* AF_INET or AF_INET6 */
+    int family; /* AF_INET or AF_INET6 */
     uint8_t addr[16];
     unsigned prefix_len;
 };
@@ -56,31 +56,35 @@ struct cfg {
     struct cfg_endpoint listen; /* default 127.0.0.1:8080 */
     struct cfg_upstream *upstreams;
     size_t upstreams_len;
-    struct cfg_route *routes;   /* in file order; matching picks the longest prefix */
+    struct cfg_route *routes; /* in file order; matching picks the longest prefix */
     size_t routes_len;
     struct {
-        bool enabled;           /* default false */
-        char *prefix;           /* default "/hc/" */
+        bool enabled; /* default false */
+        char *prefix; /* default "/hc/" */
         struct cfg_cidr *allow;
         size_t allow_len;
     } forward_proxy;
     struct {
-        bool enabled;           /* default true */
-        size_t max_entries;     /* default 10000, 1..100000000 */
-        size_t max_bytes;       /* default 67108864, 1024..(1<<40) */
+        bool enabled;       /* default true */
+        size_t max_entries; /* default 10000, 1..100000000 */
+        size_t max_bytes;   /* default 67108864, 1024..(1<<40) */
     } cache;
     struct {
-        bool enabled;           /* default false when loaded from a file */
+        bool enabled;               /* default false when loaded from a file */
         struct cfg_endpoint listen; /* default 127.0.0.1:5683 */
     } demo;
     struct {
-        unsigned max_connections;     /* default 10000, 1..1000000 */
-        size_t max_body_bytes;        /* default 1048576, 0..1073741824 */
-        unsigned connection_timeout_s; /* default 30, 1..86400 */
+        unsigned max_connections;              /* default 10000, 1..1000000 */
+        size_t max_body_bytes;                 /* default 1048576, 0..1073741824 */
+        unsigned connection_timeout_s;         /* default 30, 1..86400 */
+        unsigned max_subscribers;              /* live-data subscribers in total, default 1000, 1..1000000 */
+        unsigned max_subscribers_per_resource; /* default 100, 1..1000000 */
+        unsigned sse_keepalive_s;              /* SSE keep-alive comment interval, default 15, 1..3600 */
+        unsigned longpoll_timeout_s; /* ?observe=next waits this long, then 204; default 30, 1..3600 */
     } limits;
     struct {
-        int level;              /* enum gw_log_level value: 0 error, 1 warn, 2 info (default), 3 debug */
-        bool access_log;        /* default true */
+        int level;       /* enum gw_log_level value: 0 error, 1 warn, 2 info (default), 3 debug */
+        bool access_log; /* default true */
     } log;
 };
 
@@ -88,8 +92,8 @@ struct cfg {
  * "FILE:LINE:COL: reason" for a JSON syntax error (line > 0, field empty). */
 struct cfg_error {
     char file[256];
-    char field[128];   /* JSON path: "upstreams.sensors.timeout_ms", "routes[0].prefix" */
-    int line;          /* 1-based, 0 when not a syntax error */
+    char field[128]; /* JSON path: "upstreams.sensors.timeout_ms", "routes[0].prefix" */
+    int line;        /* 1-based, 0 when not a syntax error */
     int column;
     char reason[256];
 };

@@ -389,12 +389,13 @@ static enum MHD_Result submit(struct request *r)
         return gw_reply_problem(r, PX_ERR_TOO_LARGE, "the request body is larger than limits.max_body_bytes");
     }
     const struct cfg_upstream *up = &r->http->cfg->upstreams[r->route->upstream];
+    gw_live_detect(r);
     struct px_http_request in = {
         .method = r->method,
         .rest = r->rest,
         .query = r->query,
         .content_type = gw_header(r, MHD_HTTP_HEADER_CONTENT_TYPE),
-        .accept = gw_header(r, MHD_HTTP_HEADER_ACCEPT),
+        .accept = r->live == LIVE_SSE ? NULL : gw_header(r, MHD_HTTP_HEADER_ACCEPT),
         .if_match = gw_header(r, MHD_HTTP_HEADER_IF_MATCH),
         .if_none_match = gw_header(r, MHD_HTTP_HEADER_IF_NONE_MATCH),
         .body_len = r->body_len,
@@ -403,6 +404,9 @@ static enum MHD_Result submit(struct request *r)
         px_request_to_coap(&in, (const char *const *)up->base_path, up->base_path_len, &r->creq, &detail);
     if (st != PX_OK) {
         return gw_reply_problem(r, st, detail);
+    }
+    if (r->live != LIVE_NONE) {
+        return gw_live_serve(r);
     }
     gw_cache_prepare(r);
     if (r->xc != XC_BYPASS) {
@@ -441,6 +445,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return submit(r);
     case REQ_DONE:
         return r->shared != NULL ? gw_cache_reply(r) : reply_direct(r);
+    case REQ_LONGPOLL:
+        return gw_live_longpoll(r);
     case REQ_WAITING:
     case REQ_ANSWERED:
         *upload_data_size = 0;
@@ -483,6 +489,10 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
     r->shared = NULL;
     r->no_cache = r->no_store = r->inm_star = false;
     r->inm_count = 0;
+    r->live = LIVE_NONE;
+    r->subscribed = false;
+    r->sse_buf = NULL;
+    r->sse_len = r->sse_off = 0;
     clock_gettime(CLOCK_MONOTONIC, &r->start);
     r->path = strdup(uri);
     if (r->path == NULL) {
@@ -531,6 +541,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     }
     unsigned klass = r->status >= 100 && r->status < 600 ? (unsigned)r->status / 100 : 0;
     atomic_fetch_add_explicit(&http->answered[klass], 1, memory_order_relaxed);
+    gw_live_release(r);
     gw_cache_release(r);
     free(r->x.resp_payload);
     free(r->body);
@@ -595,8 +606,16 @@ struct gw_http *gw_http_start(const struct cfg *cfg, struct px_client *client, s
     http->cfg = cfg;
     http->client = client;
     http->cache = cache;
+    http->observe =
+        px_observe_create(client, cfg->limits.max_subscribers_per_resource, cfg->limits.max_subscribers);
+    if (http->observe == NULL) {
+        snprintf(err, err_len, "http: cannot start the observation registry");
+        free(http);
+        return NULL;
+    }
     http->listen_fd = open_listener(&cfg->listen, err, err_len);
     if (http->listen_fd < 0) {
+        px_observe_destroy(http->observe);
         free(http);
         return NULL;
     }
@@ -611,6 +630,7 @@ struct gw_http *gw_http_start(const struct cfg *cfg, struct px_client *client, s
         snprintf(err, err_len, "http: cannot start the HTTP server on %s:%u", cfg->listen.host,
                  cfg->listen.port);
         close(http->listen_fd);
+        px_observe_destroy(http->observe);
         free(http);
         return NULL;
     }
@@ -625,6 +645,7 @@ void gw_http_quiesce(struct gw_http *http)
         close(fd);
         http->listen_fd = -1;
     }
+    px_observe_close_all(http->observe); /* live streams end now; they would never become idle */
 }
 
 bool gw_http_wait_idle(struct gw_http *http, unsigned timeout_ms)
@@ -645,9 +666,7 @@ void gw_http_stop(struct gw_http *http)
     if (http == NULL) {
         return;
     }
-    MHD_stop_daemon(http->daemon);
-    if (http->listen_fd >= 0) {
-        close(http->listen_fd);
-    }
+    MHD_stop_daemon(http->daemon); /* also closes the listening socket unless quiesced */
+    px_observe_destroy(http->observe);
     free(http);
 }

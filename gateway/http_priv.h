@@ -11,6 +11,7 @@
 #include "config/cfg.h"
 #include "proxy/cache.h"
 #include "proxy/client.h"
+#include "proxy/observe.h"
 #include "proxy/translate.h"
 
 #define PROBLEM_MAX 1024
@@ -21,6 +22,7 @@ struct gw_http {
     const struct cfg *cfg;
     struct px_client *client;
     struct px_cache *cache; /* NULL when cache.enabled is false */
+    struct px_observe *observe;
     struct MHD_Daemon *daemon;
     int listen_fd;
     atomic_int active; /* requests between URI callback and completion */
@@ -28,7 +30,10 @@ struct gw_http {
     atomic_uint_fast64_t answered[6]; /* requests answered, by status class (index 1..5; 0: no response) */
 };
 
-enum req_state { REQ_NEW, REQ_BODY, REQ_WAITING, REQ_DONE, REQ_ANSWERED };
+enum req_state { REQ_NEW, REQ_BODY, REQ_WAITING, REQ_DONE, REQ_LONGPOLL, REQ_ANSWERED };
+
+/* Live data: Server-Sent Events (Accept: text/event-stream) or long-poll (?observe=next). */
+enum live_mode { LIVE_NONE, LIVE_SSE, LIVE_LONGPOLL };
 
 /* X-Cache: how the cache took part in the answer. */
 enum xcache { XC_BYPASS, XC_MISS, XC_HIT, XC_REVALIDATED };
@@ -71,6 +76,15 @@ struct request {
     unsigned inm_count;            /* our entity-tags listed in If-None-Match */
     uint8_t inm_tag[INM_MAX][8];
     uint8_t inm_len[INM_MAX];
+
+    /* Live data (gateway/http_sse.c). */
+    enum live_mode live;
+    bool subscribed;
+    struct px_subscriber sub;
+    char *sse_buf; /* the event being written */
+    size_t sse_len, sse_off;
+    uint64_t last_write_ms;
+    uint64_t longpoll_deadline_ms;
 };
 
 /* gateway/http.c */
@@ -87,6 +101,17 @@ void gw_forward(struct request *r, px_done_fn done);
 enum MHD_Result gw_reply_answer(struct request *r, uint8_t code, const struct px_optset *opts,
                                 const uint8_t *payload, size_t len, uint8_t **owned,
                                 struct px_cache_entry *entry);
+
+/* gateway/http_sse.c */
+/* Recognises a live-data request (before translation): SSE drops the Accept header from translation,
+ * long-poll removes its "observe=next" item from r->query. */
+enum live_mode gw_live_detect(struct request *r);
+/* Subscribes and starts the stream or the long-poll wait. */
+enum MHD_Result gw_live_serve(struct request *r);
+/* A woken long-poll request: answer or park again. */
+enum MHD_Result gw_live_longpoll(struct request *r);
+/* Unsubscribes and frees the stream state. */
+void gw_live_release(struct request *r);
 
 /* gateway/http_cache.c */
 /* Decides from the headers and the route whether r may use the cache; parses Cache-Control and

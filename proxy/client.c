@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <netdb.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,10 +25,31 @@ struct worker;
 
 /* One request slot of an upstream: a session carrying at most one exchange. max_inflight slots put that
  * many exchanges on the wire at once, each within NSTART = 1 of its own session. */
+enum holder_kind { HOLD_SLOT, HOLD_OBS };
+
 struct slot {
+    enum holder_kind kind; /* first: a session's app data is a slot or an observation */
     struct upstream *up;
     coap_session_t *session;
     struct px_exchange *x;
+};
+
+/* An RFC 7641 observation: its own session and token, alive until ended. */
+struct observation {
+    enum holder_kind kind;
+    struct observation *next;
+    struct upstream *up;
+    coap_session_t *session;
+    struct px_exchange *x;
+    uint64_t deadline_ms; /* registering: give up then; else re-register then (Max-Age passed) */
+    bool registering;     /* a registration is waiting for its answer */
+};
+
+/* A control message: deregister an observation by id. */
+struct ctl_msg {
+    struct ctl_msg *next;
+    size_t upstream;
+    uint64_t id;
 };
 
 struct upstream {
@@ -38,6 +60,7 @@ struct upstream {
     unsigned inflight;
     struct px_exchange *q_head, *q_tail; /* waiting beyond max_inflight, FIFO (so deadlines ascend) */
     unsigned q_len;
+    struct observation *observations;
 };
 
 struct worker {
@@ -49,6 +72,7 @@ struct worker {
     coap_context_t *ctx;
     pthread_mutex_t mu;
     struct px_exchange *in_head, *in_tail; /* guarded by mu */
+    struct ctl_msg *ctl_head, *ctl_tail;   /* guarded by mu */
     bool stopping;                         /* guarded by mu */
     struct upstream **ups;                 /* the upstreams this worker owns */
     size_t ups_len;
@@ -61,6 +85,7 @@ struct px_client {
     struct upstream *ups; /* one per cfg->upstreams[i] */
     struct worker workers[MAX_WORKERS];
     size_t workers_len;
+    atomic_uint_fast64_t next_obs_id;
 };
 
 uint64_t px_now_ms(void)
@@ -287,6 +312,13 @@ static void dispatch(struct upstream *up, struct px_exchange *x)
 
 /* ---- libcoap callbacks (worker thread) ---- */
 
+static bool token_matches(const struct px_exchange *x, const coap_pdu_t *pdu);
+static bool copy_options(struct px_exchange *x, const coap_pdu_t *received);
+static enum px_status take_block(struct px_exchange *x, const coap_pdu_t *received, size_t limit,
+                                 const char **detail);
+static bool more_blocks(const coap_pdu_t *received);
+static bool is_response_code(uint8_t code);
+
 static bool token_matches(const struct px_exchange *x, const coap_pdu_t *pdu)
 {
     coap_bin_const_t t = coap_pdu_get_token(pdu);
@@ -357,13 +389,223 @@ static bool is_response_code(uint8_t code)
     return (cls == 2 || cls == 4 || cls == 5) && code != PX_CODE(2, 31);
 }
 
+/* ---- observations (RFC 7641) ---- */
+
+static uint32_t max_age_of(const struct px_optset *opts)
+{
+    const struct px_opt *o = px_optset_find(opts, PX_OPT_MAX_AGE, 0);
+    return o != NULL ? px_opt_uint(px_opt_value(opts, o), o->len) : 60;
+}
+
+/* Sends GET with Observe=value (0 register, 1 deregister) and the observation's token and options. */
+static bool obs_send(struct observation *o, uint32_t value)
+{
+    struct px_exchange *x = o->x;
+    coap_pdu_type_t type = o->up->cfg->type == CFG_MSG_NON ? COAP_MESSAGE_NON : COAP_MESSAGE_CON;
+    coap_pdu_t *pdu = coap_pdu_init(type, COAP_REQUEST_CODE_GET, coap_new_message_id(o->session),
+                                    coap_session_max_pdu_size(o->session));
+    uint8_t obs[4];
+    unsigned order[PX_OPT_MAX];
+
+    if (pdu == NULL) {
+        return false;
+    }
+    if (!coap_add_token(pdu, x->priv.token_len, x->priv.token)) {
+        goto out_free_pdu;
+    }
+    sort_options(x->req, order);
+    bool observe_added = false;
+    for (unsigned i = 0; i < x->req->count; i++) {
+        const struct px_opt *opt = &x->req->opt[order[i]];
+        if (!observe_added && opt->number > PX_OPT_OBSERVE) {
+            coap_add_option(pdu, PX_OPT_OBSERVE, coap_encode_var_safe(obs, sizeof(obs), value), obs);
+            observe_added = true;
+        }
+        if (opt->number != PX_OPT_OBSERVE) {
+            coap_add_option(pdu, opt->number, opt->len, px_opt_value(x->req, opt));
+        }
+    }
+    if (!observe_added) {
+        coap_add_option(pdu, PX_OPT_OBSERVE, coap_encode_var_safe(obs, sizeof(obs), value), obs);
+    }
+    return coap_send(o->session, pdu) != COAP_INVALID_MID;
+
+out_free_pdu:
+    coap_delete_pdu(pdu);
+    return false;
+}
+
+/* Detaches the session; libcoap may still be inside a callback for it, so it is dropped after the loop. */
+static void obs_detach(struct observation *o)
+{
+    struct worker *w = o->up->worker;
+    coap_session_t *session = o->session;
+
+    if (session == NULL) {
+        return;
+    }
+    o->session = NULL;
+    coap_session_set_app_data(session, NULL);
+    if (w->graveyard_len == w->graveyard_cap) {
+        size_t cap = w->graveyard_cap ? w->graveyard_cap * 2 : 8;
+        coap_session_t **grown = realloc(w->graveyard, cap * sizeof(*grown));
+        if (grown == NULL) {
+            return;
+        }
+        w->graveyard = grown;
+        w->graveyard_cap = cap;
+    }
+    w->graveyard[w->graveyard_len++] = session;
+}
+
+/* Ends the observation: unlinks it and calls done() once. */
+static void obs_end(struct observation *o, enum px_status status, const char *detail)
+{
+    struct observation **p = &o->up->observations;
+    while (*p != NULL && *p != o) {
+        p = &(*p)->next;
+    }
+    if (*p == o) {
+        *p = o->next;
+    }
+    obs_detach(o);
+    struct px_exchange *x = o->x;
+    free(x->resp_payload);
+    x->resp_payload = NULL;
+    x->resp_len = 0;
+    free(o);
+    finish(x, status, detail);
+}
+
+static coap_response_t obs_response(struct observation *o, const coap_pdu_t *received)
+{
+    struct px_exchange *x = o->x;
+    uint8_t code = (uint8_t)coap_pdu_get_code(received);
+    size_t len = 0, offset = 0, total = 0;
+    const uint8_t *data = NULL;
+    const char *detail = NULL;
+
+    if (!token_matches(x, received)) {
+        return COAP_RESPONSE_FAIL;
+    }
+    if (!is_response_code(code)) {
+        obs_end(o, PX_ERR_BAD_GATEWAY, "the upstream sent a message that is not a response");
+        return COAP_RESPONSE_OK;
+    }
+    coap_get_data_large(received, &len, &data, &offset, &total);
+    if (offset == 0) { /* a new notification starts */
+        free(x->resp_payload);
+        x->resp_payload = NULL;
+        x->resp_len = 0;
+        if (!copy_options(x, received)) {
+            obs_end(o, PX_ERR_BAD_GATEWAY, "the upstream's notification has too many or too large options");
+            return COAP_RESPONSE_OK;
+        }
+    }
+    enum px_status st = take_block(x, received, o->up->worker->client->cfg->limits.max_body_bytes, &detail);
+    if (st != PX_OK) {
+        obs_end(o, st, detail);
+        return COAP_RESPONSE_OK;
+    }
+    if (more_blocks(received)) {
+        return COAP_RESPONSE_OK;
+    }
+    x->resp_code = code;
+    bool observing = px_optset_find(&x->resp, PX_OPT_OBSERVE, 0) != NULL && PX_CODE_CLASS(code) == 2;
+    x->notify(x, x->arg);
+    if (!observing) {
+        obs_end(o, PX_OK, "the upstream ended the observation");
+        return COAP_RESPONSE_OK;
+    }
+    o->registering = false;
+    o->deadline_ms = px_now_ms() + (uint64_t)max_age_of(&x->resp) * 1000u;
+    return COAP_RESPONSE_OK;
+}
+
+static void obs_start(struct upstream *up, struct px_exchange *x)
+{
+    struct observation *o = calloc(1, sizeof(*o));
+    if (o == NULL) {
+        finish(x, PX_ERR_INTERNAL, "out of memory");
+        return;
+    }
+    o->kind = HOLD_OBS;
+    o->up = up;
+    o->x = x;
+    o->next = up->observations;
+    up->observations = o;
+    o->session = coap_new_client_session(up->worker->ctx, NULL, &up->addr, COAP_PROTO_UDP);
+    if (o->session == NULL) {
+        obs_end(o, PX_ERR_BAD_GATEWAY, "cannot open a CoAP session to the upstream");
+        return;
+    }
+    coap_session_set_app_data(o->session, o);
+    coap_session_set_no_observe_cancel(o->session); /* we deregister ourselves, once */
+    coap_session_new_token(o->session, &x->priv.token_len, x->priv.token);
+    o->registering = true;
+    o->deadline_ms = px_now_ms() + up->cfg->timeout_ms;
+    if (!obs_send(o, 0)) {
+        obs_end(o, PX_ERR_BAD_GATEWAY, "the upstream cannot be reached");
+    }
+}
+
+static void obs_cancel(struct upstream *up, uint64_t id)
+{
+    for (struct observation *o = up->observations; o != NULL; o = o->next) {
+        if (o->x->priv.obs_id == id) {
+            obs_send(o, 1); /* RFC 7641 §3.6: deregister with a GET carrying Observe=1 and the same token */
+            obs_end(o, PX_OK, "the last subscriber left");
+            return;
+        }
+    }
+}
+
+/* Re-registers after Max-Age without a notification; gives up when that goes unanswered. */
+static long expire_observations(struct upstream *up, uint64_t now)
+{
+    long next = -1;
+    struct observation *o = up->observations;
+
+    while (o != NULL) {
+        struct observation *following = o->next;
+        if (o->deadline_ms <= now) {
+            if (o->registering) {
+                obs_end(o, PX_ERR_TIMEOUT,
+                        "the upstream stopped notifying and did not answer a re-registration");
+                o = following;
+                continue;
+            }
+            o->registering = true;
+            o->deadline_ms = now + o->up->cfg->timeout_ms;
+            if (!obs_send(o, 0)) {
+                obs_end(o, PX_ERR_BAD_GATEWAY, "the upstream cannot be reached");
+                o = following;
+                continue;
+            }
+        }
+        long left = (long)(o->deadline_ms - now);
+        if (next < 0 || left < next) {
+            next = left;
+        }
+        o = following;
+    }
+    return next;
+}
+
 static coap_response_t on_response(coap_session_t *session, const coap_pdu_t *sent,
                                    const coap_pdu_t *received, const coap_mid_t mid)
 {
     (void)sent;
     (void)mid;
-    struct slot *s = coap_session_get_app_data(session);
-    if (s == NULL || s->x == NULL || !token_matches(s->x, received)) {
+    enum holder_kind *holder = coap_session_get_app_data(session);
+    if (holder == NULL) {
+        return COAP_RESPONSE_OK; /* a late answer on an abandoned session: accept it, nobody waits */
+    }
+    if (*holder == HOLD_OBS) {
+        return obs_response((struct observation *)holder, received);
+    }
+    struct slot *s = (struct slot *)holder;
+    if (s->x == NULL || !token_matches(s->x, received)) {
         return COAP_RESPONSE_FAIL;
     }
     struct px_exchange *x = s->x;
@@ -393,8 +635,20 @@ static void on_nack(coap_session_t *session, const coap_pdu_t *sent, const coap_
                     const coap_mid_t mid)
 {
     (void)mid;
-    struct slot *s = coap_session_get_app_data(session);
-    if (s == NULL || s->x == NULL || (sent != NULL && !token_matches(s->x, sent))) {
+    enum holder_kind *holder = coap_session_get_app_data(session);
+    if (holder == NULL) {
+        return;
+    }
+    if (*holder == HOLD_OBS) {
+        struct observation *o = (struct observation *)holder;
+        if (sent == NULL || token_matches(o->x, sent)) {
+            obs_end(o, reason == COAP_NACK_TOO_MANY_RETRIES ? PX_ERR_TIMEOUT : PX_ERR_BAD_GATEWAY,
+                    "the upstream did not accept the observation");
+        }
+        return;
+    }
+    struct slot *s = (struct slot *)holder;
+    if (s->x == NULL || (sent != NULL && !token_matches(s->x, sent))) {
         return;
     }
     switch (reason) {
@@ -459,20 +713,46 @@ static long expire_all(struct worker *w)
         if (n >= 0 && (next < 0 || n < next)) {
             next = n;
         }
+        n = expire_observations(w->ups[i], now);
+        if (n >= 0 && (next < 0 || n < next)) {
+            next = n;
+        }
     }
     return next;
 }
 
 /* ---- worker loop ---- */
 
-static struct px_exchange *inbox_take(struct worker *w, bool *stopping)
+static struct px_exchange *inbox_take(struct worker *w, struct ctl_msg **ctl, bool *stopping)
 {
     pthread_mutex_lock(&w->mu);
     struct px_exchange *list = w->in_head;
     w->in_head = w->in_tail = NULL;
+    *ctl = w->ctl_head;
+    w->ctl_head = w->ctl_tail = NULL;
     *stopping = w->stopping;
     pthread_mutex_unlock(&w->mu);
     return list;
+}
+
+static void run_inbox(struct worker *w, struct px_exchange *list, struct ctl_msg *ctl)
+{
+    while (list != NULL) {
+        struct px_exchange *next = list->priv.next;
+        struct upstream *up = &w->client->ups[list->upstream];
+        if (list->priv.obs_id != 0) {
+            obs_start(up, list);
+        } else {
+            dispatch(up, list);
+        }
+        list = next;
+    }
+    while (ctl != NULL) {
+        struct ctl_msg *next = ctl->next;
+        obs_cancel(&w->client->ups[ctl->upstream], ctl->id);
+        free(ctl);
+        ctl = next;
+    }
 }
 
 static void drain_eventfd(int efd)
@@ -482,8 +762,13 @@ static void drain_eventfd(int efd)
     (void)r;
 }
 
-static void fail_all(struct worker *w, struct px_exchange *list)
+static void fail_all(struct worker *w, struct px_exchange *list, struct ctl_msg *ctl)
 {
+    while (ctl != NULL) {
+        struct ctl_msg *next = ctl->next;
+        free(ctl);
+        ctl = next;
+    }
     while (list != NULL) {
         struct px_exchange *next = list->priv.next;
         finish(list, PX_ERR_UNAVAILABLE, "the gateway is shutting down");
@@ -502,7 +787,11 @@ static void fail_all(struct worker *w, struct px_exchange *list)
                 slot_complete(s, PX_ERR_UNAVAILABLE, "the gateway is shutting down");
             }
         }
+        while (up->observations != NULL) {
+            obs_end(up->observations, PX_ERR_UNAVAILABLE, "the gateway is shutting down");
+        }
     }
+    bury_sessions(w);
 }
 
 static coap_tick_t ticks_now(void)
@@ -519,16 +808,13 @@ static void *worker_main(void *arg)
 
     for (;;) {
         bool stopping;
-        struct px_exchange *list = inbox_take(w, &stopping);
+        struct ctl_msg *ctl;
+        struct px_exchange *list = inbox_take(w, &ctl, &stopping);
         if (stopping) {
-            fail_all(w, list);
+            fail_all(w, list, ctl);
             break;
         }
-        while (list != NULL) {
-            struct px_exchange *next = list->priv.next;
-            dispatch(&w->client->ups[list->upstream], list);
-            list = next;
-        }
+        run_inbox(w, list, ctl);
         long next_deadline = expire_all(w);
         unsigned coap_wait = coap_io_prepare_epoll(w->ctx, ticks_now());
         long timeout = coap_wait == 0 ? -1 : (long)coap_wait;
@@ -648,6 +934,7 @@ static int upstreams_init(struct px_client *c, char *err, size_t err_len)
             return -1;
         }
         for (unsigned k = 0; k < up->cfg->max_inflight; k++) {
+            up->slots[k].kind = HOLD_SLOT;
             up->slots[k].up = up;
         }
         struct worker *w = up->worker;
@@ -702,7 +989,53 @@ static void wake(struct worker *w)
     (void)r;
 }
 
+static void enqueue(struct px_client *c, struct px_exchange *x);
+
 void px_client_submit(struct px_client *c, struct px_exchange *x)
+{
+    x->priv.obs_id = 0;
+    enqueue(c, x);
+}
+
+uint64_t px_client_observe(struct px_client *c, struct px_exchange *x)
+{
+    x->priv.obs_id = atomic_fetch_add(&c->next_obs_id, 1) + 1;
+    uint64_t id = x->priv.obs_id;
+    enqueue(c, x); /* x may be done (and freed) by the time this returns */
+    return id;
+}
+
+void px_client_unobserve(struct px_client *c, size_t upstream, uint64_t id)
+{
+    struct worker *w = c->ups[upstream].worker;
+    struct ctl_msg *m = malloc(sizeof(*m));
+
+    if (m == NULL) {
+        return; /* the observation lives on until the device ends it or the gateway stops */
+    }
+    m->next = NULL;
+    m->upstream = upstream;
+    m->id = id;
+    pthread_mutex_lock(&w->mu);
+    if (w->stopping) {
+        pthread_mutex_unlock(&w->mu);
+        free(m);
+        return;
+    }
+    bool was_empty = w->in_head == NULL && w->ctl_head == NULL;
+    if (w->ctl_tail != NULL) {
+        w->ctl_tail->next = m;
+    } else {
+        w->ctl_head = m;
+    }
+    w->ctl_tail = m;
+    pthread_mutex_unlock(&w->mu);
+    if (was_empty) {
+        wake(w);
+    }
+}
+
+static void enqueue(struct px_client *c, struct px_exchange *x)
 {
     struct worker *w = c->ups[x->upstream].worker;
     bool was_empty;
@@ -721,7 +1054,7 @@ void px_client_submit(struct px_client *c, struct px_exchange *x)
         finish(x, PX_ERR_UNAVAILABLE, "the gateway is shutting down");
         return;
     }
-    was_empty = w->in_head == NULL;
+    was_empty = w->in_head == NULL && w->ctl_head == NULL;
     if (w->in_tail != NULL) {
         w->in_tail->priv.next = x;
     } else {

@@ -24,7 +24,8 @@ struct px_exchange {
     const struct px_optset *req; /* options in any order (sent sorted by number, stable); borrowed */
     const uint8_t *payload;      /* borrowed; copied by the worker before sending */
     size_t payload_len;
-    px_done_fn done; /* called once, on a worker thread; may free the exchange */
+    px_done_fn done;   /* called once, on a worker thread; may free the exchange */
+    px_done_fn notify; /* observations only: each notification (resp_* valid during the call) */
     void *arg;
 
     /* Result, valid inside and after done(). */
@@ -42,6 +43,7 @@ struct px_exchange {
         uint64_t deadline_ms;
         uint8_t token[8];
         size_t token_len;
+        uint64_t obs_id;
     } priv;
 };
 
@@ -52,6 +54,17 @@ struct px_client *px_client_create(const struct cfg *cfg, char *err, size_t err_
 
 /* Hands x to the worker owning its upstream. Thread: any. Never blocks on the network. */
 void px_client_submit(struct px_client *client, struct px_exchange *x);
+
+/* Starts an observation (RFC 7641) of x's resource: a GET with Observe=0 on a session of its own. Every
+ * notification calls x->notify() with resp_code/resp/resp_payload valid during the call; a notification
+ * without Observe, an error code, a failure to re-register after Max-Age (+ timeout_ms), unreachability or
+ * px_client_unobserve() end it with one call of x->done(). Returns an id for px_client_unobserve().
+ * Thread: any. */
+uint64_t px_client_observe(struct px_client *client, struct px_exchange *x);
+
+/* Deregisters observation id (RFC 7641 §3.6) and ends it with x->done(status PX_OK); does nothing when it
+ * has already ended. Thread: any. */
+void px_client_unobserve(struct px_client *client, size_t upstream, uint64_t id);
 
 /* Completes every queued and in-flight exchange (PX_ERR_UNAVAILABLE), stops and joins the workers, frees
  * everything. px_client_destroy(NULL) does nothing. Thread: main. */

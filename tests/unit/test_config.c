@@ -159,6 +159,10 @@ START_TEST(test_empty_object_gives_documented_defaults)
     ck_assert_uint_eq(cfg->limits.max_connections, 10000);
     ck_assert_uint_eq(cfg->limits.max_body_bytes, 1048576);
     ck_assert_uint_eq(cfg->limits.connection_timeout_s, 30);
+    ck_assert_uint_eq(cfg->limits.max_subscribers, 1000);
+    ck_assert_uint_eq(cfg->limits.max_subscribers_per_resource, 100);
+    ck_assert_uint_eq(cfg->limits.sse_keepalive_s, 15);
+    ck_assert_uint_eq(cfg->limits.longpoll_timeout_s, 30);
     ck_assert_int_eq(cfg->log.level, 2);
     ck_assert(cfg->log.access_log);
     cfg_free(cfg);
@@ -464,6 +468,22 @@ START_TEST(test_limits_ranges_are_inclusive)
                        "t.json: limits.connection_timeout_s: must be between 1 and 86400");
     ck_assert_rejected("{'limits': {'connection_timeout_s': 86401}}",
                        "t.json: limits.connection_timeout_s: must be between 1 and 86400");
+    ck_assert_rejected("{'limits': {'max_subscribers': 0}}",
+                       "t.json: limits.max_subscribers: must be between 1 and 1000000");
+    ck_assert_rejected("{'limits': {'max_subscribers_per_resource': 1000001}}",
+                       "t.json: limits.max_subscribers_per_resource: must be between 1 and 1000000");
+    ck_assert_rejected("{'limits': {'sse_keepalive_s': 0}}",
+                       "t.json: limits.sse_keepalive_s: must be between 1 and 3600");
+    ck_assert_rejected("{'limits': {'longpoll_timeout_s': 3601}}",
+                       "t.json: limits.longpoll_timeout_s: must be between 1 and 3600");
+    cfg =
+        parse_ok("{'limits': {'max_subscribers': 5, 'max_subscribers_per_resource': 2, 'sse_keepalive_s': 1,"
+                 " 'longpoll_timeout_s': 3600}}");
+    ck_assert_uint_eq(cfg->limits.max_subscribers, 5);
+    ck_assert_uint_eq(cfg->limits.max_subscribers_per_resource, 2);
+    ck_assert_uint_eq(cfg->limits.sse_keepalive_s, 1);
+    ck_assert_uint_eq(cfg->limits.longpoll_timeout_s, 3600);
+    cfg_free(cfg);
 }
 END_TEST
 

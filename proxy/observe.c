@@ -1,0 +1,608 @@
+/* proxy/observe: the observation registry. One mutex guards the table, the subscriber lists and their
+ * queues; client callbacks (worker threads) and subscriber calls (MHD threads) meet only here. */
+#include "observe.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct px_observe_obs {
+    struct px_observe_obs *next; /* in reg->table while in_table */
+    struct px_observe *reg;
+    uint8_t *key;
+    size_t key_len;
+    uint64_t id;
+    bool in_table;
+    bool ended;
+    unsigned events;
+    unsigned nsubs;
+    struct px_subscriber *subs;
+    struct px_notification *last; /* the newest notification, for subscribers that join later */
+    struct px_optset opts;
+    struct px_exchange x;
+};
+
+struct px_observe {
+    struct px_client *client;
+    unsigned max_per_resource, max_total;
+    pthread_mutex_t mu;
+    struct px_observe_obs *table;
+    unsigned total;
+    pthread_t ticker;
+    pthread_cond_t stop_cv;
+    bool stopping;
+};
+
+/* ---- notifications ---- */
+
+void px_notification_release(struct px_notification *n)
+{
+    if (n != NULL && atomic_fetch_sub(&n->refs, 1) == 1) {
+        free(n);
+    }
+}
+
+static struct px_notification *notification_ref(struct px_notification *n)
+{
+    atomic_fetch_add(&n->refs, 1);
+    return n;
+}
+
+static struct px_notification *notification_from(const struct px_exchange *x)
+{
+    struct px_notification *n = calloc(1, sizeof(*n) + x->resp_len);
+    if (n == NULL) {
+        return NULL;
+    }
+    atomic_init(&n->refs, 1);
+    n->code = x->resp_code;
+    n->cf = -1;
+    n->max_age = -1;
+    const struct px_opt *o;
+    if ((o = px_optset_find(&x->resp, PX_OPT_OBSERVE, 0)) != NULL) {
+        n->has_seq = true;
+        n->seq = px_opt_uint(px_opt_value(&x->resp, o), o->len);
+    }
+    if ((o = px_optset_find(&x->resp, PX_OPT_CONTENT_FORMAT, 0)) != NULL) {
+        n->cf = (int)px_opt_uint(px_opt_value(&x->resp, o), o->len);
+    }
+    if ((o = px_optset_find(&x->resp, PX_OPT_MAX_AGE, 0)) != NULL) {
+        n->max_age = (long)px_opt_uint(px_opt_value(&x->resp, o), o->len);
+    }
+    if ((o = px_optset_find(&x->resp, PX_OPT_ETAG, 0)) != NULL && o->len <= sizeof(n->etag)) {
+        memcpy(n->etag, px_opt_value(&x->resp, o), o->len);
+        n->etag_len = (uint8_t)o->len;
+    }
+    if (x->resp_len > 0) {
+        memcpy(n->payload, x->resp_payload, x->resp_len);
+    }
+    n->len = x->resp_len;
+    return n;
+}
+
+static struct px_notification *notification_end(enum px_status status, const char *detail)
+{
+    struct px_notification *n = calloc(1, sizeof(*n));
+    if (n != NULL) {
+        atomic_init(&n->refs, 1);
+        n->end = true;
+        n->status = status;
+        n->detail = detail;
+        n->cf = -1;
+        n->max_age = -1;
+    }
+    return n;
+}
+
+/* ---- subscribers (lock held) ---- */
+
+static void sub_wake(struct px_subscriber *s)
+{
+    if (s->parked) {
+        s->parked = false;
+        s->wake(s);
+    }
+}
+
+static void sub_clear(struct px_subscriber *s)
+{
+    while (s->q_len > 0) {
+        px_notification_release(s->q[s->q_head]);
+        s->q_head = (s->q_head + 1) % PX_SUB_QUEUE;
+        s->q_len--;
+    }
+}
+
+/* Queues n for s. A subscriber that has PX_SUB_QUEUE unread notifications is too slow: it is ended, so a
+ * stuck reader never holds the others back. */
+static void sub_deliver(struct px_subscriber *s, struct px_notification *n)
+{
+    if (s->ended) {
+        return;
+    }
+    if (!n->end && s->skip > 0) {
+        s->skip--;
+        return;
+    }
+    if (s->q_len == PX_SUB_QUEUE) {
+        sub_clear(s);
+        s->ended = true;
+    } else {
+        s->q[(s->q_head + s->q_len) % PX_SUB_QUEUE] = notification_ref(n);
+        s->q_len++;
+    }
+    sub_wake(s);
+}
+
+static void obs_free(struct px_observe_obs *obs)
+{
+    px_notification_release(obs->last);
+    free(obs->key);
+    free(obs);
+}
+
+static void table_remove(struct px_observe *reg, struct px_observe_obs *obs)
+{
+    struct px_observe_obs **p = &reg->table;
+    while (*p != NULL && *p != obs) {
+        p = &(*p)->next;
+    }
+    if (*p == obs) {
+        *p = obs->next;
+    }
+    obs->in_table = false;
+}
+
+/* ---- client callbacks (worker thread) ---- */
+
+static void on_notify(struct px_exchange *x, void *arg)
+{
+    struct px_observe_obs *obs = arg;
+    struct px_notification *n = notification_from(x);
+
+    if (n == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&obs->reg->mu);
+    obs->events++;
+    px_notification_release(obs->last);
+    obs->last = notification_ref(n);
+    for (struct px_subscriber *s = obs->subs; s != NULL; s = s->next) {
+        sub_deliver(s, n);
+    }
+    pthread_mutex_unlock(&obs->reg->mu);
+    px_notification_release(n);
+}
+
+static void on_done(struct px_exchange *x, void *arg)
+{
+    struct px_observe_obs *obs = arg;
+    struct px_observe *reg = obs->reg;
+    struct px_notification *n = notification_end(x->status, x->detail);
+
+    pthread_mutex_lock(&reg->mu);
+    obs->ended = true;
+    if (obs->in_table) {
+        table_remove(reg, obs);
+    }
+    for (struct px_subscriber *s = obs->subs; s != NULL; s = s->next) {
+        if (n != NULL) {
+            sub_deliver(s, n);
+        } else {
+            s->ended = true;
+            sub_wake(s);
+        }
+    }
+    bool orphan = obs->nsubs == 0;
+    pthread_mutex_unlock(&reg->mu);
+    px_notification_release(n);
+    if (orphan) {
+        obs_free(obs);
+    }
+}
+
+/* ---- subscribe / unsubscribe ---- */
+
+static struct px_observe_obs *table_find(struct px_observe *reg, const uint8_t *key, size_t key_len)
+{
+    for (struct px_observe_obs *obs = reg->table; obs != NULL; obs = obs->next) {
+        if (obs->key_len == key_len && memcmp(obs->key, key, key_len) == 0) {
+            return obs;
+        }
+    }
+    return NULL;
+}
+
+static struct px_observe_obs *obs_create(struct px_observe *reg, size_t upstream, const uint8_t *key,
+                                         size_t key_len, const struct px_optset *req)
+{
+    struct px_observe_obs *obs = calloc(1, sizeof(*obs));
+    if (obs == NULL) {
+        return NULL;
+    }
+    obs->key = malloc(key_len);
+    if (obs->key == NULL) {
+        free(obs);
+        return NULL;
+    }
+    memcpy(obs->key, key, key_len);
+    obs->key_len = key_len;
+    obs->reg = reg;
+    memcpy(&obs->opts, req, sizeof(obs->opts));
+    obs->x.upstream = upstream;
+    obs->x.code = PX_COAP_GET;
+    obs->x.req = &obs->opts;
+    obs->x.notify = on_notify;
+    obs->x.done = on_done;
+    obs->x.arg = obs;
+    return obs;
+}
+
+static unsigned count_subs(const struct px_observe_obs *obs)
+{
+    return obs != NULL ? obs->nsubs : 0;
+}
+
+enum px_status px_observe_subscribe(struct px_observe *reg, size_t upstream, const uint8_t *key,
+                                    size_t key_len, const struct px_optset *req, struct px_subscriber *s,
+                                    const char **detail)
+{
+    enum px_status st = PX_OK;
+
+    s->next = NULL;
+    s->obs = NULL;
+    s->q_head = s->q_len = 0;
+    s->parked = s->ended = false;
+    s->skip = 0;
+    pthread_mutex_lock(&reg->mu);
+    struct px_observe_obs *obs = table_find(reg, key, key_len);
+    if (reg->total >= reg->max_total) {
+        *detail = "the gateway has reached limits.max_subscribers in total";
+        st = PX_ERR_UNAVAILABLE;
+        goto out_unlock;
+    }
+    if (count_subs(obs) >= reg->max_per_resource) {
+        *detail = "this resource has reached limits.max_subscribers";
+        st = PX_ERR_UNAVAILABLE;
+        goto out_unlock;
+    }
+    if (obs == NULL) {
+        obs = obs_create(reg, upstream, key, key_len, req);
+        if (obs == NULL) {
+            *detail = "out of memory";
+            st = PX_ERR_INTERNAL;
+            goto out_unlock;
+        }
+        obs->id = px_client_observe(reg->client, &obs->x);
+        if (obs->id == 0) {
+            obs_free(obs);
+            *detail = "the gateway is shutting down";
+            st = PX_ERR_UNAVAILABLE;
+            goto out_unlock;
+        }
+        obs->in_table = true;
+        obs->next = reg->table;
+        reg->table = obs;
+    }
+    s->obs = obs;
+    s->next = obs->subs;
+    obs->subs = s;
+    obs->nsubs++;
+    reg->total++;
+    if (s->want_next) {
+        s->skip = obs->events == 0 ? 1 : 0;
+    } else if (obs->last != NULL) {
+        sub_deliver(s, obs->last);
+    }
+out_unlock:
+    pthread_mutex_unlock(&reg->mu);
+    return st;
+}
+
+void px_observe_unsubscribe(struct px_observe *reg, struct px_subscriber *s)
+{
+    struct px_observe_obs *obs = s->obs;
+    bool free_now = false;
+
+    if (obs == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&reg->mu);
+    struct px_subscriber **p = &obs->subs;
+    while (*p != NULL && *p != s) {
+        p = &(*p)->next;
+    }
+    if (*p == s) {
+        *p = s->next;
+    }
+    sub_clear(s);
+    s->obs = NULL;
+    obs->nsubs--;
+    reg->total--;
+    if (obs->nsubs == 0) {
+        if (obs->ended) {
+            free_now = true;
+        } else if (obs->in_table) {
+            /* The worker ends it (on_done frees it: no subscriber is left to read). */
+            table_remove(reg, obs);
+            px_client_unobserve(reg->client, obs->x.upstream, obs->id);
+        }
+    }
+    pthread_mutex_unlock(&reg->mu);
+    if (free_now) {
+        obs_free(obs);
+    }
+}
+
+void px_observe_close_all(struct px_observe *reg)
+{
+    pthread_mutex_lock(&reg->mu);
+    for (struct px_observe_obs *obs = reg->table; obs != NULL; obs = obs->next) {
+        for (struct px_subscriber *s = obs->subs; s != NULL; s = s->next) {
+            s->ended = true;
+            sub_wake(s);
+        }
+    }
+    pthread_mutex_unlock(&reg->mu);
+}
+
+struct px_notification *px_observe_next(struct px_observe *reg, struct px_subscriber *s, bool *ended,
+                                        void (*park)(struct px_subscriber *s, void *arg), void *arg)
+{
+    struct px_notification *n = NULL;
+
+    pthread_mutex_lock(&reg->mu);
+    *ended = false;
+    if (s->q_len > 0) {
+        n = s->q[s->q_head];
+        s->q_head = (s->q_head + 1) % PX_SUB_QUEUE;
+        s->q_len--;
+    } else if (s->ended || s->obs == NULL) {
+        *ended = true;
+    } else {
+        s->parked = true;
+        park(s, arg);
+    }
+    if (n != NULL && n->end) {
+        s->ended = true;
+    }
+    pthread_mutex_unlock(&reg->mu);
+    return n;
+}
+
+/* ---- ticker: wakes parked subscribers whose wake_at_ms passed (SSE keep-alives, long-poll deadlines) ----
+ */
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void *ticker_main(void *arg)
+{
+    struct px_observe *reg = arg;
+
+    pthread_mutex_lock(&reg->mu);
+    while (!reg->stopping) {
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_sec += 1;
+        pthread_cond_timedwait(&reg->stop_cv, &reg->mu, &until);
+        uint64_t now = now_ms();
+        for (struct px_observe_obs *obs = reg->table; obs != NULL; obs = obs->next) {
+            for (struct px_subscriber *s = obs->subs; s != NULL; s = s->next) {
+                if (s->wake_at_ms != 0 && s->wake_at_ms <= now) {
+                    sub_wake(s);
+                }
+            }
+        }
+    }
+    pthread_mutex_unlock(&reg->mu);
+    return NULL;
+}
+
+struct px_observe *px_observe_create(struct px_client *client, unsigned max_per_resource, unsigned max_total)
+{
+    struct px_observe *reg = calloc(1, sizeof(*reg));
+    pthread_condattr_t ca;
+
+    if (reg == NULL) {
+        return NULL;
+    }
+    reg->client = client;
+    reg->max_per_resource = max_per_resource;
+    reg->max_total = max_total;
+    pthread_mutex_init(&reg->mu, NULL);
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&reg->stop_cv, &ca);
+    pthread_condattr_destroy(&ca);
+    if (pthread_create(&reg->ticker, NULL, ticker_main, reg) != 0) {
+        pthread_cond_destroy(&reg->stop_cv);
+        pthread_mutex_destroy(&reg->mu);
+        free(reg);
+        return NULL;
+    }
+    return reg;
+}
+
+void px_observe_destroy(struct px_observe *reg)
+{
+    if (reg == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&reg->mu);
+    reg->stopping = true;
+    pthread_cond_signal(&reg->stop_cv);
+    pthread_mutex_unlock(&reg->mu);
+    pthread_join(reg->ticker, NULL);
+    pthread_cond_destroy(&reg->stop_cv);
+    pthread_mutex_destroy(&reg->mu);
+    free(reg);
+}
+
+/* ---- Server-Sent Events (WHATWG HTML §9.2) ---- */
+
+struct text {
+    char *buf;
+    size_t len, cap;
+    bool failed;
+};
+
+static void text_add(struct text *t, const char *s, size_t n)
+{
+    if (t->failed) {
+        return;
+    }
+    if (t->len + n + 1 > t->cap) {
+        size_t cap = t->cap ? t->cap : 256;
+        while (cap < t->len + n + 1) {
+            cap *= 2;
+        }
+        char *grown = realloc(t->buf, cap);
+        if (grown == NULL) {
+            t->failed = true;
+            return;
+        }
+        t->buf = grown;
+        t->cap = cap;
+    }
+    memcpy(t->buf + t->len, s, n);
+    t->len += n;
+    t->buf[t->len] = '\0';
+}
+
+static void text_str(struct text *t, const char *s)
+{
+    text_add(t, s, strlen(s));
+}
+
+/* Content-Formats whose payload is text (sent as is); everything else goes base64. */
+static bool text_format(int cf)
+{
+    static const int text_formats[] = {0, 40, 41, 50, 51, 52, 110, 111, 112, 310, 311, 320, 432};
+    for (size_t i = 0; i < sizeof(text_formats) / sizeof(text_formats[0]); i++) {
+        if (cf == text_formats[i]) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Printable UTF-8 (tabs and line breaks allowed): safe to send as SSE data lines. */
+static bool valid_utf8_text(const uint8_t *p, size_t len)
+{
+    size_t i = 0;
+    while (i < len) {
+        uint8_t c = p[i];
+        size_t extra;
+        if (c < 0x80) {
+            if ((c < 0x20 && c != '\n' && c != '\r' && c != '\t') || c == 0x7f) {
+                return false;
+            }
+            i++;
+            continue;
+        }
+        if ((c & 0xe0) == 0xc0) {
+            extra = 1;
+        } else if ((c & 0xf0) == 0xe0) {
+            extra = 2;
+        } else if ((c & 0xf8) == 0xf0) {
+            extra = 3;
+        } else {
+            return false;
+        }
+        if (len - i <= extra) {
+            return false;
+        }
+        for (size_t k = 1; k <= extra; k++) {
+            if ((p[i + k] & 0xc0) != 0x80) {
+                return false;
+            }
+        }
+        i += extra + 1;
+    }
+    return true;
+}
+
+/* "data: " lines: SSE ends a line at CR, LF or CRLF, so each of them starts a new data line. */
+static void add_data_lines(struct text *t, const char *p, size_t len)
+{
+    size_t start = 0;
+    for (size_t i = 0; i <= len; i++) {
+        if (i == len || p[i] == '\n' || p[i] == '\r') {
+            text_str(t, "data: ");
+            text_add(t, p + start, i - start);
+            text_str(t, "\n");
+            if (i + 1 < len && p[i] == '\r' && p[i + 1] == '\n') {
+                i++;
+            }
+            start = i + 1;
+        }
+    }
+}
+
+static void add_base64(struct text *t, const uint8_t *p, size_t len)
+{
+    static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    char quad[4];
+
+    text_str(t, "data: ");
+    for (size_t i = 0; i < len; i += 3) {
+        uint32_t v = (uint32_t)p[i] << 16;
+        if (i + 1 < len) {
+            v |= (uint32_t)p[i + 1] << 8;
+        }
+        if (i + 2 < len) {
+            v |= p[i + 2];
+        }
+        quad[0] = alphabet[(v >> 18) & 63];
+        quad[1] = alphabet[(v >> 12) & 63];
+        quad[2] = i + 1 < len ? alphabet[(v >> 6) & 63] : '=';
+        quad[3] = i + 2 < len ? alphabet[v & 63] : '=';
+        text_add(t, quad, 4);
+    }
+    text_str(t, "\n");
+}
+
+char *px_notification_sse(const struct px_notification *n, size_t *len)
+{
+    struct text t = {0};
+    char line[96];
+
+    if (n->end) {
+        if (n->status == PX_OK) {
+            return NULL;
+        }
+        text_str(&t, "event: error\n");
+        add_data_lines(&t, n->detail ? n->detail : px_strerror(n->status),
+                       strlen(n->detail ? n->detail : px_strerror(n->status)));
+    } else {
+        char code[5];
+        px_code_format(n->code, code);
+        if (n->has_seq) {
+            snprintf(line, sizeof(line), "id: %u\n", n->seq);
+            text_str(&t, line);
+        }
+        snprintf(line, sizeof(line), "event: %s\n", code);
+        text_str(&t, line);
+        bool text = n->cf >= 0 ? text_format(n->cf) : valid_utf8_text(n->payload, n->len);
+        if (text) {
+            add_data_lines(&t, (const char *)n->payload, n->len);
+        } else {
+            text_str(&t, "encoding: base64\n");
+            add_base64(&t, n->payload, n->len);
+        }
+    }
+    text_str(&t, "\n");
+    if (t.failed) {
+        free(t.buf);
+        return NULL;
+    }
+    *len = t.len;
+    return t.buf;
+}
