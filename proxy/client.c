@@ -142,22 +142,10 @@ static void session_drop(coap_session_t *session)
     coap_session_release(session);
 }
 
-/* Detaches the slot from its session. Inside a libcoap callback (deferred = true) the session is parked and
- * dropped once coap_io_process() has returned. */
-static void slot_reset_session(struct slot *s, bool deferred)
+/* Parks a detached session to be dropped once coap_io_process() has returned: libcoap may still be using it
+ * in the callback that detached it. */
+static void park_session(struct worker *w, coap_session_t *session)
 {
-    struct worker *w = s->up->worker;
-    coap_session_t *session = s->session;
-
-    if (session == NULL) {
-        return;
-    }
-    s->session = NULL;
-    coap_session_set_app_data(session, NULL);
-    if (!deferred) {
-        session_drop(session);
-        return;
-    }
     if (w->graveyard_len == w->graveyard_cap) {
         size_t cap = w->graveyard_cap ? w->graveyard_cap * 2 : 8;
         coap_session_t **grown = realloc(w->graveyard, cap * sizeof(*grown));
@@ -168,6 +156,23 @@ static void slot_reset_session(struct slot *s, bool deferred)
         w->graveyard_cap = cap;
     }
     w->graveyard[w->graveyard_len++] = session;
+}
+
+/* Detaches the slot from its session: at once, or (deferred, inside a libcoap callback) parked. */
+static void slot_reset_session(struct slot *s, bool deferred)
+{
+    coap_session_t *session = s->session;
+
+    if (session == NULL) {
+        return;
+    }
+    s->session = NULL;
+    coap_session_set_app_data(session, NULL);
+    if (deferred) {
+        park_session(s->up->worker, session);
+    } else {
+        session_drop(session);
+    }
 }
 
 static void bury_sessions(struct worker *w)
@@ -438,7 +443,6 @@ out_free_pdu:
 /* Detaches the session; libcoap may still be inside a callback for it, so it is dropped after the loop. */
 static void obs_detach(struct observation *o)
 {
-    struct worker *w = o->up->worker;
     coap_session_t *session = o->session;
 
     if (session == NULL) {
@@ -446,16 +450,7 @@ static void obs_detach(struct observation *o)
     }
     o->session = NULL;
     coap_session_set_app_data(session, NULL);
-    if (w->graveyard_len == w->graveyard_cap) {
-        size_t cap = w->graveyard_cap ? w->graveyard_cap * 2 : 8;
-        coap_session_t **grown = realloc(w->graveyard, cap * sizeof(*grown));
-        if (grown == NULL) {
-            return;
-        }
-        w->graveyard = grown;
-        w->graveyard_cap = cap;
-    }
-    w->graveyard[w->graveyard_len++] = session;
+    park_session(o->up->worker, session);
 }
 
 /* Ends the observation: unlinks it and calls done() once. */
@@ -553,7 +548,12 @@ static void obs_cancel(struct upstream *up, uint64_t id)
 {
     for (struct observation *o = up->observations; o != NULL; o = o->next) {
         if (o->x->priv.obs_id == id) {
-            obs_send(o, 1); /* RFC 7641 §3.6: deregister with a GET carrying Observe=1 and the same token */
+            /* RFC 7641 §3.6: deregister with a GET carrying Observe=1 and the same token. The session is
+             * released, not disconnected, so libcoap still retransmits that CON until it is acknowledged. */
+            obs_send(o, 1);
+            coap_session_set_app_data(o->session, NULL);
+            coap_session_release(o->session);
+            o->session = NULL;
             obs_end(o, PX_OK, "the last subscriber left");
             return;
         }
