@@ -550,7 +550,13 @@ static void obs_cancel(struct upstream *up, uint64_t id)
         if (o->x->priv.obs_id == id) {
             /* RFC 7641 §3.6: deregister with a GET carrying Observe=1 and the same token. The session is
              * released, not disconnected, so libcoap still retransmits that CON until it is acknowledged. */
-            obs_send(o, 1);
+            coap_binary_t token = {.length = o->x->priv.token_len, .s = o->x->priv.token};
+            coap_pdu_type_t type = o->up->cfg->type == CFG_MSG_NON ? COAP_MESSAGE_NON : COAP_MESSAGE_CON;
+            /* In block mode libcoap tracks the observation and gives a request of ours a new token; its
+             * own cancel sends the registration's token. */
+            if (!coap_cancel_observe(o->session, &token, type)) {
+                obs_send(o, 1);
+            }
             coap_session_set_app_data(o->session, NULL);
             coap_session_release(o->session);
             o->session = NULL;

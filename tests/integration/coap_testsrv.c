@@ -15,9 +15,28 @@
  *       silent=1 (never answer; libcoap still sends the empty ACK for a CON request because a server
  *       handler cannot suppress it: use --blackhole for "no ACK at all").
  *       Unknown items are ignored, so tests can add n=<i> to make URIs unique.
+ *       ETag validation: a request carrying an ETag option equal to etag=HEX gets 2.03 Valid with that ETag
+ *       and max_age, and no payload (counted as "VALID /r/<...>"). Every request carrying any ETag option
+ *       is also counted as "ETAG /r/<...>".
  *   /echo[/...]           2.05 text/plain listing what arrived: "method=", "type=", one "opt=<n> val=<hex>"
  *                         line per option in wire order, "payload_len=", "payload_hex=" (first 512 bytes).
- *   /stats                "METHOD /path COUNT" per line for every request to /r and /echo (no query).
+ *   /obs/<name>?items     an observable resource (RFC 7641); the first request for a name fixes its items:
+ *       period_ms=N (default 1000) between notifications  max_age=S (Max-Age on every message; none by
+ *       default)  stop_after=K (after K notifications the resource goes silent: no more notifications, and
+ *       every later request, re-registrations included, gets only libcoap's empty ACK)  ct=N (default 50;
+ *       -1: no Content-Format)  body=TEXT (payload instead of {"n":N})  binary=1 (payload prefixed with
+ *       the bytes 00 ff fe, not UTF-8)  con=1 (notifications CON instead of NON).
+ *       GET with Observe=0 registers (answer: 2.05 with Observe and the current payload), Observe=1 (same
+ *       token) deregisters, plain GET reads. N counts the notifications sent; ticking runs only while the
+ *       resource has observers, so a new registration sees N and the next notification N+1. The Observe
+ *       value grows by one with every message of the resource. Counted per name as "GET /obs/<name>"
+ *       (every request), "REGISTER" (new observer), "REREGISTER" (Observe=0 from a current observer, same
+ *       session and token), "DEREGISTER" (Observe=1 from a current observer), "RST" (RST of a CON
+ *       notification, observer dropped; "LOST" when never acknowledged), "NOTIFY" (notifications sent, one
+ *       per observer), "IGNORED" (requests left unanswered while silent), each as "<WHAT> /obs/<name> N".
+ *   /stats                "METHOD /path COUNT" per line for every request to /r, /echo and /obs (no query),
+ *                         plus the VALID/ETAG and observe lines above.
+ *   /stats/observers/<name>  current number of observers of /obs/<name>.
  *   /stats/maxconc        highest number of delayed requests outstanding at once.
  *   /stats/outstanding    delayed requests outstanding now.
  *   /stats/reset          zeroes the counters and maxconc.
@@ -147,6 +166,8 @@ static void add_text(coap_resource_t *res, coap_session_t *session, const coap_p
 }
 
 /* ---- /stats ---- */
+static unsigned obs_observers(const char *name);
+
 static void handle_stats(coap_resource_t *res, coap_session_t *session, const coap_pdu_t *req,
                          const coap_string_t *query, coap_pdu_t *resp, const char *path)
 {
@@ -163,6 +184,8 @@ static void handle_stats(coap_resource_t *res, coap_session_t *session, const co
         used = (size_t)snprintf(text, cap, "%u", max_outstanding);
     } else if (strcmp(path, "/stats/outstanding") == 0) {
         used = (size_t)snprintf(text, cap, "%u", outstanding);
+    } else if (strncmp(path, "/stats/observers/", 17) == 0) {
+        used = (size_t)snprintf(text, cap, "%u", obs_observers(path + 17));
     } else if (strcmp(path, "/stats/reset") == 0) {
         counters_len = 0;
         max_outstanding = outstanding;
@@ -382,11 +405,51 @@ static void add_script_options(const coap_pdu_t *req, const struct script *s, co
     }
 }
 
+/* True when the request carries an ETag option equal to the script's etag (RFC 7252 §5.10.6). */
+static int etag_matches(const coap_pdu_t *req, const struct script *s)
+{
+    coap_opt_iterator_t it;
+    coap_opt_filter_t filter;
+    coap_opt_t *opt;
+
+    if (s->etag_len == 0) {
+        return 0;
+    }
+    coap_option_filter_clear(&filter);
+    coap_option_filter_set(&filter, COAP_OPTION_ETAG);
+    coap_option_iterator_init(req, &it, &filter);
+    while ((opt = coap_option_next(&it)) != NULL) {
+        if (coap_opt_length(opt) == s->etag_len && memcmp(coap_opt_value(opt), s->etag, s->etag_len) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* 2.03 Valid: the ETag and Max-Age, no payload. */
+static void answer_valid(coap_pdu_t *resp, const struct script *s, const char *path)
+{
+    char key[MAX_KEY];
+
+    snprintf(key, sizeof(key), "VALID %s", path);
+    count_request(key);
+    coap_pdu_set_code(resp, COAP_RESPONSE_CODE(203));
+    coap_add_option(resp, COAP_OPTION_ETAG, s->etag_len, s->etag);
+    if (s->max_age >= 0) {
+        add_uint_opt(resp, COAP_OPTION_MAXAGE, (unsigned long)s->max_age);
+    }
+}
+
 static void answer_script(coap_resource_t *res, coap_session_t *session, const coap_pdu_t *req,
-                          const coap_string_t *query, coap_pdu_t *resp, const struct script *s)
+                          const coap_string_t *query, coap_pdu_t *resp, const struct script *s,
+                          const char *path)
 {
     int large = s->size > 900;
 
+    if (etag_matches(req, s)) {
+        answer_valid(resp, s, path);
+        return;
+    }
     coap_pdu_set_code(resp, (coap_pdu_code_t)s->code);
     add_script_options(req, s, resp, large);
     if (large) {
@@ -421,9 +484,16 @@ static void answer_script(coap_resource_t *res, coap_session_t *session, const c
     }
 }
 
+static int has_option(const coap_pdu_t *req, uint16_t number)
+{
+    coap_opt_iterator_t it;
+    return coap_check_option(req, number, &it) != NULL;
+}
+
 static void handle_script(coap_resource_t *res, coap_session_t *session, const coap_pdu_t *req,
                           const coap_string_t *query, coap_pdu_t *resp, const char *key)
 {
+    const char *path = strchr(key, ' ') + 1;
     struct script s;
     coap_async_t *async;
 
@@ -432,10 +502,15 @@ static void handle_script(coap_resource_t *res, coap_session_t *session, const c
     if (async != NULL) {
         /* The delay fired: libcoap calls us again with a copy of the request, then frees the async. */
         outstanding--;
-        answer_script(res, session, req, query, resp, &s);
+        answer_script(res, session, req, query, resp, &s, path);
         return;
     }
     count_request(key);
+    if (has_option(req, COAP_OPTION_ETAG)) {
+        char etag_key[MAX_KEY];
+        snprintf(etag_key, sizeof(etag_key), "ETAG %s", path);
+        count_request(etag_key);
+    }
     if (s.silent) {
         return; /* no code set: an empty ACK for CON, nothing for NON */
     }
@@ -451,7 +526,346 @@ static void handle_script(coap_resource_t *res, coap_session_t *session, const c
         }
         return; /* empty ACK now, the separate response when the delay fires */
     }
-    answer_script(res, session, req, query, resp, &s);
+    answer_script(res, session, req, query, resp, &s, path);
+}
+
+/* ---- /obs: observable resources (RFC 7641), with our own timer list ---- */
+#define MAX_OBS_RES 64
+#define OBS_NAME_MAX 64
+#define OBS_BODY_MAX 256
+
+struct observer {
+    struct observer *next;
+    coap_session_t *session; /* a reference, released when the observer goes */
+    uint8_t token[8];
+    size_t token_len;
+};
+
+struct obs_res {
+    char name[OBS_NAME_MAX];
+    long period_ms;
+    long max_age;    /* -1: no Max-Age option */
+    long stop_after; /* -1: never goes silent */
+    long ct;
+    char body[OBS_BODY_MAX];
+    size_t body_len;
+    int has_body;
+    int binary;
+    int con;
+    unsigned long n;   /* notifications sent: the counter in the payload */
+    unsigned seq;      /* Observe value of the resource's last message */
+    long long next_ms; /* when the next notification is due, while there are observers */
+    unsigned nobservers;
+    struct observer *observers;
+};
+
+static struct obs_res obs_table[MAX_OBS_RES];
+static size_t obs_len;
+
+static long long mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void obs_count(const char *what, const struct obs_res *r)
+{
+    char key[MAX_KEY];
+    snprintf(key, sizeof(key), "%s /obs/%s", what, r->name);
+    count_request(key);
+}
+
+static int obs_silent(const struct obs_res *r)
+{
+    return r->stop_after >= 0 && r->n >= (unsigned long)r->stop_after;
+}
+
+static void obs_parse_item(struct obs_res *r, const char *item, size_t len)
+{
+    const char *eq = memchr(item, '=', len);
+    if (eq == NULL) {
+        return;
+    }
+    size_t klen = (size_t)(eq - item);
+    const char *val = eq + 1;
+    size_t vlen = len - klen - 1;
+#define KEY(k) (klen == sizeof(k) - 1 && memcmp(item, k, klen) == 0)
+    if (KEY("period_ms")) {
+        r->period_ms = num(val, vlen);
+    } else if (KEY("max_age")) {
+        r->max_age = num(val, vlen);
+    } else if (KEY("stop_after")) {
+        r->stop_after = num(val, vlen);
+    } else if (KEY("ct")) {
+        r->ct = num(val, vlen);
+    } else if (KEY("body")) {
+        r->body_len = vlen < sizeof(r->body) ? vlen : sizeof(r->body);
+        memcpy(r->body, val, r->body_len);
+        r->has_body = 1;
+    } else if (KEY("binary")) {
+        r->binary = num(val, vlen) != 0;
+    } else if (KEY("con")) {
+        r->con = num(val, vlen) != 0;
+    }
+#undef KEY
+}
+
+static struct obs_res *obs_find(const char *name)
+{
+    for (size_t i = 0; i < obs_len; i++) {
+        if (strcmp(obs_table[i].name, name) == 0) {
+            return &obs_table[i];
+        }
+    }
+    return NULL;
+}
+
+static unsigned obs_observers(const char *name)
+{
+    const struct obs_res *r = obs_find(name);
+    return r != NULL ? r->nobservers : 0;
+}
+
+/* The resource called name; the first request for it fixes its items. NULL when the table is full. */
+static struct obs_res *obs_get(const char *name, const coap_pdu_t *req)
+{
+    coap_opt_iterator_t it;
+    coap_opt_filter_t filter;
+    coap_opt_t *opt;
+    struct obs_res *r = obs_find(name);
+
+    if (r != NULL || obs_len == MAX_OBS_RES) {
+        return r;
+    }
+    r = &obs_table[obs_len++];
+    memset(r, 0, sizeof(*r));
+    size_t name_len = strnlen(name, sizeof(r->name) - 1);
+    memcpy(r->name, name, name_len); /* longer names are cut; tests use short ones */
+    r->period_ms = 1000;
+    r->max_age = -1;
+    r->stop_after = -1;
+    r->ct = COAP_MEDIATYPE_APPLICATION_JSON;
+    coap_option_filter_clear(&filter);
+    coap_option_filter_set(&filter, COAP_OPTION_URI_QUERY);
+    coap_option_iterator_init(req, &it, &filter);
+    while ((opt = coap_option_next(&it)) != NULL) {
+        obs_parse_item(r, (const char *)coap_opt_value(opt), coap_opt_length(opt));
+    }
+    if (r->period_ms < 1) {
+        r->period_ms = 1;
+    }
+    return r;
+}
+
+static struct observer *observer_find(struct obs_res *r, const coap_session_t *session,
+                                      coap_bin_const_t token)
+{
+    for (struct observer *o = r->observers; o != NULL; o = o->next) {
+        if (o->session == session && o->token_len == token.length &&
+            memcmp(o->token, token.s, token.length) == 0) {
+            return o;
+        }
+    }
+    return NULL;
+}
+
+static void observer_add(struct obs_res *r, coap_session_t *session, coap_bin_const_t token)
+{
+    struct observer *o = calloc(1, sizeof(*o));
+    if (o == NULL) {
+        return;
+    }
+    o->session = coap_session_reference(session);
+    o->token_len = token.length < sizeof(o->token) ? token.length : sizeof(o->token);
+    memcpy(o->token, token.s, o->token_len);
+    o->next = r->observers;
+    r->observers = o;
+    if (r->nobservers++ == 0) {
+        r->next_ms = mono_ms() + r->period_ms;
+    }
+}
+
+static void observer_remove(struct obs_res *r, struct observer *o)
+{
+    struct observer **p = &r->observers;
+    while (*p != NULL && *p != o) {
+        p = &(*p)->next;
+    }
+    if (*p == o) {
+        *p = o->next;
+        r->nobservers--;
+        coap_session_release(o->session);
+        free(o);
+    }
+}
+
+/* Options in ascending order (Observe 6, Content-Format 12, Max-Age 14) and the payload. */
+static void obs_fill(coap_pdu_t *pdu, const struct obs_res *r, int with_observe)
+{
+    uint8_t buf[3 + OBS_BODY_MAX + 32];
+    size_t used = 0;
+
+    if (with_observe) {
+        add_uint_opt(pdu, COAP_OPTION_OBSERVE, r->seq);
+    }
+    if (r->ct >= 0) {
+        add_uint_opt(pdu, COAP_OPTION_CONTENT_FORMAT, (unsigned long)r->ct);
+    }
+    if (r->max_age >= 0) {
+        add_uint_opt(pdu, COAP_OPTION_MAXAGE, (unsigned long)r->max_age);
+    }
+    if (r->binary) {
+        buf[used++] = 0x00;
+        buf[used++] = 0xff;
+        buf[used++] = 0xfe;
+    }
+    if (r->has_body) {
+        memcpy(buf + used, r->body, r->body_len);
+        used += r->body_len;
+    } else {
+        used += (size_t)snprintf((char *)buf + used, sizeof(buf) - used, "{\"n\":%lu}", r->n);
+    }
+    coap_add_data(pdu, used, buf);
+}
+
+static void obs_notify(struct obs_res *r, struct observer *o)
+{
+    coap_pdu_t *pdu = coap_pdu_init(r->con ? COAP_MESSAGE_CON : COAP_MESSAGE_NON, COAP_RESPONSE_CODE(205),
+                                    coap_new_message_id(o->session), coap_session_max_pdu_size(o->session));
+    if (pdu == NULL) {
+        return;
+    }
+    if (!coap_add_token(pdu, o->token_len, o->token)) {
+        coap_delete_pdu(pdu);
+        return;
+    }
+    obs_fill(pdu, r, 1);
+    if (coap_send(o->session, pdu) != COAP_INVALID_MID) {
+        obs_count("NOTIFY", r);
+    }
+}
+
+/* Sends the notifications that are due; returns the ms until the next one, or -1 when none is scheduled. */
+static long long obs_tick(void)
+{
+    long long now = mono_ms(), next = -1;
+
+    for (size_t i = 0; i < obs_len; i++) {
+        struct obs_res *r = &obs_table[i];
+        if (r->observers == NULL || obs_silent(r)) {
+            continue;
+        }
+        if (r->next_ms <= now) {
+            r->n++;
+            r->seq = (r->seq + 1) & 0xffffff;
+            for (struct observer *o = r->observers; o != NULL; o = o->next) {
+                obs_notify(r, o);
+            }
+            r->next_ms += r->period_ms;
+            if (r->next_ms <= now) {
+                r->next_ms = now + r->period_ms; /* no burst to catch up */
+            }
+        }
+        if (!obs_silent(r) && (next < 0 || r->next_ms - now < next)) {
+            next = r->next_ms - now;
+        }
+    }
+    return next;
+}
+
+/* A CON notification was refused (RST) or never acknowledged: the observer is gone (RFC 7641 §3.6). */
+static void on_nack(coap_session_t *session, const coap_pdu_t *sent, const coap_nack_reason_t reason,
+                    const coap_mid_t mid)
+{
+    (void)mid;
+    if (sent == NULL || (reason != COAP_NACK_RST && reason != COAP_NACK_TOO_MANY_RETRIES)) {
+        return;
+    }
+    for (size_t i = 0; i < obs_len; i++) {
+        struct observer *o = observer_find(&obs_table[i], session, coap_pdu_get_token(sent));
+        if (o != NULL) {
+            obs_count(reason == COAP_NACK_RST ? "RST" : "LOST", &obs_table[i]);
+            observer_remove(&obs_table[i], o);
+            return;
+        }
+    }
+}
+
+static void obs_release_all(void)
+{
+    for (size_t i = 0; i < obs_len; i++) {
+        while (obs_table[i].observers != NULL) {
+            observer_remove(&obs_table[i], obs_table[i].observers);
+        }
+    }
+}
+
+static void print_token(const uint8_t *p, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        fprintf(stderr, "%02x", p[i]);
+    }
+}
+
+/* RFC 7641 §3.6 wants the registration's token: say on stderr (shown when a test fails) what came instead. */
+static void log_unmatched(const struct obs_res *r, const coap_session_t *session, coap_bin_const_t token)
+{
+    fprintf(stderr, "coap_testsrv: GET /obs/%s with Observe=1 and token ", r->name);
+    print_token(token.s, token.length);
+    fprintf(stderr, " matches no observer; observers (same session?, token):");
+    for (const struct observer *o = r->observers; o != NULL; o = o->next) {
+        fprintf(stderr, " (%s, ", o->session == session ? "yes" : "no");
+        print_token(o->token, o->token_len);
+        fprintf(stderr, ")");
+    }
+    fprintf(stderr, "\n");
+}
+
+static void handle_obs(coap_session_t *session, const coap_pdu_t *req, coap_pdu_t *resp, const char *path,
+                       const char *key)
+{
+    coap_opt_iterator_t it;
+    coap_opt_t *opt;
+    long observe = -1;
+    const char *name = path + strlen("/obs/");
+    struct obs_res *r;
+
+    if (strncmp(path, "/obs/", 5) != 0 || *name == '\0' || coap_pdu_get_code(req) != COAP_REQUEST_CODE_GET) {
+        coap_pdu_set_code(resp,
+                          COAP_RESPONSE_CODE(coap_pdu_get_code(req) == COAP_REQUEST_CODE_GET ? 404 : 405));
+        return;
+    }
+    count_request(key);
+    r = obs_get(name, req);
+    if (r == NULL) {
+        coap_pdu_set_code(resp, COAP_RESPONSE_CODE(503));
+        return;
+    }
+    if (obs_silent(r)) {
+        obs_count("IGNORED", r);
+        return; /* no code set: an empty ACK for CON, nothing for NON */
+    }
+    if ((opt = coap_check_option(req, COAP_OPTION_OBSERVE, &it)) != NULL) {
+        observe = (long)coap_decode_var_bytes(coap_opt_value(opt), coap_opt_length(opt));
+    }
+    struct observer *o = observer_find(r, session, coap_pdu_get_token(req));
+    if (observe == 0) {
+        if (o != NULL) {
+            obs_count("REREGISTER", r);
+        } else {
+            obs_count("REGISTER", r);
+            observer_add(r, session, coap_pdu_get_token(req));
+        }
+        r->seq = (r->seq + 1) & 0xffffff;
+    } else if (observe == 1 && o != NULL) {
+        obs_count("DEREGISTER", r);
+        observer_remove(r, o);
+    } else if (observe == 1) {
+        log_unmatched(r, session, coap_pdu_get_token(req));
+    }
+    coap_pdu_set_code(resp, COAP_RESPONSE_CODE(205));
+    obs_fill(resp, r, observe == 0);
 }
 
 static void handle_any(coap_resource_t *res, coap_session_t *session, const coap_pdu_t *req,
@@ -468,6 +882,8 @@ static void handle_any(coap_resource_t *res, coap_session_t *session, const coap
         handle_echo(res, session, req, query, resp);
     } else if (strcmp(first, "r") == 0) {
         handle_script(res, session, req, query, resp, key);
+    } else if (strcmp(first, "obs") == 0) {
+        handle_obs(session, req, resp, path, key);
     } else {
         static const char diag[] = "coap_testsrv: no such resource";
         coap_pdu_set_code(resp, COAP_RESPONSE_CODE(404));
@@ -566,11 +982,15 @@ static int run_server(unsigned want)
     coap_register_request_handler(res, COAP_REQUEST_IPATCH, handle_any);
     coap_add_resource(ctx, res);
 
+    coap_register_nack_handler(ctx, on_nack);
+
     printf("ready %u\n", port);
     fflush(stdout);
     while (!quit) {
-        coap_io_process(ctx, 200);
+        long long next = obs_tick();
+        coap_io_process(ctx, next >= 0 && next < 200 ? (unsigned)(next > 0 ? next : 1) : 200);
     }
+    obs_release_all();
     coap_free_context(ctx);
     coap_cleanup();
     return 0;

@@ -150,6 +150,7 @@ http() {
     else
         args+=(-X "$method")
     fi
+    : >"$T/body" # curl writes no -o file for a response without a body (204, 304)
     HTTP_STATUS=$(curl "${args[@]}" "$@" "$(url "$path")") || rc=$?
     if [[ $method == HEAD ]]; then
         : >"$T/body" # curl -I writes the headers there too; a HEAD response has no body to check
