@@ -520,9 +520,9 @@ static void log_access(const struct request *r)
         px_code_format(r->coap_code, code);
     }
     const char *upstream = r->route ? r->http->cfg->upstreams[r->route->upstream].name : "-";
-    GW_LOG(GW_LOG_INFO, "http",
-           "event=access method=%s path=%.256s status=%d upstream=%s coap=%s cache=%s ms=%.2f", r->method,
-           r->path, r->status, upstream, code, gw_xcache_name(r->xc), ms);
+    gw_log_buffered(GW_LOG_INFO, "http",
+                    "event=access method=%s path=%.256s status=%d upstream=%s coap=%s cache=%s ms=%.2f",
+                    r->method, r->path, r->status, upstream, code, gw_xcache_name(r->xc), ms);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
@@ -536,7 +536,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     if (r == NULL) {
         return;
     }
-    if (http->cfg->log.access_log && r->state != REQ_NEW) {
+    if (http->cfg->log.access_log && r->state != REQ_NEW && gw_log_enabled(GW_LOG_INFO)) {
         log_access(r);
     }
     unsigned klass = r->status >= 100 && r->status < 600 ? (unsigned)r->status / 100 : 0;

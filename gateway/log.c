@@ -2,7 +2,9 @@
  * different threads never interleave. Never allocates. */
 #include "log.h"
 
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -33,26 +35,144 @@ void gw_log_set_level(enum gw_log_level level)
     atomic_store(&gw_log_threshold, (int)level);
 }
 
+/* Formats "ts=... level=L mod=M " into line; the date part is formatted once per second per thread. */
+static int format_prefix(char *line, size_t cap, enum gw_log_level level, const char *mod)
+{
+    static _Thread_local time_t cached_sec = -1;
+    static _Thread_local char cached_date[32];
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    if (ts.tv_sec != cached_sec) {
+        struct tm tm;
+        gmtime_r(&ts.tv_sec, &tm);
+        strftime(cached_date, sizeof(cached_date), "%Y-%m-%dT%H:%M:%S", &tm);
+        cached_sec = ts.tv_sec;
+    }
+    return snprintf(line, cap, "ts=%s.%03ldZ level=%s mod=%s ", cached_date, ts.tv_nsec / 1000000,
+                    level_names[level], mod);
+}
+
+static size_t format_line(char *line, size_t cap, enum gw_log_level level, const char *mod, const char *fmt,
+                          va_list ap)
+{
+    int n = format_prefix(line, cap, level, mod);
+    int m = vsnprintf(line + n, cap - (size_t)n - 1, fmt, ap);
+    size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
+    if (len > cap - 2) {
+        len = cap - 2;
+    }
+    line[len++] = '\n';
+    return len;
+}
+
+static void write_all(const char *p, size_t len)
+{
+    while (len > 0) {
+        ssize_t w = write(STDERR_FILENO, p, len);
+        if (w <= 0) {
+            return;
+        }
+        p += w;
+        len -= (size_t)w;
+    }
+}
+
 void gw_log_write(enum gw_log_level level, const char *mod, const char *fmt, ...)
 {
     char line[2048];
-    struct timespec ts;
-    struct tm tm;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    int n = snprintf(line, sizeof(line), "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ level=%s mod=%s ",
-                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                     ts.tv_nsec / 1000000, level_names[level], mod);
     va_list ap;
     va_start(ap, fmt);
-    int m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
+    size_t len = format_line(line, sizeof(line), level, mod, fmt, ap);
     va_end(ap);
-    size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
-    if (len > sizeof(line) - 2) {
-        len = sizeof(line) - 2;
+    write_all(line, len);
+}
+
+/* ---- buffered lines (the access log): one write per LOG_FLUSH_MS instead of one per request ---- */
+
+#define LOG_BUF 65536
+#define LOG_FLUSH_MS 50
+
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    char buf[LOG_BUF];
+    size_t len;
+    bool running, stop;
+    pthread_t thread;
+} lb = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+
+/* Writes out what is buffered. Caller holds lb.mu. */
+static void flush_locked(void)
+{
+    if (lb.len > 0) {
+        write_all(lb.buf, lb.len);
+        lb.len = 0;
     }
-    line[len++] = '\n';
-    ssize_t w = write(STDERR_FILENO, line, len);
-    (void)w;
+}
+
+void gw_log_buffered(enum gw_log_level level, const char *mod, const char *fmt, ...)
+{
+    char line[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    size_t len = format_line(line, sizeof(line), level, mod, fmt, ap);
+    va_end(ap);
+    pthread_mutex_lock(&lb.mu);
+    if (!lb.running) {
+        pthread_mutex_unlock(&lb.mu);
+        write_all(line, len);
+        return;
+    }
+    if (lb.len + len > sizeof(lb.buf)) {
+        flush_locked();
+    }
+    memcpy(lb.buf + lb.len, line, len);
+    lb.len += len;
+    pthread_mutex_unlock(&lb.mu);
+}
+
+static void *flusher_main(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&lb.mu);
+    while (!lb.stop) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += LOG_FLUSH_MS * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&lb.cv, &lb.mu, &until);
+        flush_locked();
+    }
+    pthread_mutex_unlock(&lb.mu);
+    return NULL;
+}
+
+int gw_log_start_buffering(void)
+{
+    pthread_mutex_lock(&lb.mu);
+    lb.stop = false;
+    lb.running = pthread_create(&lb.thread, NULL, flusher_main, NULL) == 0;
+    pthread_mutex_unlock(&lb.mu);
+    return lb.running ? 0 : -1;
+}
+
+void gw_log_stop_buffering(void)
+{
+    pthread_mutex_lock(&lb.mu);
+    if (!lb.running) {
+        pthread_mutex_unlock(&lb.mu);
+        return;
+    }
+    lb.stop = true;
+    pthread_cond_signal(&lb.cv);
+    pthread_mutex_unlock(&lb.mu);
+    pthread_join(lb.thread, NULL);
+    pthread_mutex_lock(&lb.mu);
+    flush_locked();
+    lb.running = false;
+    pthread_mutex_unlock(&lb.mu);
 }

@@ -18,6 +18,15 @@ void gw_log_set_level(enum gw_log_level level);
 void gw_log_write(enum gw_log_level level, const char *mod, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Like gw_log_write, but for high-volume lines (the access log): appended to a buffer that a flusher thread
+ * writes out every 50 ms (and when full). Unbuffered until gw_log_start_buffering(). */
+void gw_log_buffered(enum gw_log_level level, const char *mod, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Starts the flusher thread (main, at start-up). Returns 0, or -1 (lines then go out unbuffered). */
+int gw_log_start_buffering(void);
+/* Stops the flusher and writes out what is left (main, at exit). */
+void gw_log_stop_buffering(void);
+
 #define GW_LOG(level, mod, ...)                                                                              \
     do {                                                                                                     \
         if ((int)(level) <= atomic_load_explicit(&gw_log_threshold, memory_order_relaxed)) {                 \

@@ -302,7 +302,9 @@ int main(int argc, char **argv)
     coap_startup();
     coap_set_prng(buffered_random);
     coap_set_log_level(cfg->log.level >= GW_LOG_DEBUG ? LOG_WARNING : LOG_ERR);
+    gw_log_start_buffering();
     int rc = serve(cfg);
+    gw_log_stop_buffering();
     coap_cleanup();
     cfg_free(cfg);
     return rc;
