@@ -68,7 +68,10 @@ assert_eq "Hello, CoAP!" "$out" "coap-client GET /"
 out=$("$COAP_CLIENT" -B 10 "coap://127.0.0.1:$DEMO_PORT/.well-known/core") || fail "coap-client discovery failed"
 assert_contains "$out" "</sensors/temperature>" "coap-client discovery"
 
-# One access line per request: method, path, status, upstream and CoAP code on one line.
+# One access line per request: method, path, status, upstream and CoAP code on one line. The access log is
+# buffered (flushed every 50 ms), so wait for the line to appear.
+humidity_logged() { grep -qF "/api/sensors/humidity" "$GW_LOG"; }
+wait_until "the access log line for /api/sensors/humidity" humidity_logged
 access=$(grep -F "/api/sensors/humidity" "$GW_LOG" | grep -F GET | grep -F 200 | grep -F 2.05 | grep -F dev) ||
     fail "no access log line with GET /api/sensors/humidity 200 dev 2.05 in the gateway log"
 assert_eq 1 "$(wc -l <<<"$access")" "access log lines for one request"
