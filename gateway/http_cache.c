@@ -171,6 +171,9 @@ void gw_cache_prepare(struct request *r)
     if (!r->route->cache || (code != PX_COAP_GET && code != PX_COAP_FETCH)) {
         return;
     }
+    if (gw_header(r, MHD_HTTP_HEADER_IF_MATCH) != NULL) {
+        return; /* a precondition for the device: its answer is this client's, never everyone's */
+    }
     const char *cc = gw_header(r, MHD_HTTP_HEADER_CACHE_CONTROL);
     each_element(cc != NULL ? cc : gw_header(r, MHD_HTTP_HEADER_PRAGMA), cache_directive, r);
     if (r->no_store || !make_key(r)) {

@@ -117,8 +117,8 @@ static ssize_t sse_reader(void *cls, uint64_t pos, char *buf, size_t max)
         memcpy(buf, keepalive_comment, sizeof(keepalive_comment) - 1);
         return (ssize_t)(sizeof(keepalive_comment) - 1);
     }
-    r->sub.wake_at_ms = r->last_write_ms + keepalive_ms;
-    struct px_notification *n = px_observe_next(r->http->observe, &r->sub, &ended, park, r);
+    struct px_notification *n =
+        px_observe_next(r->http->observe, &r->sub, r->last_write_ms + keepalive_ms, &ended, park, r);
     if (n == NULL) {
         return ended ? MHD_CONTENT_READER_END_OF_STREAM : 0; /* 0: parked (suspended) until woken */
     }
@@ -185,8 +185,8 @@ enum MHD_Result gw_live_longpoll(struct request *r)
     if (px_now_ms() >= r->longpoll_deadline_ms) {
         return reply_end(r, PX_OK, NULL); /* 204: nothing new within longpoll_timeout_s */
     }
-    r->sub.wake_at_ms = r->longpoll_deadline_ms;
-    struct px_notification *n = px_observe_next(r->http->observe, &r->sub, &ended, park, r);
+    struct px_notification *n =
+        px_observe_next(r->http->observe, &r->sub, r->longpoll_deadline_ms, &ended, park, r);
     if (n == NULL) {
         return ended ? reply_end(r, PX_ERR_BAD_GATEWAY, "the observation ended") : MHD_YES;
     }

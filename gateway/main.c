@@ -258,9 +258,11 @@ out_error:
     GW_LOG(GW_LOG_ERROR, "main", "event=start_failed detail=\"%s\"", err);
     fprintf(stderr, "coapgw: %s\n", err);
 out_stop:
-    /* The client completes anything left, which resumes the connections before the daemon stops. */
-    px_client_destroy(client);
+    /* The client completes anything left, which resumes the connections before the daemon stops; it is freed
+     * only after the daemon, whose threads may still submit (and get 503 at once). */
+    px_client_stop(client);
     gw_http_stop(http);
+    px_client_destroy(client);
     px_cache_destroy(cache);
     demo_server_stop(demo);
     return rc;

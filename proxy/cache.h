@@ -25,10 +25,11 @@ struct px_cache_stats {
 /* ---- pure helpers (no lock, no clock) ---- */
 
 /* Builds the cache key: upstream index, method code, every request option that is part of the cache key
- * (all but NoCacheKey options per RFC 7252 §5.4.6 and the ETag/If-Match/If-None-Match/Observe/Block options the
- * cache interprets itself), and for FETCH the Content-Format and payload. Uri-Path and Uri-Query are already
- * percent-decoded by translate, so "%7E" and "~" give the same key. Returns the key length, 0 if it does not fit.
- * The resource part (upstream + Uri-Path + Uri-Query) is a prefix of the key: *resource_len tells its length. */
+ * (all but NoCacheKey options per RFC 7252 §5.4.6 and the ETag/If-Match/If-None-Match/Observe/Block options
+ * the cache interprets itself), and for FETCH the Content-Format and payload. Uri-Path and Uri-Query are
+ * already percent-decoded by translate, so "%7E" and "~" give the same key. Returns the key length, 0 if it
+ * does not fit. The resource part (upstream + Uri-Path + Uri-Query) is a prefix of the key: *resource_len
+ * tells its length. */
 size_t px_cache_key(size_t upstream, uint8_t code, const struct px_optset *opts, const uint8_t *payload,
                     size_t payload_len, uint8_t *out, size_t cap, size_t *resource_len);
 
@@ -43,7 +44,8 @@ uint32_t px_cache_max_age(const struct px_optset *opts);
 
 /* max_entries >= 1, max_bytes >= 1024. Bodies larger than max_bytes / 8 are never stored. NULL on OOM. */
 struct px_cache *px_cache_create(size_t max_entries, size_t max_bytes);
-void px_cache_destroy(struct px_cache *cache); /* NULL ok; entries still referenced stay valid until released */
+void px_cache_destroy(
+    struct px_cache *cache); /* NULL ok; entries still referenced stay valid until released */
 
 /* Looks key up. Returns a referenced entry (release it) or NULL on a miss. *fresh tells whether its age is
  * still below its Max-Age at now_ms. A hit moves the entry to the LRU head. */
@@ -68,12 +70,14 @@ size_t px_cache_invalidate(struct px_cache *cache, const uint8_t *resource, size
 
 void px_cache_stats(struct px_cache *cache, struct px_cache_stats *out);
 
-/* ---- entries (immutable once stored, except freshness; safe to read without the lock while referenced) ---- */
+/* ---- entries (immutable once stored, except freshness; safe to read without the lock while referenced) ----
+ */
 void px_cache_entry_ref(struct px_cache_entry *e);
 void px_cache_entry_release(struct px_cache_entry *e); /* frees when the last reference goes */
 uint8_t px_cache_entry_code(const struct px_cache_entry *e);
 /* A cut-down set (Content-Format, ETag, Max-Age, Location-*) allocated to its used size: read it through
- * px_optset_find/px_opt_value, never copy it by value. Max-Age is the stored one; use _remaining() for HTTP. */
+ * px_optset_find/px_opt_value, never copy it by value. Max-Age is the stored one; use _remaining() for HTTP.
+ */
 const struct px_optset *px_cache_entry_opts(const struct px_cache_entry *e);
 const uint8_t *px_cache_entry_payload(const struct px_cache_entry *e, size_t *len);
 /* Whole seconds since stored or last refreshed (the HTTP Age), and the remaining freshness
@@ -92,7 +96,8 @@ struct px_cache_waiter {
 
 /* Joins the flight for key. Returns true when the caller is the leader (no flight was running: it must
  * fetch and then call px_cache_flight_finish); false when w was queued behind a running flight. */
-bool px_cache_flight_join(struct px_cache *cache, const uint8_t *key, size_t key_len, struct px_cache_waiter *w);
+bool px_cache_flight_join(struct px_cache *cache, const uint8_t *key, size_t key_len,
+                          struct px_cache_waiter *w);
 
 /* Ends the flight for key: every queued waiter (not the leader) gets wake(w, result), outside the lock,
  * in arrival order. Returns the number woken. */

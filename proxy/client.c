@@ -513,7 +513,10 @@ static coap_response_t obs_response(struct observation *o, const coap_pdu_t *rec
         return COAP_RESPONSE_OK;
     }
     o->registering = false;
-    o->deadline_ms = px_now_ms() + (uint64_t)max_age_of(&x->resp) * 1000u;
+    /* Re-register once Max-Age has passed without a notification; at least 1 s, so Max-Age 0 cannot make a
+     * registration storm. */
+    uint32_t max_age = max_age_of(&x->resp);
+    o->deadline_ms = px_now_ms() + (uint64_t)(max_age > 0 ? max_age : 1) * 1000u;
     return COAP_RESPONSE_OK;
 }
 
@@ -620,7 +623,16 @@ static coap_response_t on_response(coap_session_t *session, const coap_pdu_t *se
         slot_complete(s, PX_ERR_BAD_GATEWAY, "the upstream sent a message that is not a response");
         return COAP_RESPONSE_OK;
     }
-    if (x->resp_len == 0 && !copy_options(x, received)) {
+    size_t len = 0, offset = 0, total = 0;
+    const uint8_t *data = NULL;
+    coap_get_data_large(received, &len, &data, &offset, &total);
+    if (offset == 0) {
+        /* The first block, or libcoap restarted the transfer because the ETag changed (RFC 7959 §2.4). */
+        free(x->resp_payload);
+        x->resp_payload = NULL;
+        x->resp_len = 0;
+    }
+    if (offset == 0 && !copy_options(x, received)) {
         slot_complete(s, PX_ERR_BAD_GATEWAY, "the upstream's response has too many or too large options");
         return COAP_RESPONSE_OK;
     }
@@ -995,20 +1007,22 @@ static void wake(struct worker *w)
     (void)r;
 }
 
-static void enqueue(struct px_client *c, struct px_exchange *x);
+static bool enqueue(struct px_client *c, struct px_exchange *x);
 
 void px_client_submit(struct px_client *c, struct px_exchange *x)
 {
     x->priv.obs_id = 0;
-    enqueue(c, x);
+    if (!enqueue(c, x)) {
+        finish(x, PX_ERR_UNAVAILABLE, "the gateway is shutting down");
+    }
 }
 
 uint64_t px_client_observe(struct px_client *c, struct px_exchange *x)
 {
     x->priv.obs_id = atomic_fetch_add(&c->next_obs_id, 1) + 1;
     uint64_t id = x->priv.obs_id;
-    enqueue(c, x); /* x may be done (and freed) by the time this returns */
-    return id;
+    /* No callback runs here when the workers are stopping (the caller may hold its own lock). */
+    return enqueue(c, x) ? id : 0; /* x may be done (and freed) by the time this returns */
 }
 
 void px_client_unobserve(struct px_client *c, size_t upstream, uint64_t id)
@@ -1041,7 +1055,8 @@ void px_client_unobserve(struct px_client *c, size_t upstream, uint64_t id)
     }
 }
 
-static void enqueue(struct px_client *c, struct px_exchange *x)
+/* Queues x for its worker; false (and nothing queued) when the workers are stopping. */
+static bool enqueue(struct px_client *c, struct px_exchange *x)
 {
     struct worker *w = c->ups[x->upstream].worker;
     bool was_empty;
@@ -1057,8 +1072,7 @@ static void enqueue(struct px_client *c, struct px_exchange *x)
     pthread_mutex_lock(&w->mu);
     if (w->stopping) {
         pthread_mutex_unlock(&w->mu);
-        finish(x, PX_ERR_UNAVAILABLE, "the gateway is shutting down");
-        return;
+        return false;
     }
     was_empty = w->in_head == NULL && w->ctl_head == NULL;
     if (w->in_tail != NULL) {
@@ -1071,9 +1085,10 @@ static void enqueue(struct px_client *c, struct px_exchange *x)
     if (was_empty) {
         wake(w);
     }
+    return true;
 }
 
-void px_client_destroy(struct px_client *c)
+void px_client_stop(struct px_client *c)
 {
     if (c == NULL) {
         return;
@@ -1088,7 +1103,16 @@ void px_client_destroy(struct px_client *c)
         pthread_mutex_unlock(&w->mu);
         wake(w);
         pthread_join(w->thread, NULL);
+        w->started = false;
     }
+}
+
+void px_client_destroy(struct px_client *c)
+{
+    if (c == NULL) {
+        return;
+    }
+    px_client_stop(c);
     for (size_t i = 0; i < c->workers_len; i++) {
         worker_fini(&c->workers[i]);
     }

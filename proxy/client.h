@@ -60,14 +60,20 @@ void px_client_submit(struct px_client *client, struct px_exchange *x);
  * without Observe, an error code, a failure to re-register after Max-Age (+ timeout_ms), unreachability or
  * px_client_unobserve() end it with one call of x->done(). Returns an id for px_client_unobserve().
  * Thread: any. */
-uint64_t px_client_observe(struct px_client *client, struct px_exchange *x);
+uint64_t px_client_observe(struct px_client *client,
+                           struct px_exchange *x); /* 0: stopping, nothing started */
 
 /* Deregisters observation id (RFC 7641 §3.6) and ends it with x->done(status PX_OK); does nothing when it
  * has already ended. Thread: any. */
 void px_client_unobserve(struct px_client *client, size_t upstream, uint64_t id);
 
-/* Completes every queued and in-flight exchange (PX_ERR_UNAVAILABLE), stops and joins the workers, frees
- * everything. px_client_destroy(NULL) does nothing. Thread: main. */
+/* Completes every queued and in-flight exchange and ends every observation (PX_ERR_UNAVAILABLE), then joins
+ * the workers; later submissions complete at once with PX_ERR_UNAVAILABLE (observe returns 0). The client
+ * stays allocated. Thread: main. */
+void px_client_stop(struct px_client *client);
+
+/* Stops (as px_client_stop) and frees. Completes every queued and in-flight exchange (PX_ERR_UNAVAILABLE),
+ * stops and joins the workers, frees everything. px_client_destroy(NULL) does nothing. Thread: main. */
 void px_client_destroy(struct px_client *client);
 
 /* Monotonic milliseconds, the clock used for deadlines. */

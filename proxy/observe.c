@@ -122,7 +122,7 @@ static void sub_deliver(struct px_subscriber *s, struct px_notification *n)
     if (s->ended) {
         return;
     }
-    if (!n->end && s->skip > 0) {
+    if (!n->end && s->skip > 0 && n->has_seq && PX_CODE_CLASS(n->code) == 2) {
         s->skip--;
         return;
     }
@@ -348,13 +348,15 @@ void px_observe_close_all(struct px_observe *reg)
     pthread_mutex_unlock(&reg->mu);
 }
 
-struct px_notification *px_observe_next(struct px_observe *reg, struct px_subscriber *s, bool *ended,
-                                        void (*park)(struct px_subscriber *s, void *arg), void *arg)
+struct px_notification *px_observe_next(struct px_observe *reg, struct px_subscriber *s, uint64_t wake_at_ms,
+                                        bool *ended, void (*park)(struct px_subscriber *s, void *arg),
+                                        void *arg)
 {
     struct px_notification *n = NULL;
 
     pthread_mutex_lock(&reg->mu);
     *ended = false;
+    s->wake_at_ms = wake_at_ms;
     if (s->q_len > 0) {
         n = s->q[s->q_head];
         s->q_head = (s->q_head + 1) % PX_SUB_QUEUE;

@@ -38,7 +38,7 @@ struct px_subscriber {
     /* Set by the owner before px_observe_subscribe(). */
     void (*wake)(struct px_subscriber *s); /* called under the registry lock, once per park */
     bool want_next;                        /* long-poll: skip the registration's answer (current state) */
-    uint64_t wake_at_ms;                   /* the ticker wakes a parked subscriber at this time (0: never) */
+    uint64_t wake_at_ms; /* set by px_observe_next: the ticker wakes a parked subscriber then (0: never) */
     /* Private. */
     struct px_subscriber *next;
     struct px_observe_obs *obs;
@@ -72,8 +72,9 @@ void px_observe_unsubscribe(struct px_observe *reg, struct px_subscriber *s);
 /* The next notification for s (the caller owns that reference), or NULL. When NULL and nothing more can
  * come, *ended is true. When NULL and not ended, park(s) is called under the lock and s->wake() will be
  * called (under the lock) when something arrives or wake_at_ms passes. */
-struct px_notification *px_observe_next(struct px_observe *reg, struct px_subscriber *s, bool *ended,
-                                        void (*park)(struct px_subscriber *s, void *arg), void *arg);
+struct px_notification *px_observe_next(struct px_observe *reg, struct px_subscriber *s, uint64_t wake_at_ms,
+                                        bool *ended, void (*park)(struct px_subscriber *s, void *arg),
+                                        void *arg);
 
 void px_notification_release(struct px_notification *n);
 

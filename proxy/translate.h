@@ -9,16 +9,35 @@
 
 /* ---- CoAP constants (RFC 7252, 7959, 7641, 8132) ---- */
 enum px_coap_method {
-    PX_COAP_GET = 1, PX_COAP_POST = 2, PX_COAP_PUT = 3, PX_COAP_DELETE = 4,
-    PX_COAP_FETCH = 5, PX_COAP_PATCH = 6, PX_COAP_IPATCH = 7,
+    PX_COAP_GET = 1,
+    PX_COAP_POST = 2,
+    PX_COAP_PUT = 3,
+    PX_COAP_DELETE = 4,
+    PX_COAP_FETCH = 5,
+    PX_COAP_PATCH = 6,
+    PX_COAP_IPATCH = 7,
 };
 
 enum px_coap_option {
-    PX_OPT_IF_MATCH = 1, PX_OPT_URI_HOST = 3, PX_OPT_ETAG = 4, PX_OPT_IF_NONE_MATCH = 5,
-    PX_OPT_OBSERVE = 6, PX_OPT_URI_PORT = 7, PX_OPT_LOCATION_PATH = 8, PX_OPT_URI_PATH = 11,
-    PX_OPT_CONTENT_FORMAT = 12, PX_OPT_MAX_AGE = 14, PX_OPT_URI_QUERY = 15, PX_OPT_ACCEPT = 17,
-    PX_OPT_LOCATION_QUERY = 20, PX_OPT_BLOCK2 = 23, PX_OPT_BLOCK1 = 27, PX_OPT_SIZE2 = 28,
-    PX_OPT_PROXY_URI = 35, PX_OPT_PROXY_SCHEME = 39, PX_OPT_SIZE1 = 60,
+    PX_OPT_IF_MATCH = 1,
+    PX_OPT_URI_HOST = 3,
+    PX_OPT_ETAG = 4,
+    PX_OPT_IF_NONE_MATCH = 5,
+    PX_OPT_OBSERVE = 6,
+    PX_OPT_URI_PORT = 7,
+    PX_OPT_LOCATION_PATH = 8,
+    PX_OPT_URI_PATH = 11,
+    PX_OPT_CONTENT_FORMAT = 12,
+    PX_OPT_MAX_AGE = 14,
+    PX_OPT_URI_QUERY = 15,
+    PX_OPT_ACCEPT = 17,
+    PX_OPT_LOCATION_QUERY = 20,
+    PX_OPT_BLOCK2 = 23,
+    PX_OPT_BLOCK1 = 27,
+    PX_OPT_SIZE2 = 28,
+    PX_OPT_PROXY_URI = 35,
+    PX_OPT_PROXY_SCHEME = 39,
+    PX_OPT_SIZE1 = 60,
 };
 
 /* A CoAP code byte: class in the top 3 bits, detail in the low 5 (2.05 = PX_CODE(2, 5) = 69). */
@@ -48,7 +67,8 @@ void px_optset_init(struct px_optset *set);
 int px_optset_add(struct px_optset *set, uint16_t number, const void *value, size_t len);
 /* Appends an unsigned integer option in its minimal encoding (RFC 7252 §3.2). */
 int px_optset_add_uint(struct px_optset *set, uint16_t number, uint32_t value);
-/* The first option with this number at index >= from, or NULL. Use the returned pointer's index+1 to go on. */
+/* The first option with this number at index >= from, or NULL. Use the returned pointer's index+1 to go on.
+ */
 const struct px_opt *px_optset_find(const struct px_optset *set, uint16_t number, unsigned from);
 static inline const uint8_t *px_opt_value(const struct px_optset *set, const struct px_opt *o)
 {
@@ -60,24 +80,25 @@ uint32_t px_opt_uint(const uint8_t *value, size_t len);
 /* ---- Outcome of translation and of a proxied exchange; one table maps each to an HTTP status ---- */
 enum px_status {
     PX_OK = 0,
-    PX_ERR_BAD_REQUEST,        /* 400: malformed URI, bad percent-encoding, dot-segment, bad header */
-    PX_ERR_NO_ROUTE,           /* 404: no route for the path */
-    PX_ERR_METHOD_NOT_ALLOWED, /* 405: method not in the route's list (send Allow) */
-    PX_ERR_NOT_ACCEPTABLE,     /* 406: Accept names only media types with no CoAP Content-Format */
-    PX_ERR_TOO_LARGE,          /* 413: request body above limits.max_body_bytes */
-    PX_ERR_URI_TOO_LONG,       /* 414: a Uri-Path/Uri-Query option above 255 bytes, or too many options */
-    PX_ERR_UNSUPPORTED_MEDIA,  /* 415: request Content-Type has no CoAP Content-Format */
-    PX_ERR_INTERNAL,           /* 500 */
-    PX_ERR_NOT_IMPLEMENTED,    /* 501: OPTIONS, TRACE, CONNECT, unknown methods */
-    PX_ERR_BAD_GATEWAY,        /* 502: upstream unreachable (ICMP, RST) or malformed/unexpected answer */
-    PX_ERR_UNAVAILABLE,        /* 503: upstream queue full or gateway shutting down (Retry-After) */
-    PX_ERR_TIMEOUT,            /* 504: upstream silent past timeout_ms */
+    PX_ERR_BAD_REQUEST,         /* 400: malformed URI, bad percent-encoding, dot-segment, bad header */
+    PX_ERR_NO_ROUTE,            /* 404: no route for the path */
+    PX_ERR_METHOD_NOT_ALLOWED,  /* 405: method not in the route's list (send Allow) */
+    PX_ERR_NOT_ACCEPTABLE,      /* 406: Accept names only media types with no CoAP Content-Format */
+    PX_ERR_TOO_LARGE,           /* 413: request body above limits.max_body_bytes */
+    PX_ERR_URI_TOO_LONG,        /* 414: a Uri-Path/Uri-Query option above 255 bytes, or too many options */
+    PX_ERR_UNSUPPORTED_MEDIA,   /* 415: request Content-Type has no CoAP Content-Format */
+    PX_ERR_INTERNAL,            /* 500 */
+    PX_ERR_NOT_IMPLEMENTED,     /* 501: OPTIONS, TRACE, CONNECT, unknown methods */
+    PX_ERR_BAD_GATEWAY,         /* 502: upstream unreachable (ICMP, RST) or malformed/unexpected answer */
+    PX_ERR_UNAVAILABLE,         /* 503: upstream queue full or gateway shutting down (Retry-After) */
+    PX_ERR_TIMEOUT,             /* 504: upstream silent past timeout_ms */
     PX_ERR_PRECONDITION_FAILED, /* 412: If-Match lists only entity-tags the upstream cannot have */
 };
 
-const char *px_strerror(enum px_status status);  /* short title, e.g. "Upstream Timeout" */
-int px_status_http(enum px_status status);       /* 200 for PX_OK, else the HTTP status above */
-const char *px_status_slug(enum px_status status); /* "upstream-timeout": problem type is "urn:coapgw:problem:<slug>" */
+const char *px_strerror(enum px_status status); /* short title, e.g. "Upstream Timeout" */
+int px_status_http(enum px_status status);      /* 200 for PX_OK, else the HTTP status above */
+const char *
+px_status_slug(enum px_status status); /* "upstream-timeout": problem type is "urn:coapgw:problem:<slug>" */
 
 /* Writes an RFC 9457 application/problem+json body {"type","title","status","detail"} into buf (detail is
  * JSON-escaped, truncated to fit). Returns the length written (always NUL-terminated, len >= 64 required). */
@@ -112,8 +133,8 @@ long px_percent_decode(const char *in, size_t len, uint8_t *out, size_t cap);
 
 /* ---- Request: HTTP -> CoAP ---- */
 struct px_http_request {
-    const char *method;        /* as received */
-    const char *rest;          /* raw path after the route prefix, no leading '/', still percent-encoded; "" if none */
+    const char *method; /* as received */
+    const char *rest; /* raw path after the route prefix, no leading '/', still percent-encoded; "" if none */
     const char *query;         /* raw query after '?', still percent-encoded; NULL if no '?' */
     const char *content_type;  /* header value or NULL */
     const char *accept;        /* header value or NULL */
@@ -123,9 +144,9 @@ struct px_http_request {
 };
 
 struct px_coap_request {
-    uint8_t code;   /* CoAP method code */
-    bool head;      /* HTTP HEAD: answer without a body */
-    bool has_body;  /* send the HTTP body as payload (POST/PUT/FETCH/PATCH/iPATCH with body) */
+    uint8_t code;          /* CoAP method code */
+    bool head;             /* HTTP HEAD: answer without a body */
+    bool has_body;         /* send the HTTP body as payload (POST/PUT/FETCH/PATCH/iPATCH with body) */
     struct px_optset opts; /* in ascending option-number order as required on the wire */
 };
 
@@ -138,7 +159,8 @@ enum px_status px_request_to_coap(const struct px_http_request *in, const char *
                                   struct px_coap_request *out, const char **detail);
 
 /* ---- ETag: CoAP opaque bytes <-> HTTP entity-tag ---- */
-/* Writes the quoted HTTP entity-tag for an ETag option value (1..8 bytes), e.g. "\"a1b2\"". Returns length. */
+/* Writes the quoted HTTP entity-tag for an ETag option value (1..8 bytes), e.g. "\"a1b2\"". Returns length.
+ */
 size_t px_etag_format(const uint8_t *etag, size_t len, char *buf, size_t cap);
 /* Parses one quoted entity-tag made by px_etag_format (weak "W/" prefix rejected) back into bytes.
  * Returns the byte length (1..8), or -1 when it is not one of ours. */
@@ -153,13 +175,13 @@ struct px_coap_response {
 
 struct px_http_response {
     int status;
-    char content_type[96];   /* "" when no Content-Type header */
-    char etag[24];           /* quoted entity-tag or "" */
-    char location[1024];     /* "" when none */
-    long max_age;            /* Cache-Control: max-age=N when >= 0; -1 none */
-    long retry_after;        /* Retry-After seconds when >= 0; -1 none */
-    char allow[96];          /* Allow header or "" */
-    bool send_body;          /* false for 204/304: the payload is not sent */
+    char content_type[96]; /* "" when no Content-Type header */
+    char etag[24];         /* quoted entity-tag or "" */
+    char location[1024];   /* "" when none */
+    long max_age;          /* Cache-Control: max-age=N when >= 0; -1 none */
+    long retry_after;      /* Retry-After seconds when >= 0; -1 none */
+    char allow[96];        /* Allow header or "" */
+    bool send_body;        /* false for 204/304: the payload is not sent */
 };
 
 /* Translates a CoAP response. route_prefix ("/api/") and base/base_len (upstream base path) map

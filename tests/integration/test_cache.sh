@@ -297,6 +297,15 @@ check_bounds() { # WHAT MIN_EVICTIONS
     ((evictions >= $2)) || fail "$1: coapgw_cache_evictions_total grew by $evictions, expected >= $2"
 }
 
+# A GET with If-Match is a precondition for the device: its answer is never stored nor served from the cache.
+http GET "/api/r/pre?body=pre&etag=0a0b" -H 'If-Match: "0a0b"'
+assert_status 200 "GET with If-Match"
+assert_header X-Cache BYPASS
+http GET "/api/r/pre?body=pre&etag=0a0b"
+assert_header X-Cache MISS
+http GET "/api/r/pre?body=pre&etag=0a0b" -H 'If-Match: "0a0b"'
+assert_header X-Cache BYPASS
+
 K=10000
 m_evict=$(metric coapgw_cache_evictions_total)
 get_keys "$K" "body=k&i="

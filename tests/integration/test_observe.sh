@@ -229,6 +229,20 @@ for name in bin raw; do
     assert_eq "00fffe$(hex '{"n":0}')" "$decoded" "$name: decoded first event"
 done
 
+# ---- Max-Age 0 on notifications: re-registration waits at least 1 s (no registration storm) ----
+sse_start m0 "/api/obs/m0?period_ms=1000&max_age=0"
+m0_pid=$SSE_PID
+m0_events() { (($(grep -c '^event: 2.05' "$T/m0.sse" 2>/dev/null || true) >= 3)); }
+wait_until "3 events on /obs/m0" m0_events
+sse_stop "$m0_pid"
+rereg=$(srv_count "$SRV" "REREGISTER /obs/m0")
+echo "[$TEST_NAME] Max-Age 0: $rereg re-registrations during 3 notifications" >&2
+((rereg <= 10)) || fail "Max-Age 0 caused $rereg re-registrations for 3 notifications (a storm)"
+
+# ---- long-poll on a resource that is not there: the device's 4.04, not 204 ----
+http GET "/api/r/missing?code=4.04&observe=next"
+assert_status 404 "long-poll of a 4.04 resource"
+
 # ---- subscriber limits: 1 per resource, 2 in total ----
 for pid in $(jobs -p); do
     [[ $pid == "$TESTSRV_PID" || $pid == "$GW_PID" ]] || fail "a client (pid $pid) is still running"
