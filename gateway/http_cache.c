@@ -234,8 +234,8 @@ static struct shared_answer *make_shared(struct request *r)
         return sh;
     }
     if (x->resp_code != PX_CODE(2, 3) && px_cache_code_cacheable(x->resp_code)) {
-        sh->entry = px_cache_store(cache, r->key, r->key_len, r->resource_len, x->resp_code, &x->resp,
-                                   x->resp_payload, x->resp_len, now);
+        sh->entry = px_cache_store_since(cache, r->key, r->key_len, r->resource_len, x->resp_code, &x->resp,
+                                         x->resp_payload, x->resp_len, now, r->cache_epoch);
         if (sh->entry != NULL) {
             return sh;
         }
@@ -301,6 +301,7 @@ enum MHD_Result gw_cache_serve(struct request *r)
             px_cache_entry_release(e);
         }
     }
+    r->cache_epoch = px_cache_epoch(cache);
     gw_forward(r, on_flight_done);
     return MHD_YES;
 }

@@ -68,6 +68,7 @@ struct request {
     uint8_t *key; /* malloc'd cache key when the request looked at the cache or must invalidate */
     size_t key_len, resource_len;
     struct px_cache_entry *stale;  /* entry being revalidated (flight leader only) */
+    uint64_t cache_epoch;          /* invalidation epoch when the leader's request left */
     struct shared_answer *shared;  /* the flight's outcome (leader and followers) */
     struct px_cache_waiter waiter; /* queued behind another request's flight */
     bool no_cache;                 /* Cache-Control: no-cache / max-age=0 / Pragma: no-cache */

@@ -54,6 +54,11 @@ struct px_cache {
     size_t nflight_buckets, nflights;
     struct flight **flights;
     struct px_cache_stats stats;
+    /* Invalidation epochs: epoch counts invalidations; recent[] remembers, per resource-hash slot, the epoch
+     * of the last one, so an answer fetched before an unsafe method cannot be stored after it. Collisions
+     * only make the check stricter (an answer goes unstored). */
+    uint64_t epoch;
+    uint64_t recent[PX_CACHE_RECENT];
 };
 
 /* ---- hashing: SipHash-1-3 with a per-cache random key, because keys come from HTTP clients ---- */
@@ -705,11 +710,16 @@ static bool storable(uint8_t code, const struct px_optset *opts, uint32_t max_ag
     return max_age > 0 || find_opt(opts, PX_OPT_ETAG) != NULL;
 }
 
-static void insert_entry(struct px_cache *cache, struct px_cache_entry *e)
+/* Links e unless its resource was invalidated after epoch since; false (e untouched) then. */
+static bool insert_entry(struct px_cache *cache, struct px_cache_entry *e, uint64_t since)
 {
     struct px_cache_entry *victims = NULL;
 
     pthread_mutex_lock(&cache->lock);
+    if (cache->recent[e->rhash % PX_CACHE_RECENT] > since) {
+        pthread_mutex_unlock(&cache->lock);
+        return false;
+    }
     struct px_cache_entry *old = entry_find(cache, e->hash, e->key, e->key_len);
     if (old != NULL) {
         entry_unlink(cache, old, &victims);
@@ -719,6 +729,7 @@ static void insert_entry(struct px_cache *cache, struct px_cache_entry *e)
     cache->stats.stores++;
     pthread_mutex_unlock(&cache->lock);
     release_list(victims);
+    return true;
 }
 
 static void count_too_large(struct px_cache *cache)
@@ -731,6 +742,23 @@ static void count_too_large(struct px_cache *cache)
 struct px_cache_entry *px_cache_store(struct px_cache *cache, const uint8_t *key, size_t key_len,
                                       size_t resource_len, uint8_t code, const struct px_optset *opts,
                                       const uint8_t *payload, size_t payload_len, uint64_t now_ms)
+{
+    return px_cache_store_since(cache, key, key_len, resource_len, code, opts, payload, payload_len, now_ms,
+                                UINT64_MAX);
+}
+
+uint64_t px_cache_epoch(struct px_cache *cache)
+{
+    pthread_mutex_lock(&cache->lock);
+    uint64_t epoch = cache->epoch;
+    pthread_mutex_unlock(&cache->lock);
+    return epoch;
+}
+
+struct px_cache_entry *px_cache_store_since(struct px_cache *cache, const uint8_t *key, size_t key_len,
+                                            size_t resource_len, uint8_t code, const struct px_optset *opts,
+                                            const uint8_t *payload, size_t payload_len, uint64_t now_ms,
+                                            uint64_t since)
 {
     assert(key_len > 0 && resource_len <= key_len);
     uint32_t max_age = px_cache_max_age(opts);
@@ -754,7 +782,10 @@ struct px_cache_entry *px_cache_store(struct px_cache *cache, const uint8_t *key
     e->rhash = siphash(cache->seed, key, resource_len);
     freshness_write(e, now_ms, max_age);
     atomic_store_explicit(&e->refs, 2, memory_order_relaxed); /* the cache's and the caller's */
-    insert_entry(cache, e);
+    if (!insert_entry(cache, e, since)) {
+        free(e);
+        return NULL;
+    }
     return e;
 }
 
@@ -782,6 +813,7 @@ size_t px_cache_invalidate(struct px_cache *cache, const uint8_t *resource, size
     size_t n = 0;
 
     pthread_mutex_lock(&cache->lock);
+    cache->recent[rhash % PX_CACHE_RECENT] = ++cache->epoch;
     struct px_cache_entry *e = cache->resources[bucket(cache, rhash)];
     while (e != NULL) {
         struct px_cache_entry *next = e->rnext;

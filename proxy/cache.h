@@ -12,6 +12,7 @@
 
 #define PX_CACHE_KEY_MAX (PX_OPTBUF_MAX + 64)
 #define PX_CACHE_DEFAULT_MAX_AGE 60
+#define PX_CACHE_RECENT 1024 /* slots remembering recent invalidations */
 
 struct px_cache;
 struct px_cache_entry;
@@ -58,6 +59,16 @@ struct px_cache_entry *px_cache_lookup(struct px_cache *cache, const uint8_t *ke
 struct px_cache_entry *px_cache_store(struct px_cache *cache, const uint8_t *key, size_t key_len,
                                       size_t resource_len, uint8_t code, const struct px_optset *opts,
                                       const uint8_t *payload, size_t payload_len, uint64_t now_ms);
+
+/* The invalidation epoch now: take it before sending a request whose answer may be stored. */
+uint64_t px_cache_epoch(struct px_cache *cache);
+
+/* px_cache_store, except that nothing is stored (NULL) when the key's resource was invalidated after epoch
+ * since: an answer fetched before a PUT/POST/DELETE must not be stored after it. */
+struct px_cache_entry *px_cache_store_since(struct px_cache *cache, const uint8_t *key, size_t key_len,
+                                            size_t resource_len, uint8_t code, const struct px_optset *opts,
+                                            const uint8_t *payload, size_t payload_len, uint64_t now_ms,
+                                            uint64_t since);
 
 /* A 2.03 Valid answer to a revalidation: the entry becomes fresh again with the new Max-Age (from opts,
  * default 60) from now_ms. */

@@ -714,6 +714,36 @@ START_TEST(test_invalidate_drops_every_variant_of_a_resource_and_nothing_else)
 }
 END_TEST
 
+START_TEST(test_an_answer_fetched_before_an_invalidation_is_not_stored_after_it)
+{
+    struct px_cache *c = px_cache_create(100, 1 << 20);
+    struct key k, other;
+    struct px_optset resp;
+    path_key(&k, "a/b", -1);
+    path_key(&other, "x/y", -1);
+    response_opts(&resp, 60, NULL);
+
+    uint64_t before = px_cache_epoch(c);
+    ck_assert_uint_eq(px_cache_invalidate(c, k.bytes, k.resource_len), 0); /* a PUT to a/b lands meanwhile */
+    ck_assert_uint_gt(px_cache_epoch(c), before);
+    ck_assert_ptr_null(px_cache_store_since(c, k.bytes, k.len, k.resource_len, PX_CODE(2, 5), &resp,
+                                            (const uint8_t *)"old", 3, T0, before));
+    ck_assert(!cached(c, &k));
+    /* Another resource is not affected, and a fetch that started after the PUT is stored. */
+    struct px_cache_entry *e =
+        px_cache_store_since(c, other.bytes, other.len, other.resource_len, PX_CODE(2, 5), &resp,
+                             (const uint8_t *)"o", 1, T0, before);
+    ck_assert_ptr_nonnull(e);
+    px_cache_entry_release(e);
+    e = px_cache_store_since(c, k.bytes, k.len, k.resource_len, PX_CODE(2, 5), &resp, (const uint8_t *)"new",
+                             3, T0, px_cache_epoch(c));
+    ck_assert_ptr_nonnull(e);
+    px_cache_entry_release(e);
+    ck_assert(cached(c, &k));
+    px_cache_destroy(c);
+}
+END_TEST
+
 START_TEST(test_invalidate_scales_with_the_resource_not_the_cache)
 {
     struct px_cache *c = px_cache_create(20000, 64 * 1024 * 1024);
@@ -1023,6 +1053,7 @@ static Suite *cache_suite(void)
     tcase_set_timeout(inval, 60);
     tcase_add_test(inval, test_invalidate_drops_every_variant_of_a_resource_and_nothing_else);
     tcase_add_test(inval, test_invalidate_scales_with_the_resource_not_the_cache);
+    tcase_add_test(inval, test_an_answer_fetched_before_an_invalidation_is_not_stored_after_it);
     suite_add_tcase(s, inval);
 
     TCase *flight = tcase_create("single flight");
