@@ -140,19 +140,21 @@ static bool not_modified(const struct request *r, int status, const struct px_op
     return gw_cache_inm_matches(r, px_opt_value(opts, etag), etag->len);
 }
 
-enum MHD_Result gw_reply_answer(struct request *r, uint8_t code, const struct px_optset *opts,
-                                const uint8_t *payload, size_t len, uint8_t **owned,
-                                struct px_cache_entry *entry)
+/* Builds the HTTP response for a CoAP answer; *status gets its HTTP status. NULL on OOM (or when the code
+ * is not a response: *status is then 0). */
+static struct MHD_Response *build_answer(struct request *r, uint8_t code, const struct px_optset *opts,
+                                         const uint8_t *payload, size_t len, uint8_t **owned,
+                                         struct px_cache_entry *entry, int *status)
 {
     const struct cfg_upstream *up = &r->http->cfg->upstreams[r->route->upstream];
     struct px_coap_response in = {.code = code, .opts = opts, .payload_len = len};
     struct px_http_response out;
 
+    *status = 0;
     r->coap_code = code;
     if (px_response_to_http(&in, r->route->prefix, (const char *const *)up->base_path, up->base_path_len,
                             NULL, &out) != PX_OK) {
-        return gw_reply_problem(r, PX_ERR_BAD_GATEWAY,
-                                "the upstream answered with a code that is not a CoAP response");
+        return NULL;
     }
     uint64_t now = px_now_ms();
     if (entry != NULL && out.max_age >= 0) {
@@ -169,7 +171,7 @@ enum MHD_Result gw_reply_answer(struct request *r, uint8_t code, const struct px
                                     ? answer_body(payload, len, owned, entry)
                                     : MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
     if (resp == NULL) {
-        return MHD_NO;
+        return NULL;
     }
     gw_add_header_if(resp, MHD_HTTP_HEADER_CONTENT_TYPE, out.send_body ? out.content_type : "");
     gw_add_header_if(resp, MHD_HTTP_HEADER_ETAG, out.etag);
@@ -180,7 +182,83 @@ enum MHD_Result gw_reply_answer(struct request *r, uint8_t code, const struct px
     if (entry != NULL && r->xc == XC_HIT) {
         gw_add_number_header(resp, MHD_HTTP_HEADER_AGE, "", (long)px_cache_entry_age(entry, now));
     }
-    return gw_queue(r, resp, out.status);
+    *status = out.status;
+    return resp;
+}
+
+enum MHD_Result gw_reply_answer(struct request *r, uint8_t code, const struct px_optset *opts,
+                                const uint8_t *payload, size_t len, uint8_t **owned,
+                                struct px_cache_entry *entry)
+{
+    int status;
+    struct MHD_Response *resp = build_answer(r, code, opts, payload, len, owned, entry, &status);
+    if (resp == NULL && status == 0) {
+        return gw_reply_problem(r, PX_ERR_BAD_GATEWAY,
+                                "the upstream answered with a code that is not a CoAP response");
+    }
+    return gw_queue(r, resp, status);
+}
+
+/* ---- fresh hits: one prebuilt response per entry and second ---- */
+
+/* A cache entry's ready-made HIT response. Its headers (Age, max-age) hold for one second of the entry's
+ * age; within it every hit queues the same MHD response instead of building one. */
+struct prebuilt {
+    struct MHD_Response *resp;
+    const struct cfg_route *route; /* Location depends on the route's prefix */
+    uint32_t age, remaining;
+    int status;
+};
+
+static void prebuilt_free(void *user)
+{
+    struct prebuilt *pb = user;
+    MHD_destroy_response(pb->resp);
+    free(pb);
+}
+
+enum MHD_Result gw_reply_hit(struct request *r, struct px_cache_entry *e)
+{
+    uint64_t now = px_now_ms();
+    uint32_t age = px_cache_entry_age(e, now);
+    uint32_t remaining = px_cache_entry_remaining(e, now);
+    size_t len = 0;
+    const uint8_t *payload = px_cache_entry_payload(e, &len);
+    bool linked;
+    int status;
+
+    struct prebuilt *pb = px_cache_entry_user_lock(e, &linked);
+    if (pb == NULL || pb->route != r->route || pb->age != age || pb->remaining != remaining) {
+        struct MHD_Response *resp =
+            build_answer(r, px_cache_entry_code(e), px_cache_entry_opts(e), payload, len, NULL, e, &status);
+        if (resp != NULL) {
+            MHD_add_response_header(resp, "X-Cache", gw_xcache_name(XC_HIT));
+        }
+        struct prebuilt *fresh = linked && resp != NULL ? malloc(sizeof(*fresh)) : NULL;
+        if (fresh == NULL) {
+            px_cache_entry_user_unlock(e, pb);
+            if (resp == NULL && status == 0) {
+                return gw_reply_problem(r, PX_ERR_BAD_GATEWAY, "the cached answer is not a CoAP response");
+            }
+            r->status = status;
+            r->state = REQ_ANSWERED;
+            enum MHD_Result ret = resp != NULL ? MHD_queue_response(r->conn, (unsigned)status, resp) : MHD_NO;
+            MHD_destroy_response(resp);
+            return ret;
+        }
+        if (pb != NULL) {
+            prebuilt_free(pb);
+        }
+        *fresh = (struct prebuilt){
+            .resp = resp, .route = r->route, .age = age, .remaining = remaining, .status = status};
+        pb = fresh;
+    }
+    r->coap_code = px_cache_entry_code(e);
+    r->status = pb->status;
+    r->state = REQ_ANSWERED;
+    enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned)pb->status, pb->resp);
+    px_cache_entry_user_unlock(e, pb);
+    return ret;
 }
 
 /* The answer of a request that went straight to the device (cache bypassed). */
@@ -515,14 +593,18 @@ static void log_access(const struct request *r)
     char code[5] = "-";
 
     clock_gettime(CLOCK_MONOTONIC, &now);
-    double ms = (double)(now.tv_sec - r->start.tv_sec) * 1e3 + (double)(now.tv_nsec - r->start.tv_nsec) / 1e6;
+    /* Hundredths of a millisecond in integers: no floating-point formatting on every request. */
+    long long centi =
+        ((long long)(now.tv_sec - r->start.tv_sec) * 1000000000LL + (now.tv_nsec - r->start.tv_nsec)) /
+        10000LL;
     if (r->coap_code != 0) {
         px_code_format(r->coap_code, code);
     }
     const char *upstream = r->route ? r->http->cfg->upstreams[r->route->upstream].name : "-";
-    gw_log_buffered(GW_LOG_INFO, "http",
-                    "event=access method=%s path=%.256s status=%d upstream=%s coap=%s cache=%s ms=%.2f",
-                    r->method, r->path, r->status, upstream, code, gw_xcache_name(r->xc), ms);
+    gw_log_buffered(
+        GW_LOG_INFO, "http",
+        "event=access method=%s path=%.256s status=%d upstream=%s coap=%s cache=%s ms=%lld.%02lld", r->method,
+        r->path, r->status, upstream, code, gw_xcache_name(r->xc), centi / 100, centi % 100);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
@@ -606,6 +688,9 @@ struct gw_http *gw_http_start(const struct cfg *cfg, struct px_client *client, s
     http->cfg = cfg;
     http->client = client;
     http->cache = cache;
+    if (cache != NULL) {
+        px_cache_set_user_free(cache, prebuilt_free);
+    }
     http->observe =
         px_observe_create(client, cfg->limits.max_subscribers_per_resource, cfg->limits.max_subscribers);
     if (http->observe == NULL) {

@@ -278,7 +278,8 @@ enum MHD_Result gw_cache_serve(struct request *r)
 
     if (e != NULL && fresh && !r->no_cache) {
         r->xc = XC_HIT;
-        enum MHD_Result ret = reply_entry(r, e);
+        bool plain = r->inm_count == 0 && !r->inm_star && !atomic_load(&r->http->draining);
+        enum MHD_Result ret = plain ? gw_reply_hit(r, e) : reply_entry(r, e);
         px_cache_entry_release(e);
         return ret;
     }

@@ -114,6 +114,10 @@ enum MHD_Result gw_live_longpoll(struct request *r);
 /* Unsubscribes and frees the stream state. */
 void gw_live_release(struct request *r);
 
+/* Answers a fresh hit with the entry's prebuilt response (rebuilt when its second of age changes). Only
+ * for requests without If-None-Match while not draining. */
+enum MHD_Result gw_reply_hit(struct request *r, struct px_cache_entry *entry);
+
 /* gateway/http_cache.c */
 /* Decides from the headers and the route whether r may use the cache; parses Cache-Control and
  * If-None-Match. */

@@ -19,7 +19,7 @@
 
 struct px_cache_entry {
     atomic_uint refs;
-    bool linked; /* in the tables and the LRU list; the cache then holds one reference */
+    atomic_bool linked; /* in the tables and the LRU list; the cache then holds one reference */
     uint8_t code;
     struct px_cache_entry *hnext;       /* key chain */
     struct px_cache_entry *rnext;       /* resource chain */
@@ -34,6 +34,10 @@ struct px_cache_entry {
     const uint8_t *etag;
     const struct px_optset *opts;
     const uint8_t *key, *payload;
+    /* The user slot (px_cache_entry_user_lock): a spinlock, the pointer, and how to free it. */
+    atomic_bool user_busy;
+    void *user;
+    void (*user_free)(void *user);
 };
 
 struct flight {
@@ -59,6 +63,7 @@ struct px_cache {
      * only make the check stricter (an answer goes unstored). */
     uint64_t epoch;
     uint64_t recent[PX_CACHE_RECENT];
+    void (*user_free)(void *user); /* frees an entry's user slot when the entry goes */
 };
 
 /* ---- hashing: SipHash-1-3 with a per-cache random key, because keys come from HTTP clients ---- */
@@ -449,8 +454,43 @@ void px_cache_entry_ref(struct px_cache_entry *e)
 void px_cache_entry_release(struct px_cache_entry *e)
 {
     if (e != NULL && atomic_fetch_sub_explicit(&e->refs, 1, memory_order_acq_rel) == 1) {
+        if (e->user != NULL && e->user_free != NULL) {
+            e->user_free(e->user);
+        }
         free(e);
     }
+}
+
+void *px_cache_entry_user_lock(struct px_cache_entry *e, bool *linked)
+{
+    while (atomic_exchange_explicit(&e->user_busy, true, memory_order_acquire)) {
+        /* held only while a response is queued or rebuilt */
+    }
+    *linked = atomic_load(&e->linked);
+    return e->user;
+}
+
+/* An unlinked entry gives up its user slot: a prebuilt response may hold a reference to the entry, and that
+ * cycle must end when the cache lets the entry go. Set after `linked` became false, so no slot comes back. */
+static void drop_user(struct px_cache_entry *e)
+{
+    bool linked;
+    void *user = px_cache_entry_user_lock(e, &linked);
+    px_cache_entry_user_unlock(e, NULL);
+    if (user != NULL && e->user_free != NULL) {
+        e->user_free(user);
+    }
+}
+
+void px_cache_entry_user_unlock(struct px_cache_entry *e, void *user)
+{
+    e->user = user;
+    atomic_store_explicit(&e->user_busy, false, memory_order_release);
+}
+
+void px_cache_set_user_free(struct px_cache *cache, void (*user_free)(void *user))
+{
+    cache->user_free = user_free;
 }
 
 /* Victims are collected under the lock and released after it, so free() never runs inside it. */
@@ -458,6 +498,7 @@ static void release_list(struct px_cache_entry *list)
 {
     while (list != NULL) {
         struct px_cache_entry *next = list->hnext;
+        drop_user(list);
         px_cache_entry_release(list);
         list = next;
     }
@@ -778,6 +819,7 @@ struct px_cache_entry *px_cache_store_since(struct px_cache *cache, const uint8_
         count_too_large(cache);
         return NULL;
     }
+    e->user_free = cache->user_free;
     e->hash = siphash(cache->seed, key, key_len);
     e->rhash = siphash(cache->seed, key, resource_len);
     freshness_write(e, now_ms, max_age);

@@ -98,6 +98,16 @@ uint32_t px_cache_entry_remaining(struct px_cache_entry *e, uint64_t now_ms);
 /* The stored ETag (0 length when none). */
 const uint8_t *px_cache_entry_etag(const struct px_cache_entry *e, size_t *len);
 
+/* ---- the user slot: one opaque pointer per entry for the HTTP layer (a prebuilt response) ---- */
+/* Frees a user slot when its entry is freed (any thread). Set once, before the first store. */
+void px_cache_set_user_free(struct px_cache *cache, void (*user_free)(void *user));
+/* Locks the entry's slot (a spinlock: hold it briefly) and returns its pointer (NULL at first). *linked
+ * tells whether the entry is still in the cache: only then may a slot that references the entry be set,
+ * because the cache clears the slot when it lets the entry go. */
+void *px_cache_entry_user_lock(struct px_cache_entry *e, bool *linked);
+/* Sets the slot to user and unlocks it. */
+void px_cache_entry_user_unlock(struct px_cache_entry *e, void *user);
+
 /* ---- single flight ---- */
 /* A waiter is owned by the caller; px_cache_flight_join links it in. */
 struct px_cache_waiter {
