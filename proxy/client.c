@@ -234,9 +234,18 @@ static coap_pdu_t *build_pdu(struct slot *s, struct px_exchange *x)
     }
     unsigned order[PX_OPT_MAX];
     sort_options(x->req, order);
-    for (unsigned i = 0; i < x->req->count; i++) {
-        const struct px_opt *o = &x->req->opt[order[i]];
-        if (coap_add_option(pdu, o->number, o->len, px_opt_value(x->req, o)) == 0 && o->len != 0) {
+    /* After a 4.13 the body goes block-wise from the start, at the block size the device asked for: a Block1
+     * option set before the payload makes libcoap use its size (RFC 7959 §2.9.3). */
+    bool block1 = x->priv.block1_szx != 0;
+    uint8_t block1_value = (uint8_t)(0x08 | (x->priv.block1_szx - 1)); /* num 0, M=1 */
+    for (unsigned i = 0; i <= x->req->count; i++) {
+        const struct px_opt *o = i < x->req->count ? &x->req->opt[order[i]] : NULL;
+        if (block1 && (o == NULL || o->number > PX_OPT_BLOCK1)) {
+            coap_add_option(pdu, PX_OPT_BLOCK1, 1, &block1_value);
+            block1 = false;
+        }
+        if (o != NULL && coap_add_option(pdu, o->number, o->len, px_opt_value(x->req, o)) == 0 &&
+            o->len != 0) {
             goto out_free_pdu;
         }
     }
@@ -601,6 +610,26 @@ static long expire_observations(struct upstream *up, uint64_t now)
     return next;
 }
 
+/* A 4.13 carrying Block1 names the block size the device can take (RFC 7959 §2.9.3): send the body again,
+ * block-wise at that size, once, before answering 413. */
+static bool retry_smaller_blocks(struct slot *s, const coap_pdu_t *received)
+{
+    struct px_exchange *x = s->x;
+    coap_block_t block;
+
+    if (x->resp_code != PX_CODE(4, 13) || x->payload_len == 0 || x->priv.block1_szx != 0 ||
+        !coap_get_block(received, COAP_OPTION_BLOCK1, &block) ||
+        ((size_t)16 << block.szx) >= x->payload_len) {
+        return false;
+    }
+    x->priv.block1_szx = (uint8_t)(block.szx + 1);
+    coap_pdu_t *pdu = build_pdu(s, x);
+    if (pdu == NULL || coap_send(s->session, pdu) == COAP_INVALID_MID) {
+        return false; /* answer the 4.13 as it is */
+    }
+    return true;
+}
+
 static coap_response_t on_response(coap_session_t *session, const coap_pdu_t *sent,
                                    const coap_pdu_t *received, const coap_mid_t mid)
 {
@@ -621,6 +650,9 @@ static coap_response_t on_response(coap_session_t *session, const coap_pdu_t *se
     x->resp_code = (uint8_t)coap_pdu_get_code(received);
     if (!is_response_code(x->resp_code)) {
         slot_complete(s, PX_ERR_BAD_GATEWAY, "the upstream sent a message that is not a response");
+        return COAP_RESPONSE_OK;
+    }
+    if (retry_smaller_blocks(s, received)) {
         return COAP_RESPONSE_OK;
     }
     size_t len = 0, offset = 0, total = 0;
@@ -1012,6 +1044,7 @@ static bool enqueue(struct px_client *c, struct px_exchange *x);
 void px_client_submit(struct px_client *c, struct px_exchange *x)
 {
     x->priv.obs_id = 0;
+    x->priv.block1_szx = 0;
     if (!enqueue(c, x)) {
         finish(x, PX_ERR_UNAVAILABLE, "the gateway is shutting down");
     }

@@ -44,6 +44,7 @@ struct px_exchange {
         uint8_t token[8];
         size_t token_len;
         uint64_t obs_id;
+        uint8_t block1_szx; /* 0, or SZX + 1 after a 4.13 asked for smaller blocks */
     } priv;
 };
 

@@ -2,9 +2,12 @@
  * through Uri-Query items, so one server instance serves every scenario of a test. Test code only: it
  * favours being obvious over being fast, and it never runs next to production traffic.
  *
- * Usage: coap_testsrv [--port N] [--blackhole]
+ * Usage: coap_testsrv [--port N] [--blackhole] [--small-blocks SZX]
  *   --port N     UDP port on 127.0.0.1; 0 (default) picks a free one in 20000-26383 (freeport: 26384+).
  *   --blackhole  bind the port and drop every datagram (no ACK, no RST): the 504 timeout case.
+ *   --small-blocks SZX  (0..6, blocks of 2^(SZX+4) bytes) libcoap's block mode is OFF for the whole server
+ *                and /blk does RFC 7959 by hand with that preferred size (below). /r bodies over 900 bytes
+ *                and /stats output over 900 bytes are then not split by libcoap: keep them small.
  * Prints "ready PORT" on stdout once bound; exits 0 on SIGTERM/SIGINT.
  *
  * Resources (any method):
@@ -34,6 +37,18 @@
  *       session and token), "DEREGISTER" (Observe=1 from a current observer), "RST" (RST of a CON
  *       notification, observer dropped; "LOST" when never acknowledged), "NOTIFY" (notifications sent, one
  *       per observer), "IGNORED" (requests left unanswered while silent), each as "<WHAT> /obs/<name> N".
+ *   /blk/<name>           only with --small-blocks (else 4.04). PUT/POST: a Block1 block of any size is
+ *       taken and answered 2.31 Continue with Block1 carrying min(its SZX, ours) (RFC 7959 §2.3: the client
+ *       goes on with the smaller size, block numbers rescaled); a block not at the expected offset gets 4.08;
+ *       the last block (or a body that fits one of our blocks, without Block1) gets 2.04 text/plain
+ *       "bytes=N sha256=HEX" of the reassembled body. A request WITHOUT Block1 whose payload exceeds our
+ *       block size gets 4.13 with Block1 0/0/SZX (our preferred size, §2.9.3) and Size1 4194304.
+ *       GET ?size=N: "abc...z" repeated (as /r), 2.05 octet-stream in Block2 blocks of min(asked SZX, ours)
+ *       (§2.4), the block holding the offset asked for, Size2=N on each block.
+ *       Counted as "METHOD /blk/<name>" (every request), "BLOCK1 /blk/<name> szx=S" (per Block1 block
+ *       received, S = its SZX), "413 /blk/<name>" (4.13 sent), "INCOMPLETE /blk/<name>" (4.08 sent),
+ *       "DONE /blk/<name>" (2.04 sent), "BLOCK2 /blk/<name> szx=S" (GET carrying Block2, S = the SZX asked)
+ *       and "NOBLOCK2 /blk/<name>" (GET without Block2).
  *   /stats                "METHOD /path COUNT" per line for every request to /r, /echo and /obs (no query),
  *                         plus the VALID/ETAG and observe lines above.
  *   /stats/observers/<name>  current number of observers of /obs/<name>.
@@ -43,6 +58,7 @@
  *   anything else         4.04 with a diagnostic payload.
  */
 #include <coap3/coap.h>
+#include <gnutls/crypto.h>
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -868,6 +884,228 @@ static void handle_obs(coap_session_t *session, const coap_pdu_t *req, coap_pdu_
     obs_fill(resp, r, observe == 0);
 }
 
+/* ---- /blk: RFC 7959 by hand with a small preferred block size (--small-blocks SZX) ---- */
+#define BLK_MAX_RES 32
+#define BLK_NAME_MAX 64
+#define BLK_MAX_BODY (4u * 1024 * 1024)
+
+struct blk_up {
+    char name[BLK_NAME_MAX];
+    uint8_t *buf;
+    size_t len; /* bytes reassembled so far: the offset the next block must start at */
+    size_t cap;
+};
+
+static int small_szx = -1; /* -1: no --small-blocks, /blk is 4.04 */
+static struct blk_up blk_table[BLK_MAX_RES];
+static size_t blk_len;
+
+static struct blk_up *blk_get(const char *name)
+{
+    for (size_t i = 0; i < blk_len; i++) {
+        if (strcmp(blk_table[i].name, name) == 0) {
+            return &blk_table[i];
+        }
+    }
+    if (blk_len == BLK_MAX_RES) {
+        return NULL;
+    }
+    struct blk_up *u = &blk_table[blk_len++];
+    memset(u, 0, sizeof(*u));
+    memcpy(u->name, name, strnlen(name, sizeof(u->name) - 1)); /* longer names are cut */
+    return u;
+}
+
+static void blk_release_all(void)
+{
+    for (size_t i = 0; i < blk_len; i++) {
+        free(blk_table[i].buf);
+    }
+    blk_len = 0;
+}
+
+static int blk_append(struct blk_up *u, const uint8_t *data, size_t len)
+{
+    if (u->len + len > BLK_MAX_BODY) {
+        return 0;
+    }
+    if (u->len + len > u->cap) {
+        size_t cap = u->cap ? u->cap : 4096;
+        while (cap < u->len + len) {
+            cap *= 2;
+        }
+        uint8_t *p = realloc(u->buf, cap);
+        if (p == NULL) {
+            return 0;
+        }
+        u->buf = p;
+        u->cap = cap;
+    }
+    if (len > 0) {
+        memcpy(u->buf + u->len, data, len);
+    }
+    u->len += len;
+    return 1;
+}
+
+static void blk_count(const char *what, const char *path, int szx)
+{
+    char key[MAX_KEY];
+    if (szx >= 0) {
+        snprintf(key, sizeof(key), "%s %s szx=%d", what, path, szx);
+    } else {
+        snprintf(key, sizeof(key), "%s %s", what, path);
+    }
+    count_request(key);
+}
+
+static void add_block_opt(coap_pdu_t *resp, uint16_t number, unsigned num, int more, int szx)
+{
+    add_uint_opt(resp, number, (unsigned long)num << 4 | (unsigned long)(more ? 8 : 0) | (unsigned long)szx);
+}
+
+/* 2.04 with "bytes=N sha256=HEX" for the body reassembled so far. */
+static void blk_done(coap_pdu_t *resp, const struct blk_up *u, const coap_block_t *b1, const char *path)
+{
+    uint8_t digest[32];
+    char text[128];
+    size_t used;
+
+    gnutls_hash_fast(GNUTLS_DIG_SHA256, u->buf != NULL ? u->buf : (const uint8_t *)"", u->len, digest);
+    used = (size_t)snprintf(text, sizeof(text), "bytes=%zu sha256=", u->len);
+    for (size_t i = 0; i < sizeof(digest); i++) {
+        used += (size_t)snprintf(text + used, sizeof(text) - used, "%02x", digest[i]);
+    }
+    blk_count("DONE", path, -1);
+    coap_pdu_set_code(resp, COAP_RESPONSE_CODE(204));
+    add_uint_opt(resp, COAP_OPTION_CONTENT_FORMAT, COAP_MEDIATYPE_TEXT_PLAIN);
+    if (b1 != NULL) {
+        add_block_opt(resp, COAP_OPTION_BLOCK1, b1->num, 0, (int)b1->szx);
+    }
+    coap_add_data(resp, used, (const uint8_t *)text);
+}
+
+/* PUT/POST: Block1 of any size is taken and answered 2.31 carrying our smaller SZX (RFC 7959 §2.3, the
+ * client goes on with the smaller size, block numbers rescaled); no Block1 and a payload over our block
+ * size -> 4.13 with Block1 (our SZX) and Size1 (§2.9.3). */
+static void blk_upload(coap_pdu_t *resp, const coap_pdu_t *req, const char *path, const char *name)
+{
+    coap_block_t b1;
+    size_t len = 0;
+    const uint8_t *data = NULL;
+    size_t bsize = (size_t)1 << (small_szx + 4);
+    struct blk_up *u = blk_get(name);
+
+    if (u == NULL) {
+        coap_pdu_set_code(resp, COAP_RESPONSE_CODE(503));
+        return;
+    }
+    if (!coap_get_data(req, &len, &data)) {
+        len = 0;
+    }
+    if (!coap_get_block(req, COAP_OPTION_BLOCK1, &b1)) {
+        if (len > bsize) {
+            blk_count("413", path, -1);
+            coap_pdu_set_code(resp, COAP_RESPONSE_CODE(413));
+            add_block_opt(resp, COAP_OPTION_BLOCK1, 0, 0, small_szx);
+            add_uint_opt(resp, COAP_OPTION_SIZE1, BLK_MAX_BODY);
+            return;
+        }
+        u->len = 0;
+        if (!blk_append(u, data, len)) {
+            coap_pdu_set_code(resp, COAP_RESPONSE_CODE(500));
+            return;
+        }
+        blk_done(resp, u, NULL, path);
+        return;
+    }
+    blk_count("BLOCK1", path, (int)b1.szx);
+    size_t offset = (size_t)b1.num << (b1.szx + 4);
+    if (b1.num == 0) {
+        u->len = 0;
+    }
+    if (offset != u->len || (b1.m && len != ((size_t)1 << (b1.szx + 4)))) {
+        fprintf(stderr,
+                "coap_testsrv: %s Block1 %u/%u/%u at offset %zu with %zu bytes, expected offset %zu\n", path,
+                b1.num, b1.m, b1.szx, offset, len, u->len);
+        blk_count("INCOMPLETE", path, -1);
+        coap_pdu_set_code(resp, COAP_RESPONSE_CODE(408));
+        return;
+    }
+    if (!blk_append(u, data, len)) {
+        blk_count("413", path, -1);
+        coap_pdu_set_code(resp, COAP_RESPONSE_CODE(413));
+        add_uint_opt(resp, COAP_OPTION_SIZE1, BLK_MAX_BODY);
+        return;
+    }
+    if (b1.m) {
+        coap_pdu_set_code(resp, COAP_RESPONSE_CODE(231));
+        add_block_opt(resp, COAP_OPTION_BLOCK1, b1.num, 1, (int)b1.szx < small_szx ? (int)b1.szx : small_szx);
+        return;
+    }
+    blk_done(resp, u, &b1, path);
+}
+
+/* GET ?size=N: the body "abc...z" repeated, in Block2 blocks of at most our size whatever the client asks
+ * (RFC 7959 §2.4), the block holding the offset the client asked for; Size2 on every block. */
+static void blk_download(coap_pdu_t *resp, const coap_pdu_t *req, const char *path)
+{
+    struct script s;
+    coap_block_t b2;
+    int szx = small_szx;
+    size_t offset = 0;
+
+    read_script(req, &s);
+    size_t total = s.size > 0 ? (size_t)s.size : 0;
+    if (coap_get_block(req, COAP_OPTION_BLOCK2, &b2)) {
+        blk_count("BLOCK2", path, (int)b2.szx);
+        offset = (size_t)b2.num << (b2.szx + 4);
+        if ((int)b2.szx < szx) {
+            szx = (int)b2.szx;
+        }
+    } else {
+        blk_count("NOBLOCK2", path, -1);
+    }
+    size_t bsize = (size_t)1 << (szx + 4);
+    unsigned num = (unsigned)(offset / bsize);
+    offset = (size_t)num * bsize;
+    if (offset > total || (offset == total && total > 0)) {
+        coap_pdu_set_code(resp, COAP_RESPONSE_CODE(402)); /* RFC 7959 §2.2: block out of range */
+        return;
+    }
+    size_t n = total - offset < bsize ? total - offset : bsize;
+    uint8_t data[1024];
+    for (size_t i = 0; i < n; i++) {
+        data[i] = (uint8_t)('a' + (offset + i) % 26);
+    }
+    coap_pdu_set_code(resp, COAP_RESPONSE_CODE(205));
+    add_uint_opt(resp, COAP_OPTION_CONTENT_FORMAT, COAP_MEDIATYPE_APPLICATION_OCTET_STREAM);
+    add_block_opt(resp, COAP_OPTION_BLOCK2, num, offset + n < total, szx);
+    add_uint_opt(resp, COAP_OPTION_SIZE2, total);
+    coap_add_data(resp, n, data);
+}
+
+static void handle_blk(coap_pdu_t *resp, const coap_pdu_t *req, const char *path, const char *key)
+{
+    const char *name = path + strlen("/blk/");
+    coap_pdu_code_t code = coap_pdu_get_code(req);
+
+    if (small_szx < 0 || strncmp(path, "/blk/", 5) != 0 || *name == '\0') {
+        static const char diag[] = "coap_testsrv: /blk needs --small-blocks";
+        coap_pdu_set_code(resp, COAP_RESPONSE_CODE(404));
+        coap_add_data(resp, sizeof(diag) - 1, (const uint8_t *)diag);
+        return;
+    }
+    count_request(key);
+    if (code == COAP_REQUEST_CODE_PUT || code == COAP_REQUEST_CODE_POST) {
+        blk_upload(resp, req, path, name);
+    } else if (code == COAP_REQUEST_CODE_GET) {
+        blk_download(resp, req, path);
+    } else {
+        coap_pdu_set_code(resp, COAP_RESPONSE_CODE(405));
+    }
+}
+
 static void handle_any(coap_resource_t *res, coap_session_t *session, const coap_pdu_t *req,
                        const coap_string_t *query, coap_pdu_t *resp)
 {
@@ -884,6 +1122,8 @@ static void handle_any(coap_resource_t *res, coap_session_t *session, const coap
         handle_script(res, session, req, query, resp, key);
     } else if (strcmp(first, "obs") == 0) {
         handle_obs(session, req, resp, path, key);
+    } else if (strcmp(first, "blk") == 0) {
+        handle_blk(resp, req, path, key);
     } else {
         static const char diag[] = "coap_testsrv: no such resource";
         coap_pdu_set_code(resp, COAP_RESPONSE_CODE(404));
@@ -959,7 +1199,8 @@ static int run_server(unsigned want)
         fprintf(stderr, "coap_testsrv: cannot create context\n");
         return 1;
     }
-    coap_context_set_block_mode(ctx, COAP_BLOCK_USE_LIBCOAP | COAP_BLOCK_SINGLE_BODY);
+    /* --small-blocks: libcoap must hand every block to us as it arrives (/blk does RFC 7959 itself). */
+    coap_context_set_block_mode(ctx, small_szx >= 0 ? 0 : COAP_BLOCK_USE_LIBCOAP | COAP_BLOCK_SINGLE_BODY);
     for (;;) {
         loopback(&addr, port);
         if (coap_new_endpoint(ctx, &addr, COAP_PROTO_UDP) != NULL) {
@@ -992,6 +1233,7 @@ static int run_server(unsigned want)
     }
     obs_release_all();
     coap_free_context(ctx);
+    blk_release_all();
     coap_cleanup();
     return 0;
 }
@@ -1007,8 +1249,16 @@ int main(int argc, char **argv)
             port = (unsigned)strtoul(argv[++i], NULL, 10);
         } else if (strcmp(argv[i], "--blackhole") == 0) {
             blackhole = 1;
+        } else if (strcmp(argv[i], "--small-blocks") == 0 && i + 1 < argc) {
+            char *end;
+            long szx = strtol(argv[++i], &end, 10);
+            if (*end != '\0' || szx < 0 || szx > 6) {
+                fprintf(stderr, "coap_testsrv: --small-blocks wants an SZX 0..6\n");
+                return 2;
+            }
+            small_szx = (int)szx;
         } else {
-            fprintf(stderr, "usage: coap_testsrv [--port N] [--blackhole]\n");
+            fprintf(stderr, "usage: coap_testsrv [--port N] [--blackhole] [--small-blocks SZX]\n");
             return 2;
         }
     }
