@@ -42,7 +42,10 @@ struct observation {
     coap_session_t *session;
     struct px_exchange *x;
     uint64_t deadline_ms; /* registering: give up then; else re-register then (Max-Age passed) */
-    bool registering;     /* a registration is waiting for its answer */
+    bool seen;            /* a notification with an Observe value arrived: last_seq/last_ms are set */
+    uint32_t last_seq;
+    uint64_t last_ms;
+    bool registering; /* a registration is waiting for its answer */
 };
 
 /* A control message: deregister an observation by id. */
@@ -515,7 +518,18 @@ static coap_response_t obs_response(struct observation *o, const coap_pdu_t *rec
         return COAP_RESPONSE_OK;
     }
     x->resp_code = code;
-    bool observing = px_optset_find(&x->resp, PX_OPT_OBSERVE, 0) != NULL && PX_CODE_CLASS(code) == 2;
+    const struct px_opt *seq = px_optset_find(&x->resp, PX_OPT_OBSERVE, 0);
+    bool observing = seq != NULL && PX_CODE_CLASS(code) == 2;
+    uint64_t now = px_now_ms();
+    if (observing) {
+        uint32_t v = px_opt_uint(px_opt_value(&x->resp, seq), seq->len);
+        if (o->seen && !px_observe_is_newer(o->last_seq, o->last_ms, v, now)) {
+            return COAP_RESPONSE_OK; /* reordered or duplicate (RFC 7641 §3.4): an older state, dropped */
+        }
+        o->seen = true;
+        o->last_seq = v;
+        o->last_ms = now;
+    }
     x->notify(x, x->arg);
     if (!observing) {
         obs_end(o, PX_OK, "the upstream ended the observation");
@@ -525,7 +539,7 @@ static coap_response_t obs_response(struct observation *o, const coap_pdu_t *rec
     /* Re-register once Max-Age has passed without a notification; at least 1 s, so Max-Age 0 cannot make a
      * registration storm. */
     uint32_t max_age = max_age_of(&x->resp);
-    o->deadline_ms = px_now_ms() + (uint64_t)(max_age > 0 ? max_age : 1) * 1000u;
+    o->deadline_ms = now + (uint64_t)(max_age > 0 ? max_age : 1) * 1000u;
     return COAP_RESPONSE_OK;
 }
 

@@ -1304,6 +1304,14 @@ int px_code_to_http(uint8_t code, bool has_payload, bool allow_known)
     return row->http;
 }
 
+bool px_observe_is_newer(uint32_t v1, uint64_t t1_ms, uint32_t v2, uint64_t t2_ms)
+{
+    const uint32_t half = 1u << 23;
+    v1 &= 0xffffffu;
+    v2 &= 0xffffffu;
+    return (v1 < v2 && v2 - v1 < half) || (v1 > v2 && v1 - v2 > half) || t2_ms > t1_ms + 128000u;
+}
+
 void px_code_format(uint8_t code, char buf[5])
 {
     unsigned detail = PX_CODE_DETAIL(code);

@@ -196,6 +196,10 @@ enum px_status px_response_to_http(const struct px_coap_response *in, const char
  * is not a response code. */
 int px_code_to_http(uint8_t code, bool has_payload, bool allow_known);
 
+/* RFC 7641 §3.4: is a notification with Observe value v2 received at t2_ms newer than the last one (v1 at
+ * t1_ms)? True when v2 is ahead of v1 in 24-bit serial arithmetic, or more than 128 s have passed. */
+bool px_observe_is_newer(uint32_t v1, uint64_t t1_ms, uint32_t v2, uint64_t t2_ms);
+
 /* Formats a CoAP code as "2.05". buf >= 5 bytes. */
 void px_code_format(uint8_t code, char buf[5]);
 

@@ -974,6 +974,21 @@ END_TEST
 
 /* ==== ETag ======================================================================================== */
 
+START_TEST(test_observe_freshness_follows_rfc_7641_section_3_4)
+{
+    const uint64_t t = 1000000;
+    ck_assert(px_observe_is_newer(5, t, 6, t));
+    ck_assert(!px_observe_is_newer(6, t, 5, t));       /* reordered: older */
+    ck_assert(!px_observe_is_newer(6, t, 6, t));       /* duplicate */
+    ck_assert(px_observe_is_newer(0xfffffe, t, 1, t)); /* wrapped around 2^24 */
+    ck_assert(!px_observe_is_newer(1, t, 0xfffffe, t));
+    ck_assert(px_observe_is_newer(1, t, (1u << 23), t));  /* just under half ahead */
+    ck_assert(!px_observe_is_newer(0, t, (1u << 23), t)); /* exactly half: not newer */
+    ck_assert(px_observe_is_newer(6, t, 5, t + 128001));  /* 128 s later wins anyway */
+    ck_assert(!px_observe_is_newer(6, t, 5, t + 128000));
+}
+END_TEST
+
 START_TEST(test_etag_round_trips_for_every_length)
 {
     uint8_t tag[8] = {0x00, 0xff, 0x22, 0x5c, 0x7f, 0x80, 0x0a, 0x1b}, back[8];
@@ -1298,6 +1313,7 @@ static Suite *translate_suite(void)
     tcase_add_test(tc, test_optset_is_full_at_8192_bytes);
     tcase_add_test(tc, test_uint_options_use_the_minimal_encoding);
     tcase_add_test(tc, test_find_walks_options_of_one_number);
+    tcase_add_test(tc, test_observe_freshness_follows_rfc_7641_section_3_4);
     suite_add_tcase(s, tc);
     return s;
 }
