@@ -367,6 +367,29 @@ static enum MHD_Result reply_metrics(struct request *r)
     return gw_queue(r, resp, MHD_HTTP_OK);
 }
 
+/* /readyz: 200 while serving and every upstream answered its last exchange or ping; otherwise 503. The body
+ * lists each upstream ("NAME up|down|unknown"). */
+static enum MHD_Result reply_ready(struct request *r)
+{
+    static const char *const names[] = {"unknown", "up", "down"};
+    const struct cfg *cfg = r->http->cfg;
+    struct metrics_buf m = {.len = 0};
+    bool ready = !atomic_load(&r->http->draining);
+
+    metrics_add(&m, "%s\n", ready ? "serving" : "draining");
+    for (size_t i = 0; i < cfg->upstreams_len; i++) {
+        enum px_health h = px_client_upstream_health(r->http->client, i);
+        ready = ready && h == PX_HEALTH_UP;
+        metrics_add(&m, "%s %s\n", cfg->upstreams[i].name, names[h]);
+    }
+    struct MHD_Response *resp = MHD_create_response_from_buffer(m.len, m.text, MHD_RESPMEM_MUST_COPY);
+    if (resp != NULL) {
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain; charset=utf-8");
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    }
+    return gw_queue(r, resp, ready ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE);
+}
+
 static enum MHD_Result reply_admin(struct request *r)
 {
     if (strcmp(r->method, "GET") != 0 && strcmp(r->method, "HEAD") != 0) {
@@ -380,8 +403,8 @@ static enum MHD_Result reply_admin(struct request *r)
     if (strcmp(r->path, "/metrics") == 0) {
         return reply_metrics(r);
     }
-    if (atomic_load(&r->http->draining) && strcmp(r->path, "/readyz") == 0) {
-        return reply_text(r, MHD_HTTP_SERVICE_UNAVAILABLE, "text/plain; charset=utf-8", "draining\n");
+    if (strcmp(r->path, "/readyz") == 0) {
+        return reply_ready(r);
     }
     return reply_text(r, MHD_HTTP_OK, "text/plain; charset=utf-8", "ok\n");
 }

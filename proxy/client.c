@@ -25,7 +25,9 @@ struct worker;
 
 /* One request slot of an upstream: a session carrying at most one exchange. max_inflight slots put that
  * many exchanges on the wire at once, each within NSTART = 1 of its own session. */
-enum holder_kind { HOLD_SLOT, HOLD_OBS };
+enum holder_kind { HOLD_SLOT, HOLD_OBS, HOLD_PROBE };
+
+#define PROBE_IDLE_MS 30000u /* an upstream with no news for this long gets a CoAP ping */
 
 struct slot {
     enum holder_kind kind; /* first: a session's app data is a slot or an observation */
@@ -55,6 +57,16 @@ struct ctl_msg {
     uint64_t id;
 };
 
+/* Reachability probe: an empty CON (CoAP ping, RFC 7252 §4.3) on a session of its own, answered by RST. */
+struct probe {
+    enum holder_kind kind;
+    struct upstream *up;
+    coap_session_t *session;
+    bool outstanding;
+    uint64_t deadline_ms; /* outstanding: down if no pong by then */
+    uint64_t due_ms;      /* next ping, unless traffic brings news first */
+};
+
 struct upstream {
     const struct cfg_upstream *cfg;
     coap_address_t addr;
@@ -64,6 +76,9 @@ struct upstream {
     struct px_exchange *q_head, *q_tail; /* waiting beyond max_inflight, FIFO (so deadlines ascend) */
     unsigned q_len;
     struct observation *observations;
+    struct probe probe;
+    atomic_int health;            /* enum px_health, read by any thread */
+    atomic_uint_fast64_t news_ms; /* when the health was last learned */
 };
 
 struct worker {
@@ -96,6 +111,21 @@ uint64_t px_now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* ---- reachability ---- */
+
+/* Any answer (even an error code or an RST) shows the device is there; ICMP errors and silence show it is
+ * not. Worker thread. */
+static void set_health(struct upstream *up, enum px_health h)
+{
+    atomic_store(&up->health, (int)h);
+    atomic_store(&up->news_ms, px_now_ms());
+}
+
+enum px_health px_client_upstream_health(struct px_client *c, size_t upstream)
+{
+    return (enum px_health)atomic_load(&c->ups[upstream].health);
 }
 
 /* ---- completion ---- */
@@ -495,6 +525,7 @@ static coap_response_t obs_response(struct observation *o, const coap_pdu_t *rec
     if (!token_matches(x, received)) {
         return COAP_RESPONSE_FAIL;
     }
+    set_health(o->up, PX_HEALTH_UP);
     if (!is_response_code(code)) {
         obs_end(o, PX_ERR_BAD_GATEWAY, "the upstream sent a message that is not a response");
         return COAP_RESPONSE_OK;
@@ -660,6 +691,7 @@ static coap_response_t on_response(coap_session_t *session, const coap_pdu_t *se
     if (s->x == NULL || !token_matches(s->x, received)) {
         return COAP_RESPONSE_FAIL;
     }
+    set_health(s->up, PX_HEALTH_UP);
     struct px_exchange *x = s->x;
     x->resp_code = (uint8_t)coap_pdu_get_code(received);
     if (!is_response_code(x->resp_code)) {
@@ -695,6 +727,72 @@ static coap_response_t on_response(coap_session_t *session, const coap_pdu_t *se
     return COAP_RESPONSE_OK;
 }
 
+/* The probe's ping was answered (RST: the device is there) or failed. Inside a libcoap callback. */
+static void probe_answered(struct probe *p, bool up)
+{
+    p->outstanding = false;
+    p->due_ms = px_now_ms() + PROBE_IDLE_MS;
+    set_health(p->up, up ? PX_HEALTH_UP : PX_HEALTH_DOWN);
+    if (!up && p->session != NULL) {
+        coap_session_set_app_data(p->session, NULL);
+        park_session(p->up->worker, p->session);
+        p->session = NULL;
+    }
+}
+
+static void on_pong(coap_session_t *session, const coap_pdu_t *received, const coap_mid_t mid)
+{
+    (void)received;
+    (void)mid;
+    enum holder_kind *holder = coap_session_get_app_data(session);
+    if (holder != NULL && *holder == HOLD_PROBE) {
+        probe_answered((struct probe *)holder, true);
+    }
+}
+
+/* Pings an upstream nobody has heard from for PROBE_IDLE_MS (at once at start-up), so /readyz knows whether
+ * it is reachable without waiting for a client to find out. Returns ms until it needs attention again. */
+static long expire_probe(struct upstream *up, uint64_t now)
+{
+    struct probe *p = &up->probe;
+
+    if (p->outstanding) {
+        if (now < p->deadline_ms) {
+            return (long)(p->deadline_ms - now);
+        }
+        p->outstanding = false;
+        set_health(up, PX_HEALTH_DOWN);
+        if (p->session != NULL) {
+            coap_session_set_app_data(p->session, NULL);
+            session_drop(p->session);
+            p->session = NULL;
+        }
+        p->due_ms = now + PROBE_IDLE_MS;
+    }
+    uint64_t news = atomic_load(&up->news_ms);
+    if (atomic_load(&up->health) != PX_HEALTH_UNKNOWN && news + PROBE_IDLE_MS > p->due_ms) {
+        p->due_ms = news + PROBE_IDLE_MS; /* traffic told us already */
+    }
+    if (now < p->due_ms) {
+        return (long)(p->due_ms - now);
+    }
+    if (p->session == NULL) {
+        p->session = coap_new_client_session(up->worker->ctx, NULL, &up->addr, COAP_PROTO_UDP);
+        if (p->session != NULL) {
+            coap_session_set_app_data(p->session, p);
+        }
+    }
+    if (p->session == NULL || coap_session_send_ping(p->session) == COAP_INVALID_MID) {
+        set_health(up, PX_HEALTH_DOWN);
+        p->due_ms = now + PROBE_IDLE_MS;
+        return (long)PROBE_IDLE_MS;
+    }
+    unsigned wait = up->cfg->timeout_ms < 5000 ? up->cfg->timeout_ms : 5000;
+    p->outstanding = true;
+    p->deadline_ms = now + wait;
+    return (long)wait;
+}
+
 static void on_nack(coap_session_t *session, const coap_pdu_t *sent, const coap_nack_reason_t reason,
                     const coap_mid_t mid)
 {
@@ -703,8 +801,13 @@ static void on_nack(coap_session_t *session, const coap_pdu_t *sent, const coap_
     if (holder == NULL) {
         return;
     }
+    if (*holder == HOLD_PROBE) {
+        probe_answered((struct probe *)holder, reason == COAP_NACK_RST);
+        return;
+    }
     if (*holder == HOLD_OBS) {
         struct observation *o = (struct observation *)holder;
+        set_health(o->up, reason == COAP_NACK_RST ? PX_HEALTH_UP : PX_HEALTH_DOWN);
         if (sent == NULL || token_matches(o->x, sent)) {
             obs_end(o, reason == COAP_NACK_TOO_MANY_RETRIES ? PX_ERR_TIMEOUT : PX_ERR_BAD_GATEWAY,
                     "the upstream did not accept the observation");
@@ -712,6 +815,7 @@ static void on_nack(coap_session_t *session, const coap_pdu_t *sent, const coap_
         return;
     }
     struct slot *s = (struct slot *)holder;
+    set_health(s->up, reason == COAP_NACK_RST ? PX_HEALTH_UP : PX_HEALTH_DOWN);
     if (s->x == NULL || (sent != NULL && !token_matches(s->x, sent))) {
         return;
     }
@@ -745,6 +849,7 @@ static long expire_upstream(struct upstream *up, uint64_t now)
             continue;
         }
         if (s->x->priv.deadline_ms <= now) {
+            set_health(up, PX_HEALTH_DOWN);
             slot_reset_session(s, false);
             slot_complete(s, PX_ERR_TIMEOUT, "the upstream did not answer within timeout_ms");
             i = (unsigned)-1; /* slot_complete may have refilled slots: rescan */
@@ -778,6 +883,10 @@ static long expire_all(struct worker *w)
             next = n;
         }
         n = expire_observations(w->ups[i], now);
+        if (n >= 0 && (next < 0 || n < next)) {
+            next = n;
+        }
+        n = expire_probe(w->ups[i], now);
         if (n >= 0 && (next < 0 || n < next)) {
             next = n;
         }
@@ -933,6 +1042,7 @@ static int worker_init(struct worker *w, struct px_client *c, char *err, size_t 
     coap_context_set_block_mode(w->ctx, COAP_BLOCK_USE_LIBCOAP);
     coap_register_response_handler(w->ctx, on_response);
     coap_register_nack_handler(w->ctx, on_nack);
+    coap_register_pong_handler(w->ctx, on_pong);
     int coap_fd = coap_context_get_coap_fd(w->ctx);
     w->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     w->epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -1001,6 +1111,9 @@ static int upstreams_init(struct px_client *c, char *err, size_t err_len)
             up->slots[k].kind = HOLD_SLOT;
             up->slots[k].up = up;
         }
+        up->probe.kind = HOLD_PROBE;
+        up->probe.up = up;
+        atomic_init(&up->health, PX_HEALTH_UNKNOWN);
         struct worker *w = up->worker;
         struct upstream **grown = realloc(w->ups, (w->ups_len + 1) * sizeof(*w->ups));
         if (grown == NULL) {

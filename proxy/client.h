@@ -77,6 +77,13 @@ void px_client_stop(struct px_client *client);
  * stops and joins the workers, frees everything. px_client_destroy(NULL) does nothing. Thread: main. */
 void px_client_destroy(struct px_client *client);
 
+enum px_health { PX_HEALTH_UNKNOWN = 0, PX_HEALTH_UP = 1, PX_HEALTH_DOWN = 2 };
+
+/* What the worker last learned about an upstream's reachability: any answer (even an error or an RST) means
+ * up; ICMP errors, a Reset-less silence past timeout_ms, or an unanswered CoAP ping mean down. An upstream
+ * with no traffic for 30 s (and each one at start-up) gets a CoAP ping. Thread: any. */
+enum px_health px_client_upstream_health(struct px_client *client, size_t upstream);
+
 /* Monotonic milliseconds, the clock used for deadlines. */
 uint64_t px_now_ms(void);
 

@@ -9,6 +9,14 @@ write_config "$T/gw.json" "coap://127.0.0.1:$DEMO_PORT" '"timeout_ms": 10000' '"
     "\"demo_server\": { \"enabled\": true, \"listen\": \"127.0.0.1:$DEMO_PORT\" }"
 start_gateway "$T/gw.json"
 
+# Every upstream reachable (the demo answers the start-up ping): /readyz is 200.
+demo_ready() {
+    http GET /readyz
+    [[ $HTTP_STATUS == 200 ]]
+}
+wait_until "/readyz 200 with the demo upstream up" demo_ready
+assert_contains "$BODY" " up" "/readyz body"
+
 http GET /api/
 assert_status 200 "GET /api/"
 assert_content_type "text/plain; charset=utf-8"
