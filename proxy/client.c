@@ -191,21 +191,27 @@ static void park_session(struct worker *w, coap_session_t *session)
     w->graveyard[w->graveyard_len++] = session;
 }
 
-/* Detaches the slot from its session: at once, or (deferred, inside a libcoap callback) parked. */
-static void slot_reset_session(struct slot *s, bool deferred)
+/* Detaches *session from its holder (slot, observation or probe) and drops it: at once, or (deferred, inside
+ * a libcoap callback) parked until coap_io_process() returns. */
+static void session_detach(struct worker *w, coap_session_t **session, bool deferred)
 {
-    coap_session_t *session = s->session;
+    coap_session_t *s = *session;
 
-    if (session == NULL) {
+    if (s == NULL) {
         return;
     }
-    s->session = NULL;
-    coap_session_set_app_data(session, NULL);
+    *session = NULL;
+    coap_session_set_app_data(s, NULL);
     if (deferred) {
-        park_session(s->up->worker, session);
+        park_session(w, s);
     } else {
-        session_drop(session);
+        session_drop(s);
     }
+}
+
+static void slot_reset_session(struct slot *s, bool deferred)
+{
+    session_detach(s->up->worker, &s->session, deferred);
 }
 
 static void bury_sessions(struct worker *w)
@@ -252,44 +258,65 @@ static void sort_options(const struct px_optset *set, unsigned order[PX_OPT_MAX]
     }
 }
 
+/* A request PDU of the upstream's message type (CON or NON) carrying token, or NULL. */
+static coap_pdu_t *request_pdu(coap_session_t *session, const struct upstream *up, uint8_t code,
+                               const uint8_t *token, size_t token_len)
+{
+    coap_pdu_type_t type = up->cfg->type == CFG_MSG_NON ? COAP_MESSAGE_NON : COAP_MESSAGE_CON;
+    coap_pdu_t *pdu = coap_pdu_init(type, (coap_pdu_code_t)code, coap_new_message_id(session),
+                                    coap_session_max_pdu_size(session));
+    if (pdu != NULL && !coap_add_token(pdu, token_len, token)) {
+        coap_delete_pdu(pdu);
+        return NULL;
+    }
+    return pdu;
+}
+
+/* Adds set's options in ascending number order, merging in one extra option (number 0: none), which replaces
+ * any option of the same number in set. False when the PDU refuses one. */
+static bool add_options(coap_pdu_t *pdu, const struct px_optset *set, uint16_t extra,
+                        const uint8_t *extra_value, size_t extra_len)
+{
+    unsigned order[PX_OPT_MAX];
+    bool pending = extra != 0;
+
+    sort_options(set, order);
+    for (unsigned i = 0; i <= set->count; i++) {
+        const struct px_opt *o = i < set->count ? &set->opt[order[i]] : NULL;
+        if (pending && (o == NULL || o->number >= extra)) {
+            if (coap_add_option(pdu, extra, extra_len, extra_value) == 0 && extra_len != 0) {
+                return false;
+            }
+            pending = false;
+        }
+        if (o == NULL || o->number == extra) {
+            continue;
+        }
+        if (coap_add_option(pdu, o->number, o->len, px_opt_value(set, o)) == 0 && o->len != 0) {
+            return false;
+        }
+    }
+    return true;
+}
+
 static coap_pdu_t *build_pdu(struct slot *s, struct px_exchange *x)
 {
     coap_session_t *session = s->session;
-    coap_pdu_type_t type = s->up->cfg->type == CFG_MSG_NON ? COAP_MESSAGE_NON : COAP_MESSAGE_CON;
-    coap_pdu_t *pdu =
-        coap_pdu_init(type, x->code, coap_new_message_id(session), coap_session_max_pdu_size(session));
+
+    coap_session_new_token(session, &x->priv.token_len, x->priv.token);
+    coap_pdu_t *pdu = request_pdu(session, s->up, x->code, x->priv.token, x->priv.token_len);
     if (pdu == NULL) {
         return NULL;
     }
-    coap_session_new_token(session, &x->priv.token_len, x->priv.token);
-    if (!coap_add_token(pdu, x->priv.token_len, x->priv.token)) {
-        goto out_free_pdu;
-    }
-    unsigned order[PX_OPT_MAX];
-    sort_options(x->req, order);
     /* After a 4.13 the body goes block-wise from the start, at the block size the device asked for: a Block1
      * option set before the payload makes libcoap use its size (RFC 7959 §2.9.3). */
-    bool block1 = x->priv.block1_szx != 0;
-    uint8_t block1_value = (uint8_t)(0x08 | (x->priv.block1_szx - 1)); /* num 0, M=1 */
-    for (unsigned i = 0; i <= x->req->count; i++) {
-        const struct px_opt *o = i < x->req->count ? &x->req->opt[order[i]] : NULL;
-        if (block1 && (o == NULL || o->number > PX_OPT_BLOCK1)) {
-            coap_add_option(pdu, PX_OPT_BLOCK1, 1, &block1_value);
-            block1 = false;
-        }
-        if (o != NULL && coap_add_option(pdu, o->number, o->len, px_opt_value(x->req, o)) == 0 &&
-            o->len != 0) {
-            goto out_free_pdu;
-        }
-    }
-    if (!add_payload(session, pdu, x)) {
-        goto out_free_pdu;
+    uint8_t block1 = (uint8_t)(0x08 | (x->priv.block1_szx - 1)); /* num 0, M=1 */
+    if (!add_options(pdu, x->req, x->priv.block1_szx != 0 ? PX_OPT_BLOCK1 : 0, &block1, 1) ||
+        !add_payload(session, pdu, x)) {
+        coap_delete_pdu(pdu);
+        return NULL;
     }
     return pdu;
-
-out_free_pdu:
-    coap_delete_pdu(pdu);
-    return NULL;
 }
 
 static bool slot_open(struct slot *s)
@@ -448,51 +475,17 @@ static uint32_t max_age_of(const struct px_optset *opts)
 static bool obs_send(struct observation *o, uint32_t value)
 {
     struct px_exchange *x = o->x;
-    coap_pdu_type_t type = o->up->cfg->type == CFG_MSG_NON ? COAP_MESSAGE_NON : COAP_MESSAGE_CON;
-    coap_pdu_t *pdu = coap_pdu_init(type, COAP_REQUEST_CODE_GET, coap_new_message_id(o->session),
-                                    coap_session_max_pdu_size(o->session));
     uint8_t obs[4];
-    unsigned order[PX_OPT_MAX];
+    coap_pdu_t *pdu = request_pdu(o->session, o->up, PX_COAP_GET, x->priv.token, x->priv.token_len);
 
     if (pdu == NULL) {
         return false;
     }
-    if (!coap_add_token(pdu, x->priv.token_len, x->priv.token)) {
-        goto out_free_pdu;
-    }
-    sort_options(x->req, order);
-    bool observe_added = false;
-    for (unsigned i = 0; i < x->req->count; i++) {
-        const struct px_opt *opt = &x->req->opt[order[i]];
-        if (!observe_added && opt->number > PX_OPT_OBSERVE) {
-            coap_add_option(pdu, PX_OPT_OBSERVE, coap_encode_var_safe(obs, sizeof(obs), value), obs);
-            observe_added = true;
-        }
-        if (opt->number != PX_OPT_OBSERVE) {
-            coap_add_option(pdu, opt->number, opt->len, px_opt_value(x->req, opt));
-        }
-    }
-    if (!observe_added) {
-        coap_add_option(pdu, PX_OPT_OBSERVE, coap_encode_var_safe(obs, sizeof(obs), value), obs);
+    if (!add_options(pdu, x->req, PX_OPT_OBSERVE, obs, coap_encode_var_safe(obs, sizeof(obs), value))) {
+        coap_delete_pdu(pdu);
+        return false;
     }
     return coap_send(o->session, pdu) != COAP_INVALID_MID;
-
-out_free_pdu:
-    coap_delete_pdu(pdu);
-    return false;
-}
-
-/* Detaches the session; libcoap may still be inside a callback for it, so it is dropped after the loop. */
-static void obs_detach(struct observation *o)
-{
-    coap_session_t *session = o->session;
-
-    if (session == NULL) {
-        return;
-    }
-    o->session = NULL;
-    coap_session_set_app_data(session, NULL);
-    park_session(o->up->worker, session);
 }
 
 /* Ends the observation: unlinks it and calls done() once. */
@@ -505,7 +498,7 @@ static void obs_end(struct observation *o, enum px_status status, const char *de
     if (*p == o) {
         *p = o->next;
     }
-    obs_detach(o);
+    session_detach(o->up->worker, &o->session, true); /* obs_end may run inside a libcoap callback */
     struct px_exchange *x = o->x;
     free(x->resp_payload);
     x->resp_payload = NULL;
@@ -733,10 +726,8 @@ static void probe_answered(struct probe *p, bool up)
     p->outstanding = false;
     p->due_ms = px_now_ms() + PROBE_IDLE_MS;
     set_health(p->up, up ? PX_HEALTH_UP : PX_HEALTH_DOWN);
-    if (!up && p->session != NULL) {
-        coap_session_set_app_data(p->session, NULL);
-        park_session(p->up->worker, p->session);
-        p->session = NULL;
+    if (!up) {
+        session_detach(p->up->worker, &p->session, true);
     }
 }
 
@@ -762,11 +753,7 @@ static long expire_probe(struct upstream *up, uint64_t now)
         }
         p->outstanding = false;
         set_health(up, PX_HEALTH_DOWN);
-        if (p->session != NULL) {
-            coap_session_set_app_data(p->session, NULL);
-            session_drop(p->session);
-            p->session = NULL;
-        }
+        session_detach(up->worker, &p->session, false);
         p->due_ms = now + PROBE_IDLE_MS;
     }
     uint64_t news = atomic_load(&up->news_ms);
