@@ -2,6 +2,9 @@
  * No network I/O and no globals; the first error found is reported and parsing stops there. */
 #include "config/cfg.h"
 
+#include "base/log.h"
+#include "base/pct.h"
+
 #include <arpa/inet.h>
 #include <assert.h>
 #include <errno.h>
@@ -23,7 +26,9 @@ static const char default_json[] = "{\"upstreams\": {\"demo\": {\"uri\": \"coap:
                                    " \"routes\": [{\"prefix\": \"/api/\", \"upstream\": \"demo\"}],"
                                    " \"demo_server\": {\"enabled\": true}}";
 
-static const char *const admin_paths[] = {"/healthz", "/readyz", "/metrics", NULL};
+static const char *const admin_paths[CFG_ADMIN_COUNT] = {
+    [CFG_ADMIN_NONE] = "", [CFG_ADMIN_HEALTHZ] = "/healthz", [CFG_ADMIN_READYZ] = "/readyz",
+    [CFG_ADMIN_METRICS] = "/metrics"};
 
 /* One parse: the snapshot being built, the error to fill, the parsed document (borrowed). */
 struct parser {
@@ -85,7 +90,6 @@ static const char *const limits_keys[] = {"max_connections",
                                           "longpoll_timeout_s",
                                           NULL};
 static const char *const log_keys[] = {"level", "access_log", NULL};
-static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
 
 /* ---- errors and field paths ---- */
 
@@ -430,20 +434,6 @@ static enum cfg_status get_endpoint(struct cfg_error *err, const json_t *obj, co
 
 /* ---- upstream URIs ---- */
 
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
-
 /* RFC 3986 pchar other than pct-encoded: unreserved, sub-delims, ':' and '@'. */
 static bool is_pchar(char c)
 {
@@ -472,8 +462,8 @@ static enum cfg_status decode_segment(const char *s, size_t len, char **out, cha
     for (size_t i = 0; i < len; i++) {
         char c = s[i];
         if (c == '%') {
-            int hi = i + 2 < len ? hex_value(s[i + 1]) : -1;
-            int lo = i + 2 < len ? hex_value(s[i + 2]) : -1;
+            int hi = i + 2 < len ? cg_hexval(s[i + 1]) : -1;
+            int lo = i + 2 < len ? cg_hexval(s[i + 2]) : -1;
             if (hi < 0 || lo < 0 || hi + lo == 0) {
                 why(reason, rlen,
                     hi + lo == 0 ? "%00 is not allowed in the path" : "invalid percent-encoding in the path");
@@ -729,7 +719,7 @@ static const char *prefix_problem(const char *s)
     if (strstr(s, "//") != NULL) {
         return "must not contain an empty segment (//)";
     }
-    for (size_t i = 0; admin_paths[i] != NULL; i++) {
+    for (size_t i = CFG_ADMIN_NONE + 1; i < CFG_ADMIN_COUNT; i++) {
         if (strncmp(s, admin_paths[i], strlen(admin_paths[i])) == 0) {
             return "must not be or start with an admin path (/healthz, /readyz, /metrics)";
         }
@@ -794,12 +784,8 @@ static enum cfg_status get_route_upstream(struct cfg_error *err, const struct cf
 /* The cfg_method bit for a method name, 0 when unknown. */
 static unsigned method_bit(const char *name)
 {
-    for (unsigned bit = 1; bit & CFG_METHOD_ALL; bit <<= 1) {
-        if (strcmp(cfg_method_name((enum cfg_method)bit), name) == 0) {
-            return bit;
-        }
-    }
-    return strcmp(name, "IPATCH") == 0 ? CFG_METHOD_IPATCH : 0;
+    uint8_t code = co_method_by_name(name);
+    return code != 0 ? CO_METHOD_BIT(code) : 0;
 }
 
 static enum cfg_status add_method(struct cfg_error *err, const json_t *v, const char *field,
@@ -1041,16 +1027,6 @@ static enum cfg_status parse_demo(struct parser *p)
     return st == CFG_OK ? get_endpoint(p->err, obj, "demo_server", "listen", &p->cfg->demo.listen) : st;
 }
 
-static int level_index(const char *name)
-{
-    for (int i = 0; log_levels[i] != NULL; i++) {
-        if (strcmp(log_levels[i], name) == 0) {
-            return i;
-        }
-    }
-    return -1;
-}
-
 static enum cfg_status parse_log(struct parser *p)
 {
     json_t *obj;
@@ -1062,8 +1038,10 @@ static enum cfg_status parse_log(struct parser *p)
     }
     st = get_string(p->err, obj, "log", "level", false, &level);
     if (st == CFG_OK && level != NULL) {
-        p->cfg->log.level = level_index(level);
-        if (p->cfg->log.level < 0) {
+        enum cg_log_level parsed;
+        if (cg_log_level_parse(level, &parsed) == 0) {
+            p->cfg->log.level = (int)parsed;
+        } else {
             return fail(p->err, "log.level", "must be one of error, warn, info, debug");
         }
     }
@@ -1247,23 +1225,27 @@ struct cfg *cfg_default(void)
 
 const char *cfg_method_name(enum cfg_method m)
 {
-    switch (m) {
-    case CFG_METHOD_GET:
-        return "GET";
-    case CFG_METHOD_POST:
-        return "POST";
-    case CFG_METHOD_PUT:
-        return "PUT";
-    case CFG_METHOD_DELETE:
-        return "DELETE";
-    case CFG_METHOD_FETCH:
-        return "FETCH";
-    case CFG_METHOD_PATCH:
-        return "PATCH";
-    case CFG_METHOD_IPATCH:
-        return "iPATCH";
+    for (uint8_t code = 1; code <= CO_METHOD_COUNT; code++) {
+        if (CO_METHOD_BIT(code) == (unsigned)m) {
+            return co_method_name(code);
+        }
     }
     return "";
+}
+
+enum cfg_admin cfg_admin_path(const char *path, size_t len)
+{
+    for (size_t i = CFG_ADMIN_NONE + 1; i < CFG_ADMIN_COUNT; i++) {
+        if (strlen(admin_paths[i]) == len && memcmp(admin_paths[i], path, len) == 0) {
+            return (enum cfg_admin)i;
+        }
+    }
+    return CFG_ADMIN_NONE;
+}
+
+const char *cfg_admin_path_name(enum cfg_admin admin)
+{
+    return admin_paths[admin];
 }
 
 void cfg_methods_format(unsigned methods, char *buf, size_t len)

@@ -7,17 +7,28 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* HTTP methods a route may allow, as bits. HEAD is implied by GET. */
+#include "coap/code.h"
+
+/* HTTP methods a route may allow, as bits of the CoAP method codes (coap/code). HEAD is implied by GET. */
 enum cfg_method {
-    CFG_METHOD_GET = 1u << 0,
-    CFG_METHOD_POST = 1u << 1,
-    CFG_METHOD_PUT = 1u << 2,
-    CFG_METHOD_DELETE = 1u << 3,
-    CFG_METHOD_FETCH = 1u << 4,
-    CFG_METHOD_PATCH = 1u << 5,
-    CFG_METHOD_IPATCH = 1u << 6,
+    CFG_METHOD_GET = CO_METHOD_BIT(CO_GET),
+    CFG_METHOD_POST = CO_METHOD_BIT(CO_POST),
+    CFG_METHOD_PUT = CO_METHOD_BIT(CO_PUT),
+    CFG_METHOD_DELETE = CO_METHOD_BIT(CO_DELETE),
+    CFG_METHOD_FETCH = CO_METHOD_BIT(CO_FETCH),
+    CFG_METHOD_PATCH = CO_METHOD_BIT(CO_PATCH),
+    CFG_METHOD_IPATCH = CO_METHOD_BIT(CO_IPATCH),
 };
-#define CFG_METHOD_ALL 0x7fu
+#define CFG_METHOD_ALL CO_METHOD_ALL
+
+/* The gateway's own endpoints, which no route may shadow. The one list of admin paths. */
+enum cfg_admin { CFG_ADMIN_NONE = 0, CFG_ADMIN_HEALTHZ, CFG_ADMIN_READYZ, CFG_ADMIN_METRICS };
+#define CFG_ADMIN_COUNT 4
+
+/* Which admin endpoint owns path[0..len) (exactly), CFG_ADMIN_NONE for any other path. */
+enum cfg_admin cfg_admin_path(const char *path, size_t len);
+/* "/healthz", "/readyz", "/metrics"; "" for CFG_ADMIN_NONE. */
+const char *cfg_admin_path_name(enum cfg_admin admin);
 
 enum cfg_msg_type { CFG_MSG_CON = 0, CFG_MSG_NON = 1 };
 
@@ -83,7 +94,7 @@ struct cfg {
         unsigned longpoll_timeout_s; /* ?observe=next waits this long, then 204; default 30, 1..3600 */
     } limits;
     struct {
-        int level;       /* enum gw_log_level value: 0 error, 1 warn, 2 info (default), 3 debug */
+        int level;       /* enum cg_log_level value: 0 error, 1 warn, 2 info (default), 3 debug */
         bool access_log; /* default true */
     } log;
 };

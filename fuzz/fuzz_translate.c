@@ -34,6 +34,7 @@ static void fuzz_request(const uint8_t *data, size_t size)
 
     memcpy(buf, data, size);
     buf[size] = '\0';
+    co_optset_init(&out->opts);
     split(buf, size, f, 6);
     struct px_http_request in = {
         .method = methods[size % 8],
@@ -56,17 +57,18 @@ static void fuzz_request(const uint8_t *data, size_t size)
     if (f[4] != NULL) {
         px_etag_parse(f[4], tag);
     }
+    co_optset_fini(&out->opts);
     free(out);
     free(buf);
 }
 
 static void fuzz_response(const uint8_t *data, size_t size)
 {
-    struct px_optset *opts = malloc(sizeof(*opts));
+    struct co_optset *opts = malloc(sizeof(*opts));
     struct px_http_response out;
     static const char *const base[] = {"a", "b"};
 
-    px_optset_init(opts);
+    co_optset_init(opts);
     /* The input is a list of options: number (1 byte), length (1 byte), value. */
     size_t i = 1;
     while (i + 2 <= size) {
@@ -76,7 +78,7 @@ static void fuzz_response(const uint8_t *data, size_t size)
         if (len > size - i) {
             len = size - i;
         }
-        px_optset_add(opts, number, data + i, len);
+        co_optset_add(opts, number, data + i, len);
         i += len;
     }
     struct px_coap_response in = {.code = size > 0 ? data[0] : 0, .opts = opts, .payload_len = size};
@@ -88,6 +90,7 @@ static void fuzz_response(const uint8_t *data, size_t size)
     detail[size] = '\0';
     px_problem_json(problem, sizeof(problem), PX_ERR_BAD_GATEWAY, detail);
     free(detail);
+    co_optset_fini(opts);
     free(opts);
 }
 

@@ -15,8 +15,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/clock.h"
 #include "gateway/http_priv.h"
-#include "gateway/log.h"
+#include "base/log.h"
 #include "proxy/route.h"
 #include "proxy/translate.h"
 
@@ -128,21 +129,21 @@ static struct MHD_Response *answer_body(const uint8_t *payload, size_t len, uint
 
 /* A 200 whose ETag (or any representation, for "*") the client already holds becomes 304 (RFC 9110 §13.1.2).
  */
-static bool not_modified(const struct request *r, int status, const struct px_optset *opts)
+static bool not_modified(const struct request *r, int status, const struct co_optset *opts)
 {
     if (status != MHD_HTTP_OK || (r->inm_count == 0 && !r->inm_star)) {
         return false;
     }
-    const struct px_opt *etag = px_optset_find(opts, PX_OPT_ETAG, 0);
+    const struct co_opt *etag = co_optset_find(opts, CO_OPT_ETAG, 0);
     if (etag == NULL) {
         return r->inm_star;
     }
-    return gw_cache_inm_matches(r, px_opt_value(opts, etag), etag->len);
+    return gw_cache_inm_matches(r, co_opt_value(opts, etag), etag->len);
 }
 
 /* Builds the HTTP response for a CoAP answer; *status gets its HTTP status. NULL on OOM (or when the code
  * is not a response: *status is then 0). */
-static struct MHD_Response *build_answer(struct request *r, uint8_t code, const struct px_optset *opts,
+static struct MHD_Response *build_answer(struct request *r, uint8_t code, const struct co_optset *opts,
                                          const uint8_t *payload, size_t len, uint8_t **owned,
                                          struct px_cache_entry *entry, int *status)
 {
@@ -156,7 +157,7 @@ static struct MHD_Response *build_answer(struct request *r, uint8_t code, const 
                             NULL, &out) != PX_OK) {
         return NULL;
     }
-    uint64_t now = px_now_ms();
+    uint64_t now = cg_now_ms();
     if (entry != NULL && out.max_age >= 0) {
         out.max_age = (long)px_cache_entry_remaining(entry, now);
     }
@@ -186,7 +187,7 @@ static struct MHD_Response *build_answer(struct request *r, uint8_t code, const 
     return resp;
 }
 
-enum MHD_Result gw_reply_answer(struct request *r, uint8_t code, const struct px_optset *opts,
+enum MHD_Result gw_reply_answer(struct request *r, uint8_t code, const struct co_optset *opts,
                                 const uint8_t *payload, size_t len, uint8_t **owned,
                                 struct px_cache_entry *entry)
 {
@@ -219,7 +220,7 @@ static void prebuilt_free(void *user)
 
 enum MHD_Result gw_reply_hit(struct request *r, struct px_cache_entry *e)
 {
-    uint64_t now = px_now_ms();
+    uint64_t now = cg_now_ms();
     uint32_t age = px_cache_entry_age(e, now);
     uint32_t remaining = px_cache_entry_remaining(e, now);
     size_t len = 0;
@@ -435,7 +436,7 @@ static enum MHD_Result begin(struct request *r)
         r->admin = true;
     } else if (atomic_load(&r->http->draining)) {
         refuse(r, PX_ERR_UNAVAILABLE, "the gateway is shutting down");
-    } else if (px_method_from_http(r->method, &code, &head) != PX_OK) {
+    } else if ((code = co_method_from_http(r->method, &head)) == 0) {
         refuse(r, PX_ERR_NOT_IMPLEMENTED, "this method has no CoAP equivalent");
     } else if ((r->route = px_route_match(r->http->cfg, r->path, strlen(r->path), &r->rest)) == NULL) {
         refuse(r, PX_ERR_NO_ROUTE, "no route matches this path");
@@ -582,6 +583,8 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
     r->x.resp_payload = NULL;
     r->x.resp_code = 0;
     r->x.status = PX_OK;
+    co_optset_init(&r->x.resp);
+    co_optset_init(&r->creq.opts);
     r->coap_code = 0;
     r->xc = XC_BYPASS;
     r->key = NULL;
@@ -621,11 +624,11 @@ static void log_access(const struct request *r)
         ((long long)(now.tv_sec - r->start.tv_sec) * 1000000000LL + (now.tv_nsec - r->start.tv_nsec)) /
         10000LL;
     if (r->coap_code != 0) {
-        px_code_format(r->coap_code, code);
+        co_code_format(r->coap_code, code);
     }
     const char *upstream = r->route ? r->http->cfg->upstreams[r->route->upstream].name : "-";
-    gw_log_buffered(
-        GW_LOG_INFO, "http",
+    cg_log_buffered(
+        CG_LOG_INFO, "http",
         "event=access method=%s path=%.256s status=%d upstream=%s coap=%s cache=%s ms=%lld.%02lld", r->method,
         r->path, r->status, upstream, code, gw_xcache_name(r->xc), centi / 100, centi % 100);
 }
@@ -641,7 +644,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     if (r == NULL) {
         return;
     }
-    if (http->cfg->log.access_log && r->state != REQ_NEW && gw_log_enabled(GW_LOG_INFO)) {
+    if (http->cfg->log.access_log && r->state != REQ_NEW && cg_log_enabled(CG_LOG_INFO)) {
         log_access(r);
     }
     unsigned klass = r->status >= 100 && r->status < 600 ? (unsigned)r->status / 100 : 0;
@@ -649,6 +652,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     gw_live_release(r);
     gw_cache_release(r);
     free(r->x.resp_payload);
+    co_optset_fini(&r->x.resp);
+    co_optset_fini(&r->creq.opts);
     free(r->body);
     free(r->path);
     free(r);

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "base/clock.h"
 #include "gateway/http_priv.h"
 
 struct shared_answer {
@@ -15,7 +16,7 @@ struct shared_answer {
     bool revalidated;             /* the device said 2.03 Valid to the stale entry's ETag */
     struct px_cache_entry *entry; /* stored or refreshed entry, when the answer was cacheable */
     uint8_t code;                 /* otherwise the raw answer, shared read-only */
-    struct px_optset *opts;
+    struct co_optset *opts;
     uint8_t *payload;
     size_t len;
 };
@@ -28,7 +29,10 @@ static void shared_release(struct shared_answer *sh)
     if (sh->entry != NULL) {
         px_cache_entry_release(sh->entry);
     }
-    free(sh->opts);
+    if (sh->opts != NULL) {
+        co_optset_fini(sh->opts);
+        free(sh->opts);
+    }
     free(sh->payload);
     free(sh);
 }
@@ -130,14 +134,14 @@ bool gw_cache_inm_matches(const struct request *r, const uint8_t *etag, size_t e
 
 static bool is_unsafe(uint8_t code)
 {
-    return code == PX_COAP_POST || code == PX_COAP_PUT || code == PX_COAP_DELETE || code == PX_COAP_PATCH ||
-           code == PX_COAP_IPATCH;
+    return code == CO_POST || code == CO_PUT || code == CO_DELETE || code == CO_PATCH ||
+           code == CO_IPATCH;
 }
 
 static bool make_key(struct request *r)
 {
     uint8_t buf[PX_CACHE_KEY_MAX];
-    bool fetch = r->creq.code == PX_COAP_FETCH && r->creq.has_body;
+    bool fetch = r->creq.code == CO_FETCH && r->creq.has_body;
     size_t len = px_cache_key(r->route->upstream, r->creq.code, &r->creq.opts, fetch ? r->body : NULL,
                               fetch ? r->body_len : 0, buf, sizeof(buf), &r->resource_len);
     if (len == 0) {
@@ -157,7 +161,7 @@ void gw_cache_prepare(struct request *r)
     uint8_t code = r->creq.code;
 
     r->xc = XC_BYPASS;
-    if (code == PX_COAP_GET || code == PX_COAP_FETCH) {
+    if (code == CO_GET || code == CO_FETCH) {
         /* On unsafe methods If-None-Match is a precondition for the device (translate sends "*"). */
         each_element(gw_header(r, MHD_HTTP_HEADER_IF_NONE_MATCH), inm_element, r);
     }
@@ -168,7 +172,7 @@ void gw_cache_prepare(struct request *r)
         make_key(r); /* only to invalidate the resource once the device has answered */
         return;
     }
-    if (!r->route->cache || (code != PX_COAP_GET && code != PX_COAP_FETCH)) {
+    if (!r->route->cache || (code != CO_GET && code != CO_FETCH)) {
         return;
     }
     if (gw_header(r, MHD_HTTP_HEADER_IF_MATCH) != NULL) {
@@ -225,15 +229,15 @@ static struct shared_answer *make_shared(struct request *r)
     if (x->status != PX_OK) {
         return sh;
     }
-    uint64_t now = px_now_ms();
-    if (r->stale != NULL && x->resp_code == PX_CODE(2, 3)) {
+    uint64_t now = cg_now_ms();
+    if (r->stale != NULL && x->resp_code == CO_CODE(2, 3)) {
         px_cache_refresh(cache, r->stale, &x->resp, now);
         sh->entry = r->stale;
         r->stale = NULL;
         sh->revalidated = true;
         return sh;
     }
-    if (x->resp_code != PX_CODE(2, 3) && px_cache_code_cacheable(x->resp_code)) {
+    if (x->resp_code != CO_CODE(2, 3) && co_code_cacheable(x->resp_code)) {
         sh->entry = px_cache_store_since(cache, r->key, r->key_len, r->resource_len, x->resp_code, &x->resp,
                                          x->resp_payload, x->resp_len, now, r->cache_epoch);
         if (sh->entry != NULL) {
@@ -246,7 +250,8 @@ static struct shared_answer *make_shared(struct request *r)
         sh->detail = "out of memory while sharing the upstream's answer";
         return sh;
     }
-    memcpy(sh->opts, &x->resp, sizeof(*sh->opts));
+    co_optset_init(sh->opts);
+    co_optset_move(sh->opts, &x->resp);
     sh->code = x->resp_code;
     sh->payload = x->resp_payload;
     sh->len = x->resp_len;
@@ -274,7 +279,7 @@ enum MHD_Result gw_cache_serve(struct request *r)
 {
     struct px_cache *cache = r->http->cache;
     bool fresh = false;
-    struct px_cache_entry *e = px_cache_lookup(cache, r->key, r->key_len, px_now_ms(), &fresh);
+    struct px_cache_entry *e = px_cache_lookup(cache, r->key, r->key_len, cg_now_ms(), &fresh);
 
     if (e != NULL && fresh && !r->no_cache) {
         r->xc = XC_HIT;
@@ -296,7 +301,7 @@ enum MHD_Result gw_cache_serve(struct request *r)
     if (e != NULL) {
         size_t len = 0;
         const uint8_t *etag = px_cache_entry_etag(e, &len);
-        if (len > 0 && px_optset_add(&r->creq.opts, PX_OPT_ETAG, etag, len) == 0) {
+        if (len > 0 && co_optset_add(&r->creq.opts, CO_OPT_ETAG, etag, len) == 0) {
             r->stale = e; /* revalidate: 2.03 refreshes it */
         } else {
             px_cache_entry_release(e);
@@ -327,39 +332,40 @@ enum MHD_Result gw_cache_reply(struct request *r)
 /* A 2.01's Location names the created resource: drop what is cached for it too (RFC 7252 §5.9.1.1). */
 static void invalidate_location(struct request *r)
 {
-    const struct px_optset *resp = &r->x.resp;
-    struct px_optset *target = malloc(sizeof(*target));
+    const struct co_optset *resp = &r->x.resp;
+    struct co_optset *target = malloc(sizeof(*target));
     uint8_t key[PX_CACHE_KEY_MAX];
     size_t resource_len = 0;
 
     if (target == NULL) {
         return;
     }
-    px_optset_init(target);
+    co_optset_init(target);
     for (unsigned i = 0; i < resp->count; i++) {
-        const struct px_opt *o = &resp->opt[i];
-        uint16_t as = o->number == PX_OPT_LOCATION_PATH    ? PX_OPT_URI_PATH
-                      : o->number == PX_OPT_LOCATION_QUERY ? PX_OPT_URI_QUERY
+        const struct co_opt *o = &resp->opt[i];
+        uint16_t as = o->number == CO_OPT_LOCATION_PATH    ? CO_OPT_URI_PATH
+                      : o->number == CO_OPT_LOCATION_QUERY ? CO_OPT_URI_QUERY
                                                            : 0;
         if (as != 0) {
-            px_optset_add(target, as, px_opt_value(resp, o), o->len);
+            co_optset_add(target, as, co_opt_value(resp, o), o->len);
         }
     }
     if (target->count > 0 &&
-        px_cache_key(r->route->upstream, PX_COAP_GET, target, NULL, 0, key, sizeof(key), &resource_len) > 0) {
+        px_cache_key(r->route->upstream, CO_GET, target, NULL, 0, key, sizeof(key), &resource_len) > 0) {
         px_cache_invalidate(r->http->cache, key, resource_len);
     }
+    co_optset_fini(target);
     free(target);
 }
 
 void gw_cache_invalidate_after(struct request *r)
 {
     if (r->key == NULL || r->http->cache == NULL || r->xc != XC_BYPASS || r->x.status != PX_OK ||
-        PX_CODE_CLASS(r->x.resp_code) != 2) {
+        CO_CODE_CLASS(r->x.resp_code) != 2) {
         return;
     }
     px_cache_invalidate(r->http->cache, r->key, r->resource_len);
-    if (r->x.resp_code == PX_CODE(2, 1)) {
+    if (r->x.resp_code == CO_CODE(2, 1)) {
         invalidate_location(r);
     }
 }

@@ -99,7 +99,7 @@ void gw_forward(struct request *r, px_done_fn done);
 /* Builds the HTTP response for a CoAP answer (RFC 8075 mapping, If-None-Match → 304, X-Cache, Age). The
  * payload is lent from entry when given (max-age then counts down from the entry's freshness), moved when
  * *owned == payload (set to NULL), else copied. */
-enum MHD_Result gw_reply_answer(struct request *r, uint8_t code, const struct px_optset *opts,
+enum MHD_Result gw_reply_answer(struct request *r, uint8_t code, const struct co_optset *opts,
                                 const uint8_t *payload, size_t len, uint8_t **owned,
                                 struct px_cache_entry *entry);
 

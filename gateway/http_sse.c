@@ -6,6 +6,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "base/clock.h"
 #include "gateway/http_priv.h"
 
 #define SSE_BLOCK 4096
@@ -111,7 +112,7 @@ static ssize_t sse_reader(void *cls, uint64_t pos, char *buf, size_t max)
     r->sse_buf = NULL;
     r->sse_len = r->sse_off = 0;
 
-    uint64_t now = px_now_ms();
+    uint64_t now = cg_now_ms();
     if (now >= r->last_write_ms + keepalive_ms && max >= sizeof(keepalive_comment) - 1) {
         r->last_write_ms = now;
         memcpy(buf, keepalive_comment, sizeof(keepalive_comment) - 1);
@@ -142,7 +143,7 @@ static enum MHD_Result start_stream(struct request *r)
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream; charset=utf-8");
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
     MHD_add_response_header(resp, "X-Accel-Buffering", "no");
-    r->last_write_ms = px_now_ms();
+    r->last_write_ms = cg_now_ms();
     return gw_queue(r, resp, MHD_HTTP_OK);
 }
 
@@ -150,21 +151,22 @@ static enum MHD_Result start_stream(struct request *r)
 
 static enum MHD_Result reply_notification(struct request *r, const struct px_notification *n)
 {
-    struct px_optset *opts = malloc(sizeof(*opts));
+    struct co_optset *opts = malloc(sizeof(*opts));
     if (opts == NULL) {
         return gw_reply_problem(r, PX_ERR_INTERNAL, "out of memory");
     }
-    px_optset_init(opts);
+    co_optset_init(opts);
     if (n->etag_len > 0) {
-        px_optset_add(opts, PX_OPT_ETAG, n->etag, n->etag_len);
+        co_optset_add(opts, CO_OPT_ETAG, n->etag, n->etag_len);
     }
     if (n->cf >= 0) {
-        px_optset_add_uint(opts, PX_OPT_CONTENT_FORMAT, (uint32_t)n->cf);
+        co_optset_add_uint(opts, CO_OPT_CONTENT_FORMAT, (uint32_t)n->cf);
     }
     if (n->max_age >= 0) {
-        px_optset_add_uint(opts, PX_OPT_MAX_AGE, (uint32_t)n->max_age);
+        co_optset_add_uint(opts, CO_OPT_MAX_AGE, (uint32_t)n->max_age);
     }
     enum MHD_Result ret = gw_reply_answer(r, n->code, opts, n->payload, n->len, NULL, NULL);
+    co_optset_fini(opts);
     free(opts);
     return ret;
 }
@@ -182,7 +184,7 @@ enum MHD_Result gw_live_longpoll(struct request *r)
 {
     bool ended = false;
 
-    if (px_now_ms() >= r->longpoll_deadline_ms) {
+    if (cg_now_ms() >= r->longpoll_deadline_ms) {
         return reply_end(r, PX_OK, NULL); /* 204: nothing new within longpoll_timeout_s */
     }
     struct px_notification *n =
@@ -203,7 +205,7 @@ enum MHD_Result gw_live_serve(struct request *r)
     size_t resource_len = 0;
     const char *detail = NULL;
 
-    size_t key_len = px_cache_key(r->route->upstream, PX_COAP_GET, &r->creq.opts, NULL, 0, key, sizeof(key),
+    size_t key_len = px_cache_key(r->route->upstream, CO_GET, &r->creq.opts, NULL, 0, key, sizeof(key),
                                   &resource_len);
     if (key_len == 0) {
         return gw_reply_problem(r, PX_ERR_URI_TOO_LONG, "the resource's options are too large to observe");
@@ -221,7 +223,7 @@ enum MHD_Result gw_live_serve(struct request *r)
         return start_stream(r);
     }
     r->state = REQ_LONGPOLL;
-    r->longpoll_deadline_ms = px_now_ms() + (uint64_t)r->http->cfg->limits.longpoll_timeout_s * 1000u;
+    r->longpoll_deadline_ms = cg_now_ms() + (uint64_t)r->http->cfg->limits.longpoll_timeout_s * 1000u;
     return gw_live_longpoll(r);
 }
 

@@ -11,9 +11,9 @@
 #include <sys/random.h>
 
 #include "config/cfg.h"
-#include "gateway/demo.h"
+#include "demo/demo.h"
 #include "gateway/http.h"
-#include "gateway/log.h"
+#include "base/log.h"
 #include "proxy/cache.h"
 #include "proxy/client.h"
 
@@ -159,7 +159,7 @@ static struct cfg *load_config(const struct options *o)
 static int apply_overrides(const struct options *o, struct cfg *cfg)
 {
     char reason[200];
-    enum gw_log_level level;
+    enum cg_log_level level;
 
     if (o->listen != NULL && cfg_endpoint_parse(o->listen, &cfg->listen, reason, sizeof(reason)) != 0) {
         fprintf(stderr, "coapgw: --listen: %s\n", reason);
@@ -169,7 +169,7 @@ static int apply_overrides(const struct options *o, struct cfg *cfg)
         cfg->demo.enabled = o->demo == 1;
     }
     if (o->log_level != NULL) {
-        if (gw_log_level_parse(o->log_level, &level) != 0) {
+        if (cg_log_level_parse(o->log_level, &level) != 0) {
             fprintf(stderr, "coapgw: --log-level: must be one of error, warn, info, debug\n");
             return -1;
         }
@@ -198,11 +198,11 @@ static void wait_for_stop(const sigset_t *set)
             continue;
         }
         if (sig == SIGHUP) {
-            GW_LOG(GW_LOG_WARN, "main",
+            CG_LOG(CG_LOG_WARN, "main",
                    "event=sighup detail=\"live reload is not supported yet; restart to apply changes\"");
             continue;
         }
-        GW_LOG(GW_LOG_INFO, "main", "event=stopping signal=%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
+        CG_LOG(CG_LOG_INFO, "main", "event=stopping signal=%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
         return;
     }
 }
@@ -237,7 +237,7 @@ static int serve(struct cfg *cfg)
     if (http == NULL) {
         goto out_error;
     }
-    GW_LOG(GW_LOG_INFO, "main", "event=started version=%s listen=%s:%u routes=%zu demo=%s", COAPGW_VERSION,
+    CG_LOG(CG_LOG_INFO, "main", "event=started version=%s listen=%s:%u routes=%zu demo=%s", COAPGW_VERSION,
            cfg->listen.host, cfg->listen.port, cfg->routes_len, cfg->demo.enabled ? "on" : "off");
 
     sigset_t set;
@@ -249,13 +249,13 @@ static int serve(struct cfg *cfg)
 
     gw_http_quiesce(http);
     if (!gw_http_wait_idle(http, longest_timeout(cfg) + 2000)) {
-        GW_LOG(GW_LOG_WARN, "main", "event=drain_incomplete detail=\"requests still in progress at exit\"");
+        CG_LOG(CG_LOG_WARN, "main", "event=drain_incomplete detail=\"requests still in progress at exit\"");
     }
     rc = EXIT_SUCCESS;
     goto out_stop;
 
 out_error:
-    GW_LOG(GW_LOG_ERROR, "main", "event=start_failed detail=\"%s\"", err);
+    CG_LOG(CG_LOG_ERROR, "main", "event=start_failed detail=\"%s\"", err);
     fprintf(stderr, "coapgw: %s\n", err);
 out_stop:
     /* The client completes anything left, which resumes the connections before the daemon stops; it is freed
@@ -288,7 +288,7 @@ int main(int argc, char **argv)
         cfg_free(cfg);
         return EXIT_SUCCESS;
     }
-    gw_log_set_level((enum gw_log_level)cfg->log.level);
+    cg_log_set_level((enum cg_log_level)cfg->log.level);
 
     /* Block the stop signals before any thread exists, so every thread inherits the mask. */
     sigset_t set;
@@ -303,10 +303,10 @@ int main(int argc, char **argv)
      * context is gone. */
     coap_startup();
     coap_set_prng(buffered_random);
-    coap_set_log_level(cfg->log.level >= GW_LOG_DEBUG ? LOG_WARNING : LOG_ERR);
-    gw_log_start_buffering();
+    coap_set_log_level(cfg->log.level >= CG_LOG_DEBUG ? LOG_WARNING : LOG_ERR);
+    cg_log_start_buffering();
     int rc = serve(cfg);
-    gw_log_stop_buffering();
+    cg_log_stop_buffering();
     coap_cleanup();
     cfg_free(cfg);
     return rc;

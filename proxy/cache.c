@@ -13,8 +13,6 @@
 
 #define MIN_BUCKETS 64
 #define KEY_SEPARATOR 0xFF
-/* Stored options are a px_optset cut right after its used bytes: the opt[] table plus the values. */
-#define OPTS_HEAD offsetof(struct px_optset, buf)
 #define ALIGN8(n) (((n) + 7u) & ~(size_t)7u)
 
 struct px_cache_entry {
@@ -32,7 +30,7 @@ struct px_cache_entry {
     size_t key_len, resource_len, payload_len, cost;
     uint16_t etag_len;
     const uint8_t *etag;
-    const struct px_optset *opts;
+    const struct co_optset *opts;
     const uint8_t *key, *payload;
     /* The user slot (px_cache_entry_user_lock): a spinlock, the pointer, and how to free it. */
     atomic_bool user_busy;
@@ -135,39 +133,11 @@ static void seed_init(uint64_t seed[2], const void *salt)
 
 /* ---- option helpers (no dependency on translate.c) ---- */
 
-static unsigned opt_count(const struct px_optset *set)
-{
-    if (set == NULL) {
-        return 0;
-    }
-    return set->count < PX_OPT_MAX ? set->count : PX_OPT_MAX;
-}
-
-static const struct px_opt *find_opt(const struct px_optset *set, uint16_t number)
-{
-    unsigned n = opt_count(set);
-    for (unsigned i = 0; i < n; i++) {
-        if (set->opt[i].number == number) {
-            return &set->opt[i];
-        }
-    }
-    return NULL;
-}
-
-static uint32_t decode_uint(const uint8_t *value, size_t len)
-{
-    uint32_t v = 0;
-    for (size_t i = 0; i < len; i++) {
-        v = (v << 8) | value[i];
-    }
-    return v;
-}
-
 /* Indices of the set's options sorted by number, stable, so the set's insertion order of different
  * numbers does not matter while the order of repeated options (path segments) does. */
-static unsigned sorted_options(const struct px_optset *set, uint8_t idx[PX_OPT_MAX])
+static unsigned sorted_options(const struct co_optset *set, uint8_t idx[CO_OPT_MAX])
 {
-    unsigned n = opt_count(set);
+    unsigned n = set != NULL ? set->count : 0;
     for (unsigned i = 0; i < n; i++) {
         unsigned j = i;
         for (; j > 0 && set->opt[idx[j - 1]].number > set->opt[i].number; j--) {
@@ -180,7 +150,7 @@ static unsigned sorted_options(const struct px_optset *set, uint8_t idx[PX_OPT_M
 
 static bool is_resource_option(uint16_t number)
 {
-    return number == PX_OPT_URI_PATH || number == PX_OPT_URI_QUERY;
+    return number == CO_OPT_URI_PATH || number == CO_OPT_URI_QUERY;
 }
 
 /* RFC 7252 §5.4.6: NoCacheKey options are left out; so are the ones the cache interprets itself. */
@@ -190,12 +160,12 @@ static bool is_key_option(uint16_t number)
         return false;
     }
     switch (number) {
-    case PX_OPT_ETAG:
-    case PX_OPT_IF_MATCH:
-    case PX_OPT_IF_NONE_MATCH:
-    case PX_OPT_OBSERVE:
-    case PX_OPT_BLOCK1:
-    case PX_OPT_BLOCK2:
+    case CO_OPT_ETAG:
+    case CO_OPT_IF_MATCH:
+    case CO_OPT_IF_NONE_MATCH:
+    case CO_OPT_OBSERVE:
+    case CO_OPT_BLOCK1:
+    case CO_OPT_BLOCK2:
         return false;
     default:
         return true;
@@ -206,11 +176,11 @@ static bool is_key_option(uint16_t number)
 static bool is_kept_option(uint16_t number)
 {
     switch (number) {
-    case PX_OPT_CONTENT_FORMAT:
-    case PX_OPT_ETAG:
-    case PX_OPT_MAX_AGE:
-    case PX_OPT_LOCATION_PATH:
-    case PX_OPT_LOCATION_QUERY:
+    case CO_OPT_CONTENT_FORMAT:
+    case CO_OPT_ETAG:
+    case CO_OPT_MAX_AGE:
+    case CO_OPT_LOCATION_PATH:
+    case CO_OPT_LOCATION_QUERY:
         return true;
     default:
         return false;
@@ -250,18 +220,18 @@ static void kb_u32(struct keybuf *kb, uint32_t v)
 }
 
 /* Appends number(2 BE) len(2 BE) value for each key option of the wanted kind; returns how many. */
-static unsigned kb_options(struct keybuf *kb, const struct px_optset *set, const uint8_t *idx, unsigned n,
+static unsigned kb_options(struct keybuf *kb, const struct co_optset *set, const uint8_t *idx, unsigned n,
                            bool resource)
 {
     unsigned written = 0;
     for (unsigned i = 0; i < n; i++) {
-        const struct px_opt *o = &set->opt[idx[i]];
+        const struct co_opt *o = &set->opt[idx[i]];
         if (is_resource_option(o->number) != resource || !is_key_option(o->number)) {
             continue;
         }
         kb_u16(kb, o->number);
         kb_u16(kb, o->len);
-        kb_put(kb, px_opt_value(set, o), o->len);
+        kb_put(kb, co_opt_value(set, o), o->len);
         written++;
     }
     return written;
@@ -269,11 +239,11 @@ static unsigned kb_options(struct keybuf *kb, const struct px_optset *set, const
 
 /* Layout: [upstream 4][Uri-Path, Uri-Query records] | [0xFF][code][count 2][other key option records]
  * [FETCH payload]. Resource records all start with 0x00, so the separator ends the resource part. */
-size_t px_cache_key(size_t upstream, uint8_t code, const struct px_optset *opts, const uint8_t *payload,
+size_t px_cache_key(size_t upstream, uint8_t code, const struct co_optset *opts, const uint8_t *payload,
                     size_t payload_len, uint8_t *out, size_t cap, size_t *resource_len)
 {
     struct keybuf kb = {.p = out, .cap = cap};
-    uint8_t idx[PX_OPT_MAX];
+    uint8_t idx[CO_OPT_MAX];
     unsigned n = sorted_options(opts, idx);
     uint8_t mid[2] = {KEY_SEPARATOR, code};
 
@@ -287,7 +257,7 @@ size_t px_cache_key(size_t upstream, uint8_t code, const struct px_optset *opts,
     size_t count_at = kb.len;
     kb_u16(&kb, 0);
     unsigned others = kb_options(&kb, opts, idx, n, false);
-    if (code == PX_COAP_FETCH) {
+    if (code == CO_FETCH) {
         kb_put(&kb, payload, payload_len);
     }
     if (kb.overflow) {
@@ -299,45 +269,6 @@ size_t px_cache_key(size_t upstream, uint8_t code, const struct px_optset *opts,
         *resource_len = resource;
     }
     return kb.len;
-}
-
-bool px_cache_code_cacheable(uint8_t code)
-{
-    switch (code) {
-    case PX_CODE(2, 3):
-    case PX_CODE(2, 5):
-    case PX_CODE(4, 0):
-    case PX_CODE(4, 1):
-    case PX_CODE(4, 2):
-    case PX_CODE(4, 3):
-    case PX_CODE(4, 4):
-    case PX_CODE(4, 5):
-    case PX_CODE(4, 6):
-    case PX_CODE(4, 12):
-    case PX_CODE(4, 13):
-    case PX_CODE(4, 15):
-    case PX_CODE(5, 0):
-    case PX_CODE(5, 1):
-    case PX_CODE(5, 2):
-    case PX_CODE(5, 3):
-    case PX_CODE(5, 4):
-    case PX_CODE(5, 5):
-        return true;
-    default:
-        return false;
-    }
-}
-
-uint32_t px_cache_max_age(const struct px_optset *opts)
-{
-    const struct px_opt *o = find_opt(opts, PX_OPT_MAX_AGE);
-    if (o == NULL) {
-        return PX_CACHE_DEFAULT_MAX_AGE;
-    }
-    if (o->len > 4) {
-        return 0; /* malformed: treat as immediately stale rather than guess */
-    }
-    return decode_uint(px_opt_value(opts, o), o->len);
 }
 
 /* ---- entries ---- */
@@ -377,48 +308,55 @@ static bool entry_fresh(struct px_cache_entry *e, uint64_t now_ms)
     return elapsed_ms(stored_at, now_ms) < (uint64_t)max_age * 1000;
 }
 
-static size_t kept_bytes(const struct px_optset *opts)
+/* Bytes a read-only copy of the kept options takes: the set, its opt[] and its values. */
+static size_t kept_size(const struct co_optset *opts)
 {
-    size_t bytes = 0;
-    unsigned n = opt_count(opts);
-    for (unsigned i = 0; i < n; i++) {
+    size_t bytes = sizeof(struct co_optset);
+    for (unsigned i = 0; i < opts->count; i++) {
         if (is_kept_option(opts->opt[i].number)) {
-            bytes += opts->opt[i].len;
+            bytes += sizeof(struct co_opt) + opts->opt[i].len;
         }
     }
     return bytes;
 }
 
-static void copy_kept(struct px_optset *dst, const struct px_optset *src)
+/* Builds the read-only set at mem (kept_size(src) bytes): never grown, never freed on its own. */
+static struct co_optset *copy_kept(uint8_t *mem, const struct co_optset *src)
 {
-    unsigned n = opt_count(src);
-    dst->count = 0;
-    dst->used = 0;
+    struct co_optset *dst = (struct co_optset *)mem;
+    unsigned n = src->count, kept = 0;
     for (unsigned i = 0; i < n; i++) {
-        const struct px_opt *o = &src->opt[i];
+        kept += is_kept_option(src->opt[i].number);
+    }
+    *dst = (struct co_optset){.cap = kept, .opt = (struct co_opt *)(mem + sizeof(*dst))};
+    dst->buf = (uint8_t *)(dst->opt + kept);
+    for (unsigned i = 0; i < n; i++) {
+        const struct co_opt *o = &src->opt[i];
         if (!is_kept_option(o->number)) {
             continue;
         }
         dst->opt[dst->count++] =
-            (struct px_opt){.number = o->number, .len = o->len, .off = (uint16_t)dst->used};
-        memcpy(dst->buf + dst->used, px_opt_value(src, o), o->len);
+            (struct co_opt){.number = o->number, .len = o->len, .off = (uint16_t)dst->used};
+        memcpy(dst->buf + dst->used, co_opt_value(src, o), o->len);
         dst->used += o->len;
     }
+    dst->bufcap = dst->used;
+    return dst;
 }
 
 static void entry_set_etag(struct px_cache_entry *e)
 {
-    const struct px_opt *o = find_opt(e->opts, PX_OPT_ETAG);
-    e->etag = o != NULL ? px_opt_value(e->opts, o) : NULL;
+    const struct co_opt *o = co_optset_find(e->opts, CO_OPT_ETAG, 0);
+    e->etag = o != NULL ? co_opt_value(e->opts, o) : NULL;
     e->etag_len = o != NULL ? o->len : 0;
 }
 
-/* One allocation: [entry][options cut after their values][key][payload]; cost is its exact size. */
+/* One allocation: [entry][kept options: set, opt[], values][key][payload]; cost is its exact size. */
 static struct px_cache_entry *entry_new(const uint8_t *key, size_t key_len, size_t resource_len, uint8_t code,
-                                        const struct px_optset *opts, const uint8_t *payload,
+                                        const struct co_optset *opts, const uint8_t *payload,
                                         size_t payload_len)
 {
-    size_t opts_size = ALIGN8(OPTS_HEAD + kept_bytes(opts));
+    size_t opts_size = ALIGN8(kept_size(opts));
     size_t cost = sizeof(struct px_cache_entry) + opts_size + key_len + payload_len;
     uint8_t *block = malloc(cost);
     if (block == NULL) {
@@ -426,8 +364,7 @@ static struct px_cache_entry *entry_new(const uint8_t *key, size_t key_len, size
     }
     struct px_cache_entry *e = (struct px_cache_entry *)block;
     memset(e, 0, sizeof(*e));
-    struct px_optset *set = (struct px_optset *)(block + sizeof(*e));
-    copy_kept(set, opts);
+    struct co_optset *set = copy_kept(block + sizeof(*e), opts);
     uint8_t *k = block + sizeof(*e) + opts_size;
     memcpy(k, key, key_len);
     if (payload_len > 0) {
@@ -509,7 +446,7 @@ uint8_t px_cache_entry_code(const struct px_cache_entry *e)
     return e->code;
 }
 
-const struct px_optset *px_cache_entry_opts(const struct px_cache_entry *e)
+const struct co_optset *px_cache_entry_opts(const struct px_cache_entry *e)
 {
     return e->opts;
 }
@@ -743,12 +680,12 @@ struct px_cache_entry *px_cache_lookup(struct px_cache *cache, const uint8_t *ke
 
 /* Why a response is not stored, before any allocation: 2.03 only refreshes (px_cache_refresh); Max-Age 0 is
  * kept only with an ETag, because then it is still worth a conditional request. */
-static bool storable(uint8_t code, const struct px_optset *opts, uint32_t max_age)
+static bool storable(uint8_t code, const struct co_optset *opts, uint32_t max_age)
 {
-    if (!px_cache_code_cacheable(code) || code == PX_CODE(2, 3)) {
+    if (!co_code_cacheable(code) || code == CO_CODE(2, 3)) {
         return false;
     }
-    return max_age > 0 || find_opt(opts, PX_OPT_ETAG) != NULL;
+    return max_age > 0 || co_optset_find(opts, CO_OPT_ETAG, 0) != NULL;
 }
 
 /* Links e unless its resource was invalidated after epoch since; false (e untouched) then. */
@@ -781,7 +718,7 @@ static void count_too_large(struct px_cache *cache)
 }
 
 struct px_cache_entry *px_cache_store(struct px_cache *cache, const uint8_t *key, size_t key_len,
-                                      size_t resource_len, uint8_t code, const struct px_optset *opts,
+                                      size_t resource_len, uint8_t code, const struct co_optset *opts,
                                       const uint8_t *payload, size_t payload_len, uint64_t now_ms)
 {
     return px_cache_store_since(cache, key, key_len, resource_len, code, opts, payload, payload_len, now_ms,
@@ -797,12 +734,12 @@ uint64_t px_cache_epoch(struct px_cache *cache)
 }
 
 struct px_cache_entry *px_cache_store_since(struct px_cache *cache, const uint8_t *key, size_t key_len,
-                                            size_t resource_len, uint8_t code, const struct px_optset *opts,
+                                            size_t resource_len, uint8_t code, const struct co_optset *opts,
                                             const uint8_t *payload, size_t payload_len, uint64_t now_ms,
                                             uint64_t since)
 {
     assert(key_len > 0 && resource_len <= key_len);
-    uint32_t max_age = px_cache_max_age(opts);
+    uint32_t max_age = co_max_age(opts);
     if (key_len == 0 || resource_len > key_len || !storable(code, opts, max_age)) {
         return NULL;
     }
@@ -831,13 +768,13 @@ struct px_cache_entry *px_cache_store_since(struct px_cache *cache, const uint8_
     return e;
 }
 
-void px_cache_refresh(struct px_cache *cache, struct px_cache_entry *entry, const struct px_optset *opts,
+void px_cache_refresh(struct px_cache *cache, struct px_cache_entry *entry, const struct co_optset *opts,
                       uint64_t now_ms)
 {
     if (entry == NULL) {
         return;
     }
-    uint32_t max_age = px_cache_max_age(opts);
+    uint32_t max_age = co_max_age(opts);
     pthread_mutex_lock(&cache->lock);
     freshness_write(entry, now_ms, max_age);
     if (entry->linked) {

@@ -10,8 +10,7 @@
 
 #include "proxy/translate.h"
 
-#define PX_CACHE_KEY_MAX (PX_OPTBUF_MAX + 64)
-#define PX_CACHE_DEFAULT_MAX_AGE 60
+#define PX_CACHE_KEY_MAX (CO_OPTBUF_MAX + 64)
 #define PX_CACHE_RECENT 1024 /* slots remembering recent invalidations */
 
 struct px_cache;
@@ -31,15 +30,8 @@ struct px_cache_stats {
  * already percent-decoded by translate, so "%7E" and "~" give the same key. Returns the key length, 0 if it
  * does not fit. The resource part (upstream + Uri-Path + Uri-Query) is a prefix of the key: *resource_len
  * tells its length. */
-size_t px_cache_key(size_t upstream, uint8_t code, const struct px_optset *opts, const uint8_t *payload,
+size_t px_cache_key(size_t upstream, uint8_t code, const struct co_optset *opts, const uint8_t *payload,
                     size_t payload_len, uint8_t *out, size_t cap, size_t *resource_len);
-
-/* True for response codes a cache may store: 2.05, 2.03 (as a refresh), and the 4.xx/5.xx codes RFC 7252
- * §5.9 marks cacheable. Never 2.01/2.02/2.04 or unknown 2.xx. */
-bool px_cache_code_cacheable(uint8_t code);
-
-/* Max-Age of a response in seconds (the option's value, or 60 when absent). */
-uint32_t px_cache_max_age(const struct px_optset *opts);
 
 /* ---- the cache ---- */
 
@@ -57,7 +49,7 @@ struct px_cache_entry *px_cache_lookup(struct px_cache *cache, const uint8_t *ke
  * resource_len as returned by px_cache_key. Evicts LRU entries until both bounds hold. Returns a referenced
  * entry, or NULL when not stored (not cacheable, Max-Age 0, body too large, OOM). */
 struct px_cache_entry *px_cache_store(struct px_cache *cache, const uint8_t *key, size_t key_len,
-                                      size_t resource_len, uint8_t code, const struct px_optset *opts,
+                                      size_t resource_len, uint8_t code, const struct co_optset *opts,
                                       const uint8_t *payload, size_t payload_len, uint64_t now_ms);
 
 /* The invalidation epoch now: take it before sending a request whose answer may be stored. */
@@ -66,13 +58,13 @@ uint64_t px_cache_epoch(struct px_cache *cache);
 /* px_cache_store, except that nothing is stored (NULL) when the key's resource was invalidated after epoch
  * since: an answer fetched before a PUT/POST/DELETE must not be stored after it. */
 struct px_cache_entry *px_cache_store_since(struct px_cache *cache, const uint8_t *key, size_t key_len,
-                                            size_t resource_len, uint8_t code, const struct px_optset *opts,
+                                            size_t resource_len, uint8_t code, const struct co_optset *opts,
                                             const uint8_t *payload, size_t payload_len, uint64_t now_ms,
                                             uint64_t since);
 
 /* A 2.03 Valid answer to a revalidation: the entry becomes fresh again with the new Max-Age (from opts,
  * default 60) from now_ms. */
-void px_cache_refresh(struct px_cache *cache, struct px_cache_entry *entry, const struct px_optset *opts,
+void px_cache_refresh(struct px_cache *cache, struct px_cache_entry *entry, const struct co_optset *opts,
                       uint64_t now_ms);
 
 /* Drops every entry whose resource part (upstream + Uri-Path + Uri-Query) equals resource[0..len), whatever
@@ -87,9 +79,9 @@ void px_cache_entry_ref(struct px_cache_entry *e);
 void px_cache_entry_release(struct px_cache_entry *e); /* frees when the last reference goes */
 uint8_t px_cache_entry_code(const struct px_cache_entry *e);
 /* A cut-down set (Content-Format, ETag, Max-Age, Location-*) allocated to its used size: read it through
- * px_optset_find/px_opt_value, never copy it by value. Max-Age is the stored one; use _remaining() for HTTP.
+ * co_optset_find/co_opt_value, never copy it by value. Max-Age is the stored one; use _remaining() for HTTP.
  */
-const struct px_optset *px_cache_entry_opts(const struct px_cache_entry *e);
+const struct co_optset *px_cache_entry_opts(const struct px_cache_entry *e);
 const uint8_t *px_cache_entry_payload(const struct px_cache_entry *e, size_t *len);
 /* Whole seconds since stored or last refreshed (the HTTP Age), and the remaining freshness
  * max(0, Max-Age - Age): never negative, never above the stored Max-Age. */

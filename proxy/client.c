@@ -17,7 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "gateway/log.h"
+#include "base/clock.h"
+#include "base/log.h"
 
 #define MAX_WORKERS 4
 
@@ -106,13 +107,6 @@ struct px_client {
     atomic_uint_fast64_t next_obs_id;
 };
 
-uint64_t px_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /* ---- reachability ---- */
 
 /* Any answer (even an error code or an RST) shows the device is there; ICMP errors and silence show it is
@@ -120,7 +114,7 @@ uint64_t px_now_ms(void)
 static void set_health(struct upstream *up, enum px_health h)
 {
     atomic_store(&up->health, (int)h);
-    atomic_store(&up->news_ms, px_now_ms());
+    atomic_store(&up->news_ms, cg_now_ms());
 }
 
 enum px_health px_client_upstream_health(struct px_client *c, size_t upstream)
@@ -246,7 +240,7 @@ static int add_payload(coap_session_t *session, coap_pdu_t *pdu, const struct px
 
 /* Indices of set's options in ascending number order, repeated options kept in their order (stable
  * insertion sort: sets are small and nearly sorted). The wire needs ascending deltas (RFC 7252 §3.1). */
-static void sort_options(const struct px_optset *set, unsigned order[PX_OPT_MAX])
+static void sort_options(const struct co_optset *set, unsigned order[CO_OPT_MAX])
 {
     for (unsigned i = 0; i < set->count; i++) {
         unsigned k = i;
@@ -274,15 +268,15 @@ static coap_pdu_t *request_pdu(coap_session_t *session, const struct upstream *u
 
 /* Adds set's options in ascending number order, merging in one extra option (number 0: none), which replaces
  * any option of the same number in set. False when the PDU refuses one. */
-static bool add_options(coap_pdu_t *pdu, const struct px_optset *set, uint16_t extra,
+static bool add_options(coap_pdu_t *pdu, const struct co_optset *set, uint16_t extra,
                         const uint8_t *extra_value, size_t extra_len)
 {
-    unsigned order[PX_OPT_MAX];
+    unsigned order[CO_OPT_MAX];
     bool pending = extra != 0;
 
     sort_options(set, order);
     for (unsigned i = 0; i <= set->count; i++) {
-        const struct px_opt *o = i < set->count ? &set->opt[order[i]] : NULL;
+        const struct co_opt *o = i < set->count ? &set->opt[order[i]] : NULL;
         if (pending && (o == NULL || o->number >= extra)) {
             if (coap_add_option(pdu, extra, extra_len, extra_value) == 0 && extra_len != 0) {
                 return false;
@@ -292,7 +286,7 @@ static bool add_options(coap_pdu_t *pdu, const struct px_optset *set, uint16_t e
         if (o == NULL || o->number == extra) {
             continue;
         }
-        if (coap_add_option(pdu, o->number, o->len, px_opt_value(set, o)) == 0 && o->len != 0) {
+        if (coap_add_option(pdu, o->number, o->len, co_opt_value(set, o)) == 0 && o->len != 0) {
             return false;
         }
     }
@@ -311,7 +305,7 @@ static coap_pdu_t *build_pdu(struct slot *s, struct px_exchange *x)
     /* After a 4.13 the body goes block-wise from the start, at the block size the device asked for: a Block1
      * option set before the payload makes libcoap use its size (RFC 7959 §2.9.3). */
     uint8_t block1 = (uint8_t)(0x08 | (x->priv.block1_szx - 1)); /* num 0, M=1 */
-    if (!add_options(pdu, x->req, x->priv.block1_szx != 0 ? PX_OPT_BLOCK1 : 0, &block1, 1) ||
+    if (!add_options(pdu, x->req, x->priv.block1_szx != 0 ? CO_OPT_BLOCK1 : 0, &block1, 1) ||
         !add_payload(session, pdu, x)) {
         coap_delete_pdu(pdu);
         return NULL;
@@ -391,7 +385,6 @@ static bool copy_options(struct px_exchange *x, const coap_pdu_t *received);
 static enum px_status take_block(struct px_exchange *x, const coap_pdu_t *received, size_t limit,
                                  const char **detail);
 static bool more_blocks(const coap_pdu_t *received);
-static bool is_response_code(uint8_t code);
 
 static bool token_matches(const struct px_exchange *x, const coap_pdu_t *pdu)
 {
@@ -404,13 +397,13 @@ static bool copy_options(struct px_exchange *x, const coap_pdu_t *received)
     coap_opt_iterator_t oi;
     coap_opt_t *opt;
 
-    px_optset_init(&x->resp);
+    co_optset_clear(&x->resp);
     coap_option_iterator_init(received, &oi, COAP_OPT_ALL);
     while ((opt = coap_option_next(&oi)) != NULL) {
-        if (oi.number == PX_OPT_BLOCK1 || oi.number == PX_OPT_BLOCK2) {
+        if (oi.number == CO_OPT_BLOCK1 || oi.number == CO_OPT_BLOCK2) {
             continue;
         }
-        if (px_optset_add(&x->resp, oi.number, coap_opt_value(opt), coap_opt_length(opt)) != 0) {
+        if (co_optset_add(&x->resp, oi.number, coap_opt_value(opt), coap_opt_length(opt)) != 0) {
             return false;
         }
     }
@@ -457,31 +450,20 @@ static bool more_blocks(const coap_pdu_t *received)
     return coap_get_block(received, COAP_OPTION_BLOCK2, &block) && block.m;
 }
 
-static bool is_response_code(uint8_t code)
-{
-    unsigned cls = PX_CODE_CLASS(code);
-    return (cls == 2 || cls == 4 || cls == 5) && code != PX_CODE(2, 31);
-}
 
 /* ---- observations (RFC 7641) ---- */
-
-static uint32_t max_age_of(const struct px_optset *opts)
-{
-    const struct px_opt *o = px_optset_find(opts, PX_OPT_MAX_AGE, 0);
-    return o != NULL ? px_opt_uint(px_opt_value(opts, o), o->len) : 60;
-}
 
 /* Sends GET with Observe=value (0 register, 1 deregister) and the observation's token and options. */
 static bool obs_send(struct observation *o, uint32_t value)
 {
     struct px_exchange *x = o->x;
     uint8_t obs[4];
-    coap_pdu_t *pdu = request_pdu(o->session, o->up, PX_COAP_GET, x->priv.token, x->priv.token_len);
+    coap_pdu_t *pdu = request_pdu(o->session, o->up, CO_GET, x->priv.token, x->priv.token_len);
 
     if (pdu == NULL) {
         return false;
     }
-    if (!add_options(pdu, x->req, PX_OPT_OBSERVE, obs, coap_encode_var_safe(obs, sizeof(obs), value))) {
+    if (!add_options(pdu, x->req, CO_OPT_OBSERVE, obs, coap_encode_var_safe(obs, sizeof(obs), value))) {
         coap_delete_pdu(pdu);
         return false;
     }
@@ -519,7 +501,7 @@ static coap_response_t obs_response(struct observation *o, const coap_pdu_t *rec
         return COAP_RESPONSE_FAIL;
     }
     set_health(o->up, PX_HEALTH_UP);
-    if (!is_response_code(code)) {
+    if (!co_code_is_response(code)) {
         obs_end(o, PX_ERR_BAD_GATEWAY, "the upstream sent a message that is not a response");
         return COAP_RESPONSE_OK;
     }
@@ -542,11 +524,11 @@ static coap_response_t obs_response(struct observation *o, const coap_pdu_t *rec
         return COAP_RESPONSE_OK;
     }
     x->resp_code = code;
-    const struct px_opt *seq = px_optset_find(&x->resp, PX_OPT_OBSERVE, 0);
-    bool observing = seq != NULL && PX_CODE_CLASS(code) == 2;
-    uint64_t now = px_now_ms();
+    const struct co_opt *seq = co_optset_find(&x->resp, CO_OPT_OBSERVE, 0);
+    bool observing = seq != NULL && CO_CODE_CLASS(code) == 2;
+    uint64_t now = cg_now_ms();
     if (observing) {
-        uint32_t v = px_opt_uint(px_opt_value(&x->resp, seq), seq->len);
+        uint32_t v = co_opt_uint(co_opt_value(&x->resp, seq), seq->len);
         if (o->seen && !px_observe_is_newer(o->last_seq, o->last_ms, v, now)) {
             return COAP_RESPONSE_OK; /* reordered or duplicate (RFC 7641 §3.4): an older state, dropped */
         }
@@ -562,7 +544,7 @@ static coap_response_t obs_response(struct observation *o, const coap_pdu_t *rec
     o->registering = false;
     /* Re-register once Max-Age has passed without a notification; at least 1 s, so Max-Age 0 cannot make a
      * registration storm. */
-    uint32_t max_age = max_age_of(&x->resp);
+    uint32_t max_age = co_max_age(&x->resp);
     o->deadline_ms = now + (uint64_t)(max_age > 0 ? max_age : 1) * 1000u;
     return COAP_RESPONSE_OK;
 }
@@ -588,7 +570,7 @@ static void obs_start(struct upstream *up, struct px_exchange *x)
     coap_session_set_no_observe_cancel(o->session); /* we deregister ourselves, once */
     coap_session_new_token(o->session, &x->priv.token_len, x->priv.token);
     o->registering = true;
-    o->deadline_ms = px_now_ms() + up->cfg->timeout_ms;
+    o->deadline_ms = cg_now_ms() + up->cfg->timeout_ms;
     if (!obs_send(o, 0)) {
         obs_end(o, PX_ERR_BAD_GATEWAY, "the upstream cannot be reached");
     }
@@ -655,7 +637,7 @@ static bool retry_smaller_blocks(struct slot *s, const coap_pdu_t *received)
     struct px_exchange *x = s->x;
     coap_block_t block;
 
-    if (x->resp_code != PX_CODE(4, 13) || x->payload_len == 0 || x->priv.block1_szx != 0 ||
+    if (x->resp_code != CO_CODE(4, 13) || x->payload_len == 0 || x->priv.block1_szx != 0 ||
         !coap_get_block(received, COAP_OPTION_BLOCK1, &block) ||
         ((size_t)16 << block.szx) >= x->payload_len) {
         return false;
@@ -687,7 +669,7 @@ static coap_response_t on_response(coap_session_t *session, const coap_pdu_t *se
     set_health(s->up, PX_HEALTH_UP);
     struct px_exchange *x = s->x;
     x->resp_code = (uint8_t)coap_pdu_get_code(received);
-    if (!is_response_code(x->resp_code)) {
+    if (!co_code_is_response(x->resp_code)) {
         slot_complete(s, PX_ERR_BAD_GATEWAY, "the upstream sent a message that is not a response");
         return COAP_RESPONSE_OK;
     }
@@ -724,7 +706,7 @@ static coap_response_t on_response(coap_session_t *session, const coap_pdu_t *se
 static void probe_answered(struct probe *p, bool up)
 {
     p->outstanding = false;
-    p->due_ms = px_now_ms() + PROBE_IDLE_MS;
+    p->due_ms = cg_now_ms() + PROBE_IDLE_MS;
     set_health(p->up, up ? PX_HEALTH_UP : PX_HEALTH_DOWN);
     if (!up) {
         session_detach(p->up->worker, &p->session, true);
@@ -861,7 +843,7 @@ static long expire_upstream(struct upstream *up, uint64_t now)
 
 static long expire_all(struct worker *w)
 {
-    uint64_t now = px_now_ms();
+    uint64_t now = cg_now_ms();
     long next = -1;
 
     for (size_t i = 0; i < w->ups_len; i++) {
@@ -1209,12 +1191,12 @@ static bool enqueue(struct px_client *c, struct px_exchange *x)
     bool was_empty;
 
     x->priv.next = NULL;
-    x->priv.deadline_ms = px_now_ms() + c->ups[x->upstream].cfg->timeout_ms;
+    x->priv.deadline_ms = cg_now_ms() + c->ups[x->upstream].cfg->timeout_ms;
     x->resp_payload = NULL;
     x->resp_len = 0;
     x->resp_code = 0;
     x->detail = NULL;
-    px_optset_init(&x->resp);
+    co_optset_clear(&x->resp);
 
     pthread_mutex_lock(&w->mu);
     if (w->stopping) {

@@ -21,7 +21,7 @@ struct px_exchange {
     /* Request, filled by the submitter. */
     size_t upstream;             /* index into cfg->upstreams */
     uint8_t code;                /* CoAP method */
-    const struct px_optset *req; /* options in any order (sent sorted by number, stable); borrowed */
+    const struct co_optset *req; /* options in any order (sent sorted by number, stable); borrowed */
     const uint8_t *payload;      /* borrowed; copied by the worker before sending */
     size_t payload_len;
     px_done_fn done;   /* called once, on a worker thread; may free the exchange */
@@ -33,7 +33,8 @@ struct px_exchange {
                               PX_ERR_UNAVAILABLE (queue full, shutting down), PX_ERR_INTERNAL */
     const char *detail;    /* static text saying why, for errors */
     uint8_t resp_code;
-    struct px_optset resp; /* all response options except Block1/Block2 */
+    struct co_optset resp; /* all response options except Block1/Block2; the submitter initialises it
+                              (co_optset_init) before the first submission and finis it when done */
     uint8_t *resp_payload; /* malloc'd, owned by the exchange: free() it; NULL when empty */
     size_t resp_len;
 
@@ -83,8 +84,5 @@ enum px_health { PX_HEALTH_UNKNOWN = 0, PX_HEALTH_UP = 1, PX_HEALTH_DOWN = 2 };
  * up; ICMP errors, a Reset-less silence past timeout_ms, or an unanswered CoAP ping mean down. An upstream
  * with no traffic for 30 s (and each one at start-up) gets a CoAP ping. Thread: any. */
 enum px_health px_client_upstream_health(struct px_client *client, size_t upstream);
-
-/* Monotonic milliseconds, the clock used for deadlines. */
-uint64_t px_now_ms(void);
 
 #endif

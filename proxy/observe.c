@@ -1,6 +1,8 @@
 /* proxy/observe: the observation registry. One mutex guards the table, the subscriber lists and their
  * queues; client callbacks (worker threads) and subscriber calls (MHD threads) meet only here. */
-#include "observe.h"
+#include "proxy/observe.h"
+
+#include "base/clock.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -20,7 +22,7 @@ struct px_observe_obs {
     unsigned nsubs;
     struct px_subscriber *subs;
     struct px_notification *last; /* the newest notification, for subscribers that join later */
-    struct px_optset opts;
+    struct co_optset opts;
     struct px_exchange x;
 };
 
@@ -60,19 +62,19 @@ static struct px_notification *notification_from(const struct px_exchange *x)
     n->code = x->resp_code;
     n->cf = -1;
     n->max_age = -1;
-    const struct px_opt *o;
-    if ((o = px_optset_find(&x->resp, PX_OPT_OBSERVE, 0)) != NULL) {
+    const struct co_opt *o;
+    if ((o = co_optset_find(&x->resp, CO_OPT_OBSERVE, 0)) != NULL) {
         n->has_seq = true;
-        n->seq = px_opt_uint(px_opt_value(&x->resp, o), o->len);
+        n->seq = co_opt_uint(co_opt_value(&x->resp, o), o->len);
     }
-    if ((o = px_optset_find(&x->resp, PX_OPT_CONTENT_FORMAT, 0)) != NULL) {
-        n->cf = (int)px_opt_uint(px_opt_value(&x->resp, o), o->len);
+    if ((o = co_optset_find(&x->resp, CO_OPT_CONTENT_FORMAT, 0)) != NULL) {
+        n->cf = (int)co_opt_uint(co_opt_value(&x->resp, o), o->len);
     }
-    if ((o = px_optset_find(&x->resp, PX_OPT_MAX_AGE, 0)) != NULL) {
-        n->max_age = (long)px_opt_uint(px_opt_value(&x->resp, o), o->len);
+    if ((o = co_optset_find(&x->resp, CO_OPT_MAX_AGE, 0)) != NULL) {
+        n->max_age = (long)co_opt_uint(co_opt_value(&x->resp, o), o->len);
     }
-    if ((o = px_optset_find(&x->resp, PX_OPT_ETAG, 0)) != NULL && o->len <= sizeof(n->etag)) {
-        memcpy(n->etag, px_opt_value(&x->resp, o), o->len);
+    if ((o = co_optset_find(&x->resp, CO_OPT_ETAG, 0)) != NULL && o->len <= sizeof(n->etag)) {
+        memcpy(n->etag, co_opt_value(&x->resp, o), o->len);
         n->etag_len = (uint8_t)o->len;
     }
     if (x->resp_len > 0) {
@@ -122,7 +124,7 @@ static void sub_deliver(struct px_subscriber *s, struct px_notification *n)
     if (s->ended) {
         return;
     }
-    if (!n->end && s->skip > 0 && n->has_seq && PX_CODE_CLASS(n->code) == 2) {
+    if (!n->end && s->skip > 0 && n->has_seq && CO_CODE_CLASS(n->code) == 2) {
         s->skip--;
         return;
     }
@@ -139,6 +141,8 @@ static void sub_deliver(struct px_subscriber *s, struct px_notification *n)
 static void obs_free(struct px_observe_obs *obs)
 {
     px_notification_release(obs->last);
+    co_optset_fini(&obs->opts);
+    co_optset_fini(&obs->x.resp);
     free(obs->key);
     free(obs);
 }
@@ -216,7 +220,7 @@ static struct px_observe_obs *table_find(struct px_observe *reg, const uint8_t *
 }
 
 static struct px_observe_obs *obs_create(struct px_observe *reg, size_t upstream, const uint8_t *key,
-                                         size_t key_len, const struct px_optset *req)
+                                         size_t key_len, const struct co_optset *req)
 {
     struct px_observe_obs *obs = calloc(1, sizeof(*obs));
     if (obs == NULL) {
@@ -230,9 +234,13 @@ static struct px_observe_obs *obs_create(struct px_observe *reg, size_t upstream
     memcpy(obs->key, key, key_len);
     obs->key_len = key_len;
     obs->reg = reg;
-    memcpy(&obs->opts, req, sizeof(obs->opts));
+    if (co_optset_copy(&obs->opts, req) != 0) {
+        free(obs->key);
+        free(obs);
+        return NULL;
+    }
     obs->x.upstream = upstream;
-    obs->x.code = PX_COAP_GET;
+    obs->x.code = CO_GET;
     obs->x.req = &obs->opts;
     obs->x.notify = on_notify;
     obs->x.done = on_done;
@@ -246,7 +254,7 @@ static unsigned count_subs(const struct px_observe_obs *obs)
 }
 
 enum px_status px_observe_subscribe(struct px_observe *reg, size_t upstream, const uint8_t *key,
-                                    size_t key_len, const struct px_optset *req, struct px_subscriber *s,
+                                    size_t key_len, const struct co_optset *req, struct px_subscriber *s,
                                     const char **detail)
 {
     enum px_status st = PX_OK;
@@ -377,13 +385,6 @@ struct px_notification *px_observe_next(struct px_observe *reg, struct px_subscr
 /* ---- ticker: wakes parked subscribers whose wake_at_ms passed (SSE keep-alives, long-poll deadlines) ----
  */
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 static void *ticker_main(void *arg)
 {
     struct px_observe *reg = arg;
@@ -394,7 +395,7 @@ static void *ticker_main(void *arg)
         clock_gettime(CLOCK_MONOTONIC, &until);
         until.tv_sec += 1;
         pthread_cond_timedwait(&reg->stop_cv, &reg->mu, &until);
-        uint64_t now = now_ms();
+        uint64_t now = cg_now_ms();
         for (struct px_observe_obs *obs = reg->table; obs != NULL; obs = obs->next) {
             for (struct px_subscriber *s = obs->subs; s != NULL; s = s->next) {
                 if (s->wake_at_ms != 0 && s->wake_at_ms <= now) {
@@ -585,7 +586,7 @@ char *px_notification_sse(const struct px_notification *n, size_t *len)
                        strlen(n->detail ? n->detail : px_strerror(n->status)));
     } else {
         char code[5];
-        px_code_format(n->code, code);
+        co_code_format(n->code, code);
         if (n->has_seq) {
             snprintf(line, sizeof(line), "id: %u\n", n->seq);
             text_str(&t, line);

@@ -61,7 +61,7 @@ void px_observe_destroy(struct px_observe *reg);
  * subscriber starts the upstream observation; a later SSE subscriber gets the last notification at once.
  * Returns PX_ERR_UNAVAILABLE (with *detail) when a limit is reached or the gateway is stopping. */
 enum px_status px_observe_subscribe(struct px_observe *reg, size_t upstream, const uint8_t *key,
-                                    size_t key_len, const struct px_optset *req, struct px_subscriber *s,
+                                    size_t key_len, const struct co_optset *req, struct px_subscriber *s,
                                     const char **detail);
 /* Ends every subscriber's stream (shutdown): each gets its queued notifications, then the end. */
 void px_observe_close_all(struct px_observe *reg);

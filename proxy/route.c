@@ -1,18 +1,12 @@
 /* proxy/route: route selection over the immutable config. No I/O, no allocation. */
 #include "route.h"
 
+#include <stdbool.h>
 #include <string.h>
-
-static const char *const admin_paths[] = {"/healthz", "/readyz", "/metrics"};
 
 int px_route_is_admin(const char *path, size_t path_len)
 {
-    for (size_t i = 0; i < sizeof(admin_paths) / sizeof(admin_paths[0]); i++) {
-        if (strlen(admin_paths[i]) == path_len && memcmp(admin_paths[i], path, path_len) == 0) {
-            return 1;
-        }
-    }
-    return 0;
+    return cfg_admin_path(path, path_len) != CFG_ADMIN_NONE;
 }
 
 /* Length of the part of path matched by prefix, or 0 when it does not match. The prefix "/api/" matches
@@ -49,21 +43,9 @@ const struct cfg_route *px_route_match(const struct cfg *cfg, const char *path, 
     return best;
 }
 
-static const struct {
-    const char *name;
-    unsigned bit;
-} method_bits[] = {
-    {"GET", CFG_METHOD_GET},     {"HEAD", CFG_METHOD_GET},      {"POST", CFG_METHOD_POST},
-    {"PUT", CFG_METHOD_PUT},     {"DELETE", CFG_METHOD_DELETE}, {"FETCH", CFG_METHOD_FETCH},
-    {"PATCH", CFG_METHOD_PATCH}, {"iPATCH", CFG_METHOD_IPATCH}, {"IPATCH", CFG_METHOD_IPATCH},
-};
-
 unsigned px_route_method_bit(const char *method)
 {
-    for (size_t i = 0; i < sizeof(method_bits) / sizeof(method_bits[0]); i++) {
-        if (strcmp(method_bits[i].name, method) == 0) {
-            return method_bits[i].bit;
-        }
-    }
-    return 0;
+    bool head;
+    uint8_t code = co_method_from_http(method, &head);
+    return code != 0 ? CO_METHOD_BIT(code) : 0;
 }

@@ -6,8 +6,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "base/pct.h"
+
 #define MAX_OPT_VALUE 255  /* Uri-Path and Uri-Query are 0..255 bytes (RFC 7252 §5.10) */
-#define DEFAULT_MAX_AGE 60 /* RFC 7252 §5.10.5 */
 
 /* ==== Tables ==================================================================================== */
 
@@ -61,38 +62,6 @@ static const struct {
     {502, "Bad Gateway"},
     {503, "Service Unavailable"},
     {504, "Gateway Timeout"},
-};
-
-/* Methods (RFC 8075 §5.1 via RFC 7252 §12.1.1, RFC 8132 §2-3). coap 0: answered 501 Not Implemented.
- * HTTP method names are case-sensitive (RFC 9110 §9.1); "IPATCH" is accepted for clients that upcase. */
-static const struct {
-    const char *http;
-    uint8_t coap;
-    bool head;
-} method_table[] = {
-    {"GET", PX_COAP_GET, false},
-    {"HEAD", PX_COAP_GET, true},
-    {"POST", PX_COAP_POST, false},
-    {"PUT", PX_COAP_PUT, false},
-    {"DELETE", PX_COAP_DELETE, false},
-    {"FETCH", PX_COAP_FETCH, false},
-    {"PATCH", PX_COAP_PATCH, false},
-    {"iPATCH", PX_COAP_IPATCH, false},
-    {"IPATCH", PX_COAP_IPATCH, false},
-    {"OPTIONS", 0, false},
-    {"TRACE", 0, false},
-    {"CONNECT", 0, false},
-};
-
-/* CoAP methods: name, and whether the request carries the HTTP body as payload (GET and DELETE never do). */
-static const struct {
-    uint8_t code;
-    const char *name;
-    bool payload;
-} coap_method_table[] = {
-    {PX_COAP_GET, "GET", false},       {PX_COAP_POST, "POST", true},   {PX_COAP_PUT, "PUT", true},
-    {PX_COAP_DELETE, "DELETE", false}, {PX_COAP_FETCH, "FETCH", true}, {PX_COAP_PATCH, "PATCH", true},
-    {PX_COAP_IPATCH, "iPATCH", true},
 };
 
 /* The IANA "CoAP Content-Formats" registry (RFC 7252 §12.3), media types spelled exactly as registered.
@@ -187,54 +156,6 @@ static const struct media_row {
     {30000, "image/svg+xml"},
 };
 
-/* Response codes: RFC 8075 §7 Table 2 (note numbers are the RFC's), plus the codes later RFCs define
- * with an obvious HTTP twin. http 0: never translated (block-wise only, note 10) -> 502 for us.
- * CACHEABLE per RFC 7252 §5.9 (2.05, 2.03, every 4.xx and 5.xx; Max-Age defaults to 60). */
-enum { CACHEABLE = 1, EMPTY_204 = 2, ALLOW_405 = 4, RETRY_AFTER = 8 };
-
-struct code_row {
-    uint8_t coap;
-    short http;
-    uint8_t flags;
-};
-
-static const struct code_row code_table[] = {
-    {PX_CODE(2, 1), 201, 0},                        /* 2.01 Created                  note 1 */
-    {PX_CODE(2, 2), 200, EMPTY_204},                /* 2.02 Deleted    200 / 204     note 2 */
-    {PX_CODE(2, 3), 304, CACHEABLE},                /* 2.03 Valid                    notes 3, 4 */
-    {PX_CODE(2, 4), 200, EMPTY_204},                /* 2.04 Changed    200 / 204     note 2 */
-    {PX_CODE(2, 5), 200, CACHEABLE},                /* 2.05 Content */
-    {PX_CODE(2, 31), 0, 0},                         /* 2.31 Continue   N/A           note 10 */
-    {PX_CODE(4, 0), 400, CACHEABLE},                /* 4.00 Bad Request */
-    {PX_CODE(4, 1), 403, CACHEABLE},                /* 4.01 Unauthorized             note 5 */
-    {PX_CODE(4, 2), 500, CACHEABLE},                /* 4.02 Bad Option               note 6 */
-    {PX_CODE(4, 3), 403, CACHEABLE},                /* 4.03 Forbidden */
-    {PX_CODE(4, 4), 404, CACHEABLE},                /* 4.04 Not Found */
-    {PX_CODE(4, 5), 400, CACHEABLE | ALLOW_405},    /* 4.05 Method Not Allowed 400 / 405 note 7 */
-    {PX_CODE(4, 6), 406, CACHEABLE},                /* 4.06 Not Acceptable */
-    {PX_CODE(4, 8), 0, 0},                          /* 4.08 Request Entity Incomplete N/A note 10 */
-    {PX_CODE(4, 9), 409, CACHEABLE},                /* 4.09 Conflict (RFC 8132) */
-    {PX_CODE(4, 12), 412, CACHEABLE},               /* 4.12 Precondition Failed */
-    {PX_CODE(4, 13), 413, CACHEABLE},               /* 4.13 Request Entity Too Large note 11 */
-    {PX_CODE(4, 15), 415, CACHEABLE},               /* 4.15 Unsupported Content-Format */
-    {PX_CODE(4, 22), 422, CACHEABLE},               /* 4.22 Unprocessable Entity (RFC 8132) */
-    {PX_CODE(4, 29), 429, CACHEABLE | RETRY_AFTER}, /* 4.29 Too Many Requests (RFC 8516) */
-    {PX_CODE(5, 0), 500, CACHEABLE},                /* 5.00 Internal Server Error */
-    {PX_CODE(5, 1), 501, CACHEABLE},                /* 5.01 Not Implemented */
-    {PX_CODE(5, 2), 502, CACHEABLE},                /* 5.02 Bad Gateway */
-    {PX_CODE(5, 3), 503, CACHEABLE | RETRY_AFTER},  /* 5.03 Service Unavailable      note 8 */
-    {PX_CODE(5, 4), 504, CACHEABLE},                /* 5.04 Gateway Timeout */
-    {PX_CODE(5, 5), 502, CACHEABLE},                /* 5.05 Proxying Not Supported   note 9 */
-};
-
-/* A code missing above is read as its class's generic x.00 (RFC 7252 §5.9); an unknown success code
- * must not be cached (RFC 7252 §5.6). */
-static const struct code_row class_table[] = {
-    {PX_CODE(2, 0), 200, 0},
-    {PX_CODE(4, 0), 400, CACHEABLE},
-    {PX_CODE(5, 0), 500, CACHEABLE},
-};
-
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
 /* ==== Small string helpers ======================================================================= */
@@ -282,20 +203,6 @@ static bool is_star(const char *v)
     size_t n;
     const char *s = trim(v, &n);
     return n == 1 && s[0] == '*';
-}
-
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
 }
 
 /* A bounded output buffer that is always NUL-terminated; a write that does not fit sets full. */
@@ -354,66 +261,6 @@ static void sb_pct(struct sbuf *b, const uint8_t *s, size_t n, const char *keep)
             sb_putn(b, esc, 3);
         }
     }
-}
-
-/* ==== Option sets ================================================================================= */
-
-void px_optset_init(struct px_optset *set)
-{
-    set->count = 0;
-    set->used = 0;
-}
-
-int px_optset_add(struct px_optset *set, uint16_t number, const void *value, size_t len)
-{
-    if (set->count >= PX_OPT_MAX || len > PX_OPTBUF_MAX - set->used) {
-        return -1;
-    }
-    struct px_opt *o = &set->opt[set->count++];
-    o->number = number;
-    o->len = (uint16_t)len;
-    o->off = (uint16_t)set->used;
-    if (len > 0) {
-        memcpy(set->buf + set->used, value, len);
-    }
-    set->used += (unsigned)len;
-    return 0;
-}
-
-int px_optset_add_uint(struct px_optset *set, uint16_t number, uint32_t value)
-{
-    uint8_t bytes[4];
-    size_t n = 0;
-    for (int shift = 24; shift >= 0; shift -= 8) {
-        uint8_t byte = (uint8_t)(value >> shift);
-        if (n > 0 || byte != 0) {
-            bytes[n++] = byte;
-        }
-    }
-    return px_optset_add(set, number, bytes, n);
-}
-
-const struct px_opt *px_optset_find(const struct px_optset *set, uint16_t number, unsigned from)
-{
-    for (unsigned i = from; i < set->count; i++) {
-        if (set->opt[i].number == number) {
-            return &set->opt[i];
-        }
-    }
-    return NULL;
-}
-
-/* Values longer than 4 bytes are malformed for an uint option; they read as UINT32_MAX. */
-uint32_t px_opt_uint(const uint8_t *value, size_t len)
-{
-    if (len > 4) {
-        return UINT32_MAX;
-    }
-    uint32_t v = 0;
-    for (size_t i = 0; i < len; i++) {
-        v = (v << 8) | value[i];
-    }
-    return v;
 }
 
 /* ==== Outcomes ==================================================================================== */
@@ -552,41 +399,6 @@ size_t px_problem_json(char *buf, size_t len, enum px_status status, const char 
         sb_puts(&b, "}");
     }
     return b.len;
-}
-
-/* ==== Methods ===================================================================================== */
-
-enum px_status px_method_from_http(const char *method, uint8_t *coap_code, bool *head)
-{
-    *head = false;
-    for (size_t i = 0; method != NULL && i < COUNT(method_table); i++) {
-        if (strcmp(method, method_table[i].http) == 0 && method_table[i].coap != 0) {
-            *coap_code = method_table[i].coap;
-            *head = method_table[i].head;
-            return PX_OK;
-        }
-    }
-    return PX_ERR_NOT_IMPLEMENTED;
-}
-
-const char *px_coap_method_name(uint8_t coap_code)
-{
-    for (size_t i = 0; i < COUNT(coap_method_table); i++) {
-        if (coap_method_table[i].code == coap_code) {
-            return coap_method_table[i].name;
-        }
-    }
-    return NULL;
-}
-
-static bool method_has_payload(uint8_t coap_code)
-{
-    for (size_t i = 0; i < COUNT(coap_method_table); i++) {
-        if (coap_method_table[i].code == coap_code) {
-            return coap_method_table[i].payload;
-        }
-    }
-    return false;
 }
 
 /* ==== Media types ================================================================================= */
@@ -918,43 +730,8 @@ enum px_status px_accept_to_coap(const char *accept, bool *has_accept, uint16_t 
 
 /* ==== URIs (RFC 7252 §6.4, RFC 3986 §2.1) ========================================================= */
 
-/* Decoded length of a percent-encoded span, -1 for a malformed escape ("%G1", a trailing "%" or "%4").
- * '+' is an ordinary character: form encoding is not URI encoding. */
-static long decoded_len(const char *in, size_t len)
-{
-    long n = 0;
-    for (size_t i = 0; i < len; n++) {
-        if (in[i] != '%') {
-            i++;
-            continue;
-        }
-        if (i + 2 >= len || hexval(in[i + 1]) < 0 || hexval(in[i + 2]) < 0) {
-            return -1;
-        }
-        i += 3;
-    }
-    return n;
-}
-
-long px_percent_decode(const char *in, size_t len, uint8_t *out, size_t cap)
-{
-    long n = decoded_len(in, len);
-    if (n < 0 || (size_t)n > cap) {
-        return -1;
-    }
-    for (size_t i = 0, o = 0; i < len; o++) {
-        if (in[i] == '%') {
-            out[o] = (uint8_t)(hexval(in[i + 1]) * 16 + hexval(in[i + 2]));
-            i += 3;
-        } else {
-            out[o] = (uint8_t)in[i++];
-        }
-    }
-    return n;
-}
-
 struct item_ctx {
-    struct px_optset *set;
+    struct co_optset *set;
     uint16_t number;
     const char **detail;
 };
@@ -976,14 +753,14 @@ static enum px_status each_item(const char *str, char sep, item_fn fn, struct it
 
 static enum px_status check_item(struct item_ctx *ctx, const char *s, size_t n)
 {
-    long len = decoded_len(s, n);
+    long len = cg_pct_decoded_len(s, n);
     if (len < 0) {
-        *ctx->detail = ctx->number == PX_OPT_URI_PATH ? "malformed percent-encoding in the path"
+        *ctx->detail = ctx->number == CO_OPT_URI_PATH ? "malformed percent-encoding in the path"
                                                       : "malformed percent-encoding in the query";
         return PX_ERR_BAD_REQUEST;
     }
     if (len > MAX_OPT_VALUE) {
-        *ctx->detail = ctx->number == PX_OPT_URI_PATH ? "a path segment is longer than 255 bytes"
+        *ctx->detail = ctx->number == CO_OPT_URI_PATH ? "a path segment is longer than 255 bytes"
                                                       : "a query item is longer than 255 bytes";
         return PX_ERR_URI_TOO_LONG;
     }
@@ -996,7 +773,7 @@ static enum px_status check_segment(struct item_ctx *ctx, const char *s, size_t 
 {
     uint8_t v[2];
     enum px_status st = check_item(ctx, s, n);
-    long len = st == PX_OK ? px_percent_decode(s, n, v, sizeof(v)) : -1;
+    long len = st == PX_OK ? cg_pct_decode(s, n, v, sizeof(v)) : -1;
     if (len > 0 && v[0] == '.' && (len == 1 || v[1] == '.')) {
         *ctx->detail = "\".\" and \"..\" path segments are not allowed";
         return PX_ERR_BAD_REQUEST;
@@ -1007,8 +784,8 @@ static enum px_status check_segment(struct item_ctx *ctx, const char *s, size_t 
 static enum px_status add_item(struct item_ctx *ctx, const char *s, size_t n)
 {
     uint8_t v[MAX_OPT_VALUE];
-    long len = px_percent_decode(s, n, v, sizeof(v));
-    if (len < 0 || px_optset_add(ctx->set, ctx->number, v, (size_t)len) != 0) {
+    long len = cg_pct_decode(s, n, v, sizeof(v));
+    if (len < 0 || co_optset_add(ctx->set, ctx->number, v, (size_t)len) != 0) {
         *ctx->detail = "too many path segments and query items for one CoAP request";
         return PX_ERR_URI_TOO_LONG;
     }
@@ -1023,8 +800,8 @@ static bool has_path(const struct px_http_request *in)
 static enum px_status check_uri(const struct px_http_request *in, const char *const *base, size_t base_len,
                                 const char **detail)
 {
-    struct item_ctx path = {NULL, PX_OPT_URI_PATH, detail};
-    struct item_ctx query = {NULL, PX_OPT_URI_QUERY, detail};
+    struct item_ctx path = {NULL, CO_OPT_URI_PATH, detail};
+    struct item_ctx query = {NULL, CO_OPT_URI_QUERY, detail};
     enum px_status st = PX_OK;
     for (size_t i = 0; i < base_len; i++) {
         if (strlen(base[i]) > MAX_OPT_VALUE) {
@@ -1072,7 +849,7 @@ static long parse_etag_span(const char *s, size_t n, uint8_t out[8])
         return -1;
     }
     for (size_t i = 1; i + 1 < n; i += 2) {
-        int hi = hexval(s[i]), lo = hexval(s[i + 1]);
+        int hi = cg_hexval(s[i]), lo = cg_hexval(s[i + 1]);
         if (hi < 0 || lo < 0 || (s[i] >= 'A' && s[i] <= 'F') || (s[i + 1] >= 'A' && s[i + 1] <= 'F')) {
             return -1;
         }
@@ -1142,7 +919,7 @@ static enum px_status check_if_match(const char *v, const char **detail)
 }
 
 /* "*" is an empty If-Match: "the resource exists" (RFC 7252 §5.10.8.1); each tag of ours is one option. */
-static int add_if_match(struct px_optset *set, const char *v)
+static int add_if_match(struct co_optset *set, const char *v)
 {
     const char *p = v, *tag;
     size_t n;
@@ -1152,11 +929,11 @@ static int add_if_match(struct px_optset *set, const char *v)
         return 0;
     }
     if (is_star(v)) {
-        return px_optset_add(set, PX_OPT_IF_MATCH, NULL, 0);
+        return co_optset_add(set, CO_OPT_IF_MATCH, NULL, 0);
     }
     while (next_etag(&p, &tag, &n, &weak) > 0) {
         long len = weak ? -1 : parse_etag_span(tag, n, bytes);
-        if (len > 0 && px_optset_add(set, PX_OPT_IF_MATCH, bytes, (size_t)len) != 0) {
+        if (len > 0 && co_optset_add(set, CO_OPT_IF_MATCH, bytes, (size_t)len) != 0) {
             return -1;
         }
     }
@@ -1165,12 +942,12 @@ static int add_if_match(struct px_optset *set, const char *v)
 
 /* If-None-Match: * (RFC 7252 §5.10.8.2) goes upstream only on unsafe methods: on GET/FETCH the HTTP
  * meaning (304 when it exists) is not CoAP's (4.12), and entity-tags are for the cache, never sent. */
-static int add_if_none_match(struct px_optset *set, const char *v, uint8_t code)
+static int add_if_none_match(struct co_optset *set, const char *v, uint8_t code)
 {
-    if (v == NULL || !is_star(v) || code == PX_COAP_GET || code == PX_COAP_FETCH) {
+    if (v == NULL || !is_star(v) || code == CO_GET || code == CO_FETCH) {
         return 0;
     }
-    return px_optset_add(set, PX_OPT_IF_NONE_MATCH, NULL, 0);
+    return co_optset_add(set, CO_OPT_IF_NONE_MATCH, NULL, 0);
 }
 
 /* ==== Request: HTTP -> CoAP ======================================================================= */
@@ -1203,11 +980,11 @@ static enum px_status plan_formats(const struct px_http_request *in, bool has_bo
 }
 
 static enum px_status add_uri_path(const struct px_http_request *in, const char *const *base, size_t base_len,
-                                   struct px_optset *set, const char **detail)
+                                   struct co_optset *set, const char **detail)
 {
-    struct item_ctx path = {set, PX_OPT_URI_PATH, detail};
+    struct item_ctx path = {set, CO_OPT_URI_PATH, detail};
     for (size_t i = 0; i < base_len; i++) {
-        if (px_optset_add(set, PX_OPT_URI_PATH, base[i], strlen(base[i])) != 0) {
+        if (co_optset_add(set, CO_OPT_URI_PATH, base[i], strlen(base[i])) != 0) {
             *detail = "too many path segments and query items for one CoAP request";
             return PX_ERR_URI_TOO_LONG;
         }
@@ -1220,8 +997,8 @@ static enum px_status add_uri_path(const struct px_http_request *in, const char 
 static enum px_status emit(const struct px_http_request *in, const char *const *base, size_t base_len,
                            const struct formats *f, struct px_coap_request *out, const char **detail)
 {
-    struct px_optset *set = &out->opts;
-    struct item_ctx query = {set, PX_OPT_URI_QUERY, detail};
+    struct co_optset *set = &out->opts;
+    struct item_ctx query = {set, CO_OPT_URI_QUERY, detail};
     enum px_status st = PX_ERR_URI_TOO_LONG;
     *detail = "too many options for one CoAP request";
     if (add_if_match(set, in->if_match) != 0 || add_if_none_match(set, in->if_none_match, out->code) != 0) {
@@ -1230,13 +1007,13 @@ static enum px_status emit(const struct px_http_request *in, const char *const *
     if ((st = add_uri_path(in, base, base_len, set, detail)) != PX_OK) {
         return st;
     }
-    if (f->has_cf && px_optset_add_uint(set, PX_OPT_CONTENT_FORMAT, f->cf) != 0) {
+    if (f->has_cf && co_optset_add_uint(set, CO_OPT_CONTENT_FORMAT, f->cf) != 0) {
         return PX_ERR_URI_TOO_LONG;
     }
     if (in->query != NULL && (st = each_item(in->query, '&', add_item, &query)) != PX_OK) {
         return st;
     }
-    if (f->has_accept && px_optset_add_uint(set, PX_OPT_ACCEPT, f->accept) != 0) {
+    if (f->has_accept && co_optset_add_uint(set, CO_OPT_ACCEPT, f->accept) != 0) {
         return PX_ERR_URI_TOO_LONG;
     }
     *detail = NULL;
@@ -1257,12 +1034,12 @@ enum px_status px_request_to_coap(const struct px_http_request *in, const char *
     out->code = 0;
     out->head = false;
     out->has_body = false;
-    px_optset_init(&out->opts);
-    if ((st = px_method_from_http(in->method, &out->code, &out->head)) != PX_OK) {
+    co_optset_clear(&out->opts);
+    if ((out->code = co_method_from_http(in->method, &out->head)) == 0) {
         *detail = "the method has no CoAP equivalent";
-        return st;
+        return PX_ERR_NOT_IMPLEMENTED;
     }
-    out->has_body = in->body_len > 0 && method_has_payload(out->code);
+    out->has_body = in->body_len > 0 && co_method_has_payload(out->code);
     if ((st = check_uri(in, base, base_len, detail)) != PX_OK ||
         (st = plan_formats(in, out->has_body, &f, detail)) != PX_OK ||
         (st = check_if_match(in->if_match, detail)) != PX_OK) {
@@ -1273,32 +1050,16 @@ enum px_status px_request_to_coap(const struct px_http_request *in, const char *
 
 /* ==== Response: CoAP -> HTTP ====================================================================== */
 
-/* The row for a response code, the generic class row when unknown, NULL when not a response. */
-static const struct code_row *code_row(uint8_t code)
-{
-    for (size_t i = 0; i < COUNT(code_table); i++) {
-        if (code_table[i].coap == code) {
-            return &code_table[i];
-        }
-    }
-    for (size_t i = 0; i < COUNT(class_table); i++) {
-        if (PX_CODE_CLASS(class_table[i].coap) == PX_CODE_CLASS(code)) {
-            return &class_table[i];
-        }
-    }
-    return NULL;
-}
-
 int px_code_to_http(uint8_t code, bool has_payload, bool allow_known)
 {
-    const struct code_row *row = code_row(code);
+    const struct co_code_info *row = co_code_info(code);
     if (row == NULL) {
         return 0;
     }
-    if ((row->flags & EMPTY_204) && !has_payload) {
+    if ((row->flags & CO_EMPTY_204) && !has_payload) {
         return 204;
     }
-    if ((row->flags & ALLOW_405) && allow_known) {
+    if ((row->flags & CO_ALLOW_405) && allow_known) {
         return 405;
     }
     return row->http;
@@ -1312,43 +1073,23 @@ bool px_observe_is_newer(uint32_t v1, uint64_t t1_ms, uint32_t v2, uint64_t t2_m
     return (v1 < v2 && v2 - v1 < half) || (v1 > v2 && v1 - v2 > half) || t2_ms > t1_ms + 128000u;
 }
 
-void px_code_format(uint8_t code, char buf[5])
+static const struct co_opt *response_opt(const struct px_coap_response *in, uint16_t number, unsigned from)
 {
-    unsigned detail = PX_CODE_DETAIL(code);
-    buf[0] = (char)('0' + PX_CODE_CLASS(code));
-    buf[1] = '.';
-    buf[2] = (char)('0' + detail / 10);
-    buf[3] = (char)('0' + detail % 10);
-    buf[4] = '\0';
-}
-
-static const struct px_opt *response_opt(const struct px_coap_response *in, uint16_t number, unsigned from)
-{
-    return in->opts != NULL ? px_optset_find(in->opts, number, from) : NULL;
-}
-
-/* Max-Age, or its default of 60 when absent or malformed (RFC 7252 §5.10.5). */
-static long max_age(const struct px_coap_response *in)
-{
-    const struct px_opt *o = response_opt(in, PX_OPT_MAX_AGE, 0);
-    if (o == NULL || o->len > 4) {
-        return DEFAULT_MAX_AGE;
-    }
-    return (long)px_opt_uint(px_opt_value(in->opts, o), o->len);
+    return in->opts != NULL ? co_optset_find(in->opts, number, from) : NULL;
 }
 
 /* Without Content-Format, an error payload is a diagnostic message, UTF-8 text (RFC 7252 §5.5.2), and a
  * success payload is opaque bytes: say so rather than let the client sniff. */
 static void set_content_type(const struct px_coap_response *in, struct px_http_response *out)
 {
-    const struct px_opt *o = response_opt(in, PX_OPT_CONTENT_FORMAT, 0);
+    const struct co_opt *o = response_opt(in, CO_OPT_CONTENT_FORMAT, 0);
     if (in->payload_len == 0 || !out->send_body) {
         return;
     }
     if (o != NULL && o->len <= 2) {
-        px_format_to_media((uint16_t)px_opt_uint(px_opt_value(in->opts, o), o->len), out->content_type,
+        px_format_to_media((uint16_t)co_opt_uint(co_opt_value(in->opts, o), o->len), out->content_type,
                            sizeof(out->content_type));
-    } else if (PX_CODE_CLASS(in->code) == 2) {
+    } else if (CO_CODE_CLASS(in->code) == 2) {
         snprintf(out->content_type, sizeof(out->content_type), "application/octet-stream");
     } else {
         snprintf(out->content_type, sizeof(out->content_type), "text/plain; charset=utf-8");
@@ -1363,9 +1104,9 @@ static int location_start(const struct px_coap_response *in, const char *const *
 {
     unsigned from = 0;
     for (size_t b = 0; b < base_len; b++) {
-        const struct px_opt *o = response_opt(in, PX_OPT_LOCATION_PATH, from);
+        const struct co_opt *o = response_opt(in, CO_OPT_LOCATION_PATH, from);
         if (o == NULL || o->len != strlen(base[b]) ||
-            memcmp(px_opt_value(in->opts, o), base[b], o->len) != 0) {
+            memcmp(co_opt_value(in->opts, o), base[b], o->len) != 0) {
             return -1;
         }
         from = (unsigned)(o - in->opts->opt) + 1;
@@ -1387,9 +1128,9 @@ static bool put_location_path(struct sbuf *b, const struct px_coap_response *in,
     if (plen == 0 || prefix[plen - 1] != '/') {
         sb_puts(b, "/");
     }
-    for (const struct px_opt *o = response_opt(in, PX_OPT_LOCATION_PATH, from); o != NULL;
-         o = response_opt(in, PX_OPT_LOCATION_PATH, (unsigned)(o - in->opts->opt) + 1)) {
-        const uint8_t *v = px_opt_value(in->opts, o);
+    for (const struct co_opt *o = response_opt(in, CO_OPT_LOCATION_PATH, from); o != NULL;
+         o = response_opt(in, CO_OPT_LOCATION_PATH, (unsigned)(o - in->opts->opt) + 1)) {
+        const uint8_t *v = co_opt_value(in->opts, o);
         if (is_dot_segment(v, o->len)) {
             return false;
         }
@@ -1405,10 +1146,10 @@ static bool put_location_path(struct sbuf *b, const struct px_coap_response *in,
 static void put_location_query(struct sbuf *b, const struct px_coap_response *in)
 {
     char sep = '?';
-    for (const struct px_opt *o = response_opt(in, PX_OPT_LOCATION_QUERY, 0); o != NULL;
-         o = response_opt(in, PX_OPT_LOCATION_QUERY, (unsigned)(o - in->opts->opt) + 1)) {
+    for (const struct co_opt *o = response_opt(in, CO_OPT_LOCATION_QUERY, 0); o != NULL;
+         o = response_opt(in, CO_OPT_LOCATION_QUERY, (unsigned)(o - in->opts->opt) + 1)) {
         sb_putn(b, &sep, 1);
-        sb_pct(b, px_opt_value(in->opts, o), o->len, "!$'()*,;=:@/?");
+        sb_pct(b, co_opt_value(in->opts, o), o->len, "!$'()*,;=:@/?");
         sep = '&';
     }
 }
@@ -1419,7 +1160,7 @@ static void set_location(const struct px_coap_response *in, const char *prefix, 
                          size_t base_len, struct px_http_response *out)
 {
     struct sbuf b;
-    bool has_path = response_opt(in, PX_OPT_LOCATION_PATH, 0) != NULL;
+    bool has_path = response_opt(in, CO_OPT_LOCATION_PATH, 0) != NULL;
     int start = has_path ? location_start(in, base, base_len) : 0;
     sb_init(&b, out->location, sizeof(out->location));
     if (start < 0 ||
@@ -1435,9 +1176,9 @@ static void set_location(const struct px_coap_response *in, const char *prefix, 
 
 static void set_etag(const struct px_coap_response *in, struct px_http_response *out)
 {
-    const struct px_opt *o = response_opt(in, PX_OPT_ETAG, 0);
-    if (o != NULL && PX_CODE_CLASS(in->code) == 2) {
-        px_etag_format(px_opt_value(in->opts, o), o->len, out->etag, sizeof(out->etag));
+    const struct co_opt *o = response_opt(in, CO_OPT_ETAG, 0);
+    if (o != NULL && CO_CODE_CLASS(in->code) == 2) {
+        px_etag_format(co_opt_value(in->opts, o), o->len, out->etag, sizeof(out->etag));
     }
 }
 
@@ -1445,7 +1186,7 @@ enum px_status px_response_to_http(const struct px_coap_response *in, const char
                                    const char *const *base, size_t base_len, const char *allow,
                                    struct px_http_response *out)
 {
-    const struct code_row *row = code_row(in->code);
+    const struct co_code_info *row = co_code_info(in->code);
     bool allow_known = allow != NULL && strlen(allow) < sizeof(out->allow);
     *out = (struct px_http_response){.max_age = -1, .retry_after = -1, .send_body = true};
     if (row == NULL || row->http == 0) {
@@ -1456,11 +1197,11 @@ enum px_status px_response_to_http(const struct px_coap_response *in, const char
     if (out->status == 405) {
         snprintf(out->allow, sizeof(out->allow), "%s", allow);
     }
-    if (row->flags & CACHEABLE) {
-        out->max_age = max_age(in);
+    if (row->flags & CO_CACHEABLE) {
+        out->max_age = (long)co_max_age(in->opts);
     }
-    if (row->flags & RETRY_AFTER) {
-        out->retry_after = max_age(in);
+    if (row->flags & CO_RETRY_AFTER) {
+        out->retry_after = (long)co_max_age(in->opts);
     }
     set_content_type(in, out);
     set_etag(in, out);

@@ -7,75 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* ---- CoAP constants (RFC 7252, 7959, 7641, 8132) ---- */
-enum px_coap_method {
-    PX_COAP_GET = 1,
-    PX_COAP_POST = 2,
-    PX_COAP_PUT = 3,
-    PX_COAP_DELETE = 4,
-    PX_COAP_FETCH = 5,
-    PX_COAP_PATCH = 6,
-    PX_COAP_IPATCH = 7,
-};
-
-enum px_coap_option {
-    PX_OPT_IF_MATCH = 1,
-    PX_OPT_URI_HOST = 3,
-    PX_OPT_ETAG = 4,
-    PX_OPT_IF_NONE_MATCH = 5,
-    PX_OPT_OBSERVE = 6,
-    PX_OPT_URI_PORT = 7,
-    PX_OPT_LOCATION_PATH = 8,
-    PX_OPT_URI_PATH = 11,
-    PX_OPT_CONTENT_FORMAT = 12,
-    PX_OPT_MAX_AGE = 14,
-    PX_OPT_URI_QUERY = 15,
-    PX_OPT_ACCEPT = 17,
-    PX_OPT_LOCATION_QUERY = 20,
-    PX_OPT_BLOCK2 = 23,
-    PX_OPT_BLOCK1 = 27,
-    PX_OPT_SIZE2 = 28,
-    PX_OPT_PROXY_URI = 35,
-    PX_OPT_PROXY_SCHEME = 39,
-    PX_OPT_SIZE1 = 60,
-};
-
-/* A CoAP code byte: class in the top 3 bits, detail in the low 5 (2.05 = PX_CODE(2, 5) = 69). */
-#define PX_CODE(c, d) ((uint8_t)(((c) << 5) | (d)))
-#define PX_CODE_CLASS(code) ((code) >> 5)
-#define PX_CODE_DETAIL(code) ((code)&0x1f)
-
-/* ---- Option sets: a fixed-capacity list of (number, value) in insertion order ---- */
-#define PX_OPT_MAX 64
-#define PX_OPTBUF_MAX 8192
-
-struct px_opt {
-    uint16_t number;
-    uint16_t len;
-    uint16_t off; /* value is at set->buf + off */
-};
-
-struct px_optset {
-    unsigned count;
-    unsigned used;
-    struct px_opt opt[PX_OPT_MAX];
-    uint8_t buf[PX_OPTBUF_MAX];
-};
-
-void px_optset_init(struct px_optset *set);
-/* Appends a copy of value. Returns 0, or -1 when the set is full (too many options or bytes). */
-int px_optset_add(struct px_optset *set, uint16_t number, const void *value, size_t len);
-/* Appends an unsigned integer option in its minimal encoding (RFC 7252 §3.2). */
-int px_optset_add_uint(struct px_optset *set, uint16_t number, uint32_t value);
-/* The first option with this number at index >= from, or NULL. Use the returned pointer's index+1 to go on.
- */
-const struct px_opt *px_optset_find(const struct px_optset *set, uint16_t number, unsigned from);
-static inline const uint8_t *px_opt_value(const struct px_optset *set, const struct px_opt *o)
-{
-    return set->buf + o->off;
-}
-/* Decodes an uint option value (0..4 bytes, big endian). */
-uint32_t px_opt_uint(const uint8_t *value, size_t len);
+#include "coap/code.h"
+#include "coap/optset.h"
 
 /* ---- Outcome of translation and of a proxied exchange; one table maps each to an HTTP status ---- */
 enum px_status {
@@ -107,12 +40,6 @@ size_t px_problem_json(char *buf, size_t len, enum px_status status, const char 
 /* HTTP reason phrase for a status code ("Gateway Timeout"), "" when unknown. */
 const char *px_http_reason(int http_status);
 
-/* ---- Methods (RFC 8075 §5.1, RFC 8132) ---- */
-/* Maps an HTTP method to a CoAP method code. HEAD -> GET with *head = true. OPTIONS, TRACE, CONNECT and
- * unknown methods -> PX_ERR_NOT_IMPLEMENTED. "iPATCH" (and "IPATCH") -> 7. */
-enum px_status px_method_from_http(const char *method, uint8_t *coap_code, bool *head);
-const char *px_coap_method_name(uint8_t coap_code); /* "GET" ... "iPATCH", NULL if not a method */
-
 /* ---- Media types <-> Content-Format (RFC 8075 §6.3, IANA CoAP Content-Formats registry) ---- */
 /* Maps an HTTP Content-Type header value (parameters, case and whitespace tolerated as HTTP allows) to a
  * Content-Format. "application/coap-payload; cf=N" maps to N. Returns 0, or -1 when there is no mapping. */
@@ -125,11 +52,6 @@ size_t px_format_to_media(uint16_t cf, char *buf, size_t len);
  * sent (header absent or empty, or any wildcard range present). Returns PX_ERR_NOT_ACCEPTABLE when only
  * unmappable concrete types are listed (or all have q=0). */
 enum px_status px_accept_to_coap(const char *accept, bool *has_accept, uint16_t *cf);
-
-/* ---- URIs (RFC 7252 §6.4, RFC 8075 §5.3) ---- */
-/* Percent-decodes one segment or query item of length len into out (capacity cap). Returns the decoded
- * length, or -1 for a malformed escape or when out is too small. */
-long px_percent_decode(const char *in, size_t len, uint8_t *out, size_t cap);
 
 /* ---- Request: HTTP -> CoAP ---- */
 struct px_http_request {
@@ -147,7 +69,7 @@ struct px_coap_request {
     uint8_t code;          /* CoAP method code */
     bool head;             /* HTTP HEAD: answer without a body */
     bool has_body;         /* send the HTTP body as payload (POST/PUT/FETCH/PATCH/iPATCH with body) */
-    struct px_optset opts; /* in ascending option-number order as required on the wire */
+    struct co_optset opts; /* in ascending option-number order as required on the wire */
 };
 
 /* Translates the request. base/base_len are the upstream URI's decoded path segments (prepended as
@@ -169,7 +91,7 @@ long px_etag_parse(const char *text, uint8_t out[8]);
 /* ---- Response: CoAP -> HTTP (RFC 8075 §7, Table 2) ---- */
 struct px_coap_response {
     uint8_t code;
-    const struct px_optset *opts;
+    const struct co_optset *opts;
     size_t payload_len;
 };
 
@@ -199,8 +121,5 @@ int px_code_to_http(uint8_t code, bool has_payload, bool allow_known);
 /* RFC 7641 §3.4: is a notification with Observe value v2 received at t2_ms newer than the last one (v1 at
  * t1_ms)? True when v2 is ahead of v1 in 24-bit serial arithmetic, or more than 128 s have passed. */
 bool px_observe_is_newer(uint32_t v1, uint64_t t1_ms, uint32_t v2, uint64_t t2_ms);
-
-/* Formats a CoAP code as "2.05". buf >= 5 bytes. */
-void px_code_format(uint8_t code, char buf[5]);
 
 #endif

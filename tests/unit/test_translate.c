@@ -1,5 +1,6 @@
 /* Unit tests for proxy/translate: each RFC 8075 table is checked row by row, so a failing test names the
  * row. Pure functions only: no sockets, no clock. */
+#include "base/pct.h"
 #include "proxy/translate.h"
 
 #include <check.h>
@@ -12,7 +13,7 @@
 /* ==== Helpers ==================================================================================== */
 
 static struct px_coap_request req;
-static struct px_optset ropts;
+static struct co_optset ropts;
 static struct px_http_response resp;
 static const char *detail;
 static const char *const *base;
@@ -22,7 +23,7 @@ static const char *allow;
 static void reset(void)
 {
     memset(&req, 0, sizeof(req));
-    px_optset_init(&ropts);
+    co_optset_clear(&ropts);
     memset(&resp, 0, sizeof(resp));
     detail = NULL;
     base = NULL;
@@ -43,27 +44,27 @@ static enum px_status to_http(uint8_t code, size_t payload_len)
 
 static bool is_uint_option(uint16_t n)
 {
-    return n == PX_OPT_CONTENT_FORMAT || n == PX_OPT_ACCEPT || n == PX_OPT_MAX_AGE;
+    return n == CO_OPT_CONTENT_FORMAT || n == CO_OPT_ACCEPT || n == CO_OPT_MAX_AGE;
 }
 
 /* "11:a 11: 15:x=1 12#50 1:0a1b": text options as text (bytes outside 0x21..0x7e as \xHH), uint options
  * after '#', opaque ones (If-Match, ETag) in hex. */
-static const char *dump(const struct px_optset *set)
+static const char *dump(const struct co_optset *set)
 {
-    static char out[PX_OPTBUF_MAX * 4];
+    static char out[CO_OPTBUF_MAX * 4];
     size_t len = 0;
     out[0] = '\0';
     for (unsigned i = 0; i < set->count; i++) {
-        const struct px_opt *o = &set->opt[i];
-        const uint8_t *v = px_opt_value(set, o);
+        const struct co_opt *o = &set->opt[i];
+        const uint8_t *v = co_opt_value(set, o);
         len += (size_t)snprintf(out + len, sizeof(out) - len, "%s%u%c", i ? " " : "", o->number,
                                 is_uint_option(o->number) ? '#' : ':');
         if (is_uint_option(o->number)) {
-            len += (size_t)snprintf(out + len, sizeof(out) - len, "%u", px_opt_uint(v, o->len));
+            len += (size_t)snprintf(out + len, sizeof(out) - len, "%u", co_opt_uint(v, o->len));
             continue;
         }
         for (size_t j = 0; j < o->len; j++) {
-            bool opaque = o->number == PX_OPT_IF_MATCH || o->number == PX_OPT_ETAG;
+            bool opaque = o->number == CO_OPT_IF_MATCH || o->number == CO_OPT_ETAG;
             bool plain = !opaque && v[j] > 0x20 && v[j] < 0x7f;
             len += (size_t)snprintf(out + len, sizeof(out) - len,
                                     plain    ? "%c"
@@ -107,44 +108,44 @@ static const struct {
     bool allow_known;
     int http;
 } table_2[] = {
-    {PX_CODE(2, 1), true, false, 201},
-    {PX_CODE(2, 1), false, false, 201},
-    {PX_CODE(2, 2), true, false, 200},
-    {PX_CODE(2, 2), false, false, 204},
-    {PX_CODE(2, 3), false, false, 304},
-    {PX_CODE(2, 4), true, false, 200},
-    {PX_CODE(2, 4), false, false, 204},
-    {PX_CODE(2, 5), true, false, 200},
-    {PX_CODE(2, 5), false, false, 200},
-    {PX_CODE(2, 31), false, false, 0},
-    {PX_CODE(4, 0), true, false, 400},
-    {PX_CODE(4, 1), true, false, 403},
-    {PX_CODE(4, 2), true, false, 500},
-    {PX_CODE(4, 3), true, false, 403},
-    {PX_CODE(4, 4), true, false, 404},
-    {PX_CODE(4, 5), true, false, 400},
-    {PX_CODE(4, 5), true, true, 405},
-    {PX_CODE(4, 6), true, false, 406},
-    {PX_CODE(4, 8), true, false, 0},
-    {PX_CODE(4, 12), true, false, 412},
-    {PX_CODE(4, 13), true, false, 413},
-    {PX_CODE(4, 15), true, false, 415},
-    {PX_CODE(5, 0), true, false, 500},
-    {PX_CODE(5, 1), true, false, 501},
-    {PX_CODE(5, 2), true, false, 502},
-    {PX_CODE(5, 3), true, false, 503},
-    {PX_CODE(5, 4), true, false, 504},
-    {PX_CODE(5, 5), true, false, 502},
+    {CO_CODE(2, 1), true, false, 201},
+    {CO_CODE(2, 1), false, false, 201},
+    {CO_CODE(2, 2), true, false, 200},
+    {CO_CODE(2, 2), false, false, 204},
+    {CO_CODE(2, 3), false, false, 304},
+    {CO_CODE(2, 4), true, false, 200},
+    {CO_CODE(2, 4), false, false, 204},
+    {CO_CODE(2, 5), true, false, 200},
+    {CO_CODE(2, 5), false, false, 200},
+    {CO_CODE(2, 31), false, false, 0},
+    {CO_CODE(4, 0), true, false, 400},
+    {CO_CODE(4, 1), true, false, 403},
+    {CO_CODE(4, 2), true, false, 500},
+    {CO_CODE(4, 3), true, false, 403},
+    {CO_CODE(4, 4), true, false, 404},
+    {CO_CODE(4, 5), true, false, 400},
+    {CO_CODE(4, 5), true, true, 405},
+    {CO_CODE(4, 6), true, false, 406},
+    {CO_CODE(4, 8), true, false, 0},
+    {CO_CODE(4, 12), true, false, 412},
+    {CO_CODE(4, 13), true, false, 413},
+    {CO_CODE(4, 15), true, false, 415},
+    {CO_CODE(5, 0), true, false, 500},
+    {CO_CODE(5, 1), true, false, 501},
+    {CO_CODE(5, 2), true, false, 502},
+    {CO_CODE(5, 3), true, false, 503},
+    {CO_CODE(5, 4), true, false, 504},
+    {CO_CODE(5, 5), true, false, 502},
     /* later RFCs */
-    {PX_CODE(4, 9), true, false, 409},
-    {PX_CODE(4, 22), true, false, 422},
-    {PX_CODE(4, 29), true, false, 429},
+    {CO_CODE(4, 9), true, false, 409},
+    {CO_CODE(4, 22), true, false, 422},
+    {CO_CODE(4, 29), true, false, 429},
 };
 
 START_TEST(test_every_table_2_row_maps_as_rfc_8075_says)
 {
     char code[5];
-    px_code_format(table_2[_i].coap, code);
+    co_code_format(table_2[_i].coap, code);
     ck_assert_msg(px_code_to_http(table_2[_i].coap, table_2[_i].payload, table_2[_i].allow_known) ==
                       table_2[_i].http,
                   "CoAP %s (payload %d, allow %d) should be HTTP %d", code, table_2[_i].payload,
@@ -154,7 +155,7 @@ END_TEST
 
 START_TEST(test_coap_2_05_becomes_http_200)
 {
-    ck_assert_int_eq(to_http(PX_CODE(2, 5), 5), PX_OK);
+    ck_assert_int_eq(to_http(CO_CODE(2, 5), 5), PX_OK);
     ck_assert_int_eq(resp.status, 200);
     ck_assert(resp.send_body);
 }
@@ -162,7 +163,7 @@ END_TEST
 
 START_TEST(test_coap_2_04_without_payload_becomes_204_without_body)
 {
-    ck_assert_int_eq(to_http(PX_CODE(2, 4), 0), PX_OK);
+    ck_assert_int_eq(to_http(CO_CODE(2, 4), 0), PX_OK);
     ck_assert_int_eq(resp.status, 204);
     ck_assert(!resp.send_body);
     ck_assert_int_eq(resp.max_age, -1);
@@ -171,7 +172,7 @@ END_TEST
 
 START_TEST(test_coap_2_03_becomes_304_without_body)
 {
-    ck_assert_int_eq(to_http(PX_CODE(2, 3), 0), PX_OK);
+    ck_assert_int_eq(to_http(CO_CODE(2, 3), 0), PX_OK);
     ck_assert_int_eq(resp.status, 304);
     ck_assert(!resp.send_body);
 }
@@ -179,11 +180,11 @@ END_TEST
 
 START_TEST(test_coap_4_05_is_405_with_allow_only_when_known)
 {
-    ck_assert_int_eq(to_http(PX_CODE(4, 5), 0), PX_OK);
+    ck_assert_int_eq(to_http(CO_CODE(4, 5), 0), PX_OK);
     ck_assert_int_eq(resp.status, 400);
     ck_assert_str_eq(resp.allow, "");
     allow = "GET, PUT";
-    ck_assert_int_eq(to_http(PX_CODE(4, 5), 0), PX_OK);
+    ck_assert_int_eq(to_http(CO_CODE(4, 5), 0), PX_OK);
     ck_assert_int_eq(resp.status, 405);
     ck_assert_str_eq(resp.allow, "GET, PUT");
 }
@@ -191,10 +192,10 @@ END_TEST
 
 START_TEST(test_unknown_codes_map_to_their_class)
 {
-    ck_assert_int_eq(px_code_to_http(PX_CODE(2, 7), true, false), 200);
-    ck_assert_int_eq(px_code_to_http(PX_CODE(4, 31), true, false), 400);
-    ck_assert_int_eq(px_code_to_http(PX_CODE(5, 8), true, false), 500);
-    ck_assert_int_eq(to_http(PX_CODE(2, 7), 1), PX_OK);
+    ck_assert_int_eq(px_code_to_http(CO_CODE(2, 7), true, false), 200);
+    ck_assert_int_eq(px_code_to_http(CO_CODE(4, 31), true, false), 400);
+    ck_assert_int_eq(px_code_to_http(CO_CODE(5, 8), true, false), 500);
+    ck_assert_int_eq(to_http(CO_CODE(2, 7), 1), PX_OK);
     ck_assert_int_eq(resp.max_age, -1); /* unknown success is never cacheable */
 }
 END_TEST
@@ -202,13 +203,13 @@ END_TEST
 START_TEST(test_non_response_codes_are_bad_gateway)
 {
     static const uint8_t codes[] = {0,
-                                    PX_CODE(0, 1),
-                                    PX_CODE(1, 0),
-                                    PX_CODE(3, 0),
-                                    PX_CODE(6, 0),
-                                    PX_CODE(7, 1),
-                                    PX_CODE(2, 31),
-                                    PX_CODE(4, 8)};
+                                    CO_CODE(0, 1),
+                                    CO_CODE(1, 0),
+                                    CO_CODE(3, 0),
+                                    CO_CODE(6, 0),
+                                    CO_CODE(7, 1),
+                                    CO_CODE(2, 31),
+                                    CO_CODE(4, 8)};
     for (size_t i = 0; i < COUNT(codes); i++) {
         ck_assert_int_eq(to_http(codes[i], 0), PX_ERR_BAD_GATEWAY);
         ck_assert_int_eq(px_code_to_http(codes[i], false, false), 0);
@@ -219,11 +220,11 @@ END_TEST
 START_TEST(test_code_format_is_dotted)
 {
     char buf[5];
-    px_code_format(PX_CODE(2, 5), buf);
+    co_code_format(CO_CODE(2, 5), buf);
     ck_assert_str_eq(buf, "2.05");
-    px_code_format(PX_CODE(7, 31), buf);
+    co_code_format(CO_CODE(7, 31), buf);
     ck_assert_str_eq(buf, "7.31");
-    px_code_format(PX_CODE(4, 13), buf);
+    co_code_format(CO_CODE(4, 13), buf);
     ck_assert_str_eq(buf, "4.13");
 }
 END_TEST
@@ -232,38 +233,38 @@ END_TEST
 
 START_TEST(test_max_age_becomes_cache_control_for_cacheable_codes)
 {
-    px_optset_add_uint(&ropts, PX_OPT_MAX_AGE, 5);
-    ck_assert_int_eq(to_http(PX_CODE(2, 5), 1), PX_OK);
+    co_optset_add_uint(&ropts, CO_OPT_MAX_AGE, 5);
+    ck_assert_int_eq(to_http(CO_CODE(2, 5), 1), PX_OK);
     ck_assert_int_eq(resp.max_age, 5);
-    ck_assert_int_eq(to_http(PX_CODE(4, 4), 1), PX_OK);
+    ck_assert_int_eq(to_http(CO_CODE(4, 4), 1), PX_OK);
     ck_assert_int_eq(resp.max_age, 5);
-    ck_assert_int_eq(to_http(PX_CODE(2, 1), 1), PX_OK);
+    ck_assert_int_eq(to_http(CO_CODE(2, 1), 1), PX_OK);
     ck_assert_int_eq(resp.max_age, -1);
-    ck_assert_int_eq(to_http(PX_CODE(2, 2), 1), PX_OK);
+    ck_assert_int_eq(to_http(CO_CODE(2, 2), 1), PX_OK);
     ck_assert_int_eq(resp.max_age, -1);
 }
 END_TEST
 
 START_TEST(test_absent_max_age_means_60_seconds)
 {
-    ck_assert_int_eq(to_http(PX_CODE(2, 5), 1), PX_OK);
+    ck_assert_int_eq(to_http(CO_CODE(2, 5), 1), PX_OK);
     ck_assert_int_eq(resp.max_age, 60);
     ck_assert_int_eq(resp.retry_after, -1);
-    px_optset_add_uint(&ropts, PX_OPT_MAX_AGE, 0);
-    ck_assert_int_eq(to_http(PX_CODE(2, 5), 1), PX_OK);
+    co_optset_add_uint(&ropts, CO_OPT_MAX_AGE, 0);
+    ck_assert_int_eq(to_http(CO_CODE(2, 5), 1), PX_OK);
     ck_assert_int_eq(resp.max_age, 0);
 }
 END_TEST
 
 START_TEST(test_coap_5_03_retry_after_is_max_age_or_60)
 {
-    ck_assert_int_eq(to_http(PX_CODE(5, 3), 0), PX_OK);
+    ck_assert_int_eq(to_http(CO_CODE(5, 3), 0), PX_OK);
     ck_assert_int_eq(resp.status, 503);
     ck_assert_int_eq(resp.retry_after, 60);
-    px_optset_add_uint(&ropts, PX_OPT_MAX_AGE, 7);
-    ck_assert_int_eq(to_http(PX_CODE(5, 3), 0), PX_OK);
+    co_optset_add_uint(&ropts, CO_OPT_MAX_AGE, 7);
+    ck_assert_int_eq(to_http(CO_CODE(5, 3), 0), PX_OK);
     ck_assert_int_eq(resp.retry_after, 7);
-    ck_assert_int_eq(to_http(PX_CODE(4, 29), 0), PX_OK);
+    ck_assert_int_eq(to_http(CO_CODE(4, 29), 0), PX_OK);
     ck_assert_int_eq(resp.status, 429);
     ck_assert_int_eq(resp.retry_after, 7);
 }
@@ -271,35 +272,35 @@ END_TEST
 
 START_TEST(test_content_format_becomes_content_type)
 {
-    px_optset_add_uint(&ropts, PX_OPT_CONTENT_FORMAT, 50);
-    ck_assert_int_eq(to_http(PX_CODE(2, 5), 2), PX_OK);
+    co_optset_add_uint(&ropts, CO_OPT_CONTENT_FORMAT, 50);
+    ck_assert_int_eq(to_http(CO_CODE(2, 5), 2), PX_OK);
     ck_assert_str_eq(resp.content_type, "application/json");
 }
 END_TEST
 
 START_TEST(test_unknown_content_format_becomes_coap_payload)
 {
-    px_optset_add_uint(&ropts, PX_OPT_CONTENT_FORMAT, 65000);
-    ck_assert_int_eq(to_http(PX_CODE(2, 5), 2), PX_OK);
+    co_optset_add_uint(&ropts, CO_OPT_CONTENT_FORMAT, 65000);
+    ck_assert_int_eq(to_http(CO_CODE(2, 5), 2), PX_OK);
     ck_assert_str_eq(resp.content_type, "application/coap-payload;cf=65000");
 }
 END_TEST
 
 START_TEST(test_diagnostic_payload_without_format_is_utf8_text)
 {
-    ck_assert_int_eq(to_http(PX_CODE(4, 0), 9), PX_OK);
+    ck_assert_int_eq(to_http(CO_CODE(4, 0), 9), PX_OK);
     ck_assert_str_eq(resp.content_type, "text/plain; charset=utf-8");
     ck_assert(resp.send_body);
-    ck_assert_int_eq(to_http(PX_CODE(5, 0), 9), PX_OK);
+    ck_assert_int_eq(to_http(CO_CODE(5, 0), 9), PX_OK);
     ck_assert_str_eq(resp.content_type, "text/plain; charset=utf-8");
 }
 END_TEST
 
 START_TEST(test_success_payload_without_format_is_octet_stream)
 {
-    ck_assert_int_eq(to_http(PX_CODE(2, 5), 3), PX_OK);
+    ck_assert_int_eq(to_http(CO_CODE(2, 5), 3), PX_OK);
     ck_assert_str_eq(resp.content_type, "application/octet-stream");
-    ck_assert_int_eq(to_http(PX_CODE(2, 5), 0), PX_OK);
+    ck_assert_int_eq(to_http(CO_CODE(2, 5), 0), PX_OK);
     ck_assert_str_eq(resp.content_type, "");
 }
 END_TEST
@@ -307,26 +308,26 @@ END_TEST
 START_TEST(test_etag_becomes_quoted_hex_entity_tag)
 {
     static const uint8_t tag[] = {0x0a, 0x1b};
-    px_optset_add(&ropts, PX_OPT_ETAG, tag, sizeof(tag));
-    ck_assert_int_eq(to_http(PX_CODE(2, 5), 1), PX_OK);
+    co_optset_add(&ropts, CO_OPT_ETAG, tag, sizeof(tag));
+    ck_assert_int_eq(to_http(CO_CODE(2, 5), 1), PX_OK);
     ck_assert_str_eq(resp.etag, "\"0a1b\"");
-    ck_assert_int_eq(to_http(PX_CODE(4, 4), 1), PX_OK);
+    ck_assert_int_eq(to_http(CO_CODE(4, 4), 1), PX_OK);
     ck_assert_str_eq(resp.etag, "");
 }
 END_TEST
 
 /* ==== Location ==================================================================================== */
 
-static void add_text(struct px_optset *set, uint16_t number, const char *text)
+static void add_text(struct co_optset *set, uint16_t number, const char *text)
 {
-    px_optset_add(set, number, text, strlen(text));
+    co_optset_add(set, number, text, strlen(text));
 }
 
 START_TEST(test_location_path_maps_under_the_route_prefix)
 {
-    add_text(&ropts, PX_OPT_LOCATION_PATH, "items");
-    add_text(&ropts, PX_OPT_LOCATION_PATH, "7");
-    ck_assert_int_eq(to_http(PX_CODE(2, 1), 0), PX_OK);
+    add_text(&ropts, CO_OPT_LOCATION_PATH, "items");
+    add_text(&ropts, CO_OPT_LOCATION_PATH, "7");
+    ck_assert_int_eq(to_http(CO_CODE(2, 1), 0), PX_OK);
     ck_assert_int_eq(resp.status, 201);
     ck_assert_str_eq(resp.location, "/api/items/7");
 }
@@ -337,10 +338,10 @@ START_TEST(test_location_strips_the_upstream_base_path)
     static const char *const b[] = {"base", "v1"};
     base = b;
     nbase = 2;
-    add_text(&ropts, PX_OPT_LOCATION_PATH, "base");
-    add_text(&ropts, PX_OPT_LOCATION_PATH, "v1");
-    add_text(&ropts, PX_OPT_LOCATION_PATH, "x");
-    ck_assert_int_eq(to_http(PX_CODE(2, 1), 0), PX_OK);
+    add_text(&ropts, CO_OPT_LOCATION_PATH, "base");
+    add_text(&ropts, CO_OPT_LOCATION_PATH, "v1");
+    add_text(&ropts, CO_OPT_LOCATION_PATH, "x");
+    ck_assert_int_eq(to_http(CO_CODE(2, 1), 0), PX_OK);
     ck_assert_str_eq(resp.location, "/api/x");
 }
 END_TEST
@@ -350,46 +351,46 @@ START_TEST(test_location_outside_the_base_path_is_dropped)
     static const char *const b[] = {"base"};
     base = b;
     nbase = 1;
-    add_text(&ropts, PX_OPT_LOCATION_PATH, "other");
-    add_text(&ropts, PX_OPT_LOCATION_PATH, "x");
-    ck_assert_int_eq(to_http(PX_CODE(2, 1), 0), PX_OK);
+    add_text(&ropts, CO_OPT_LOCATION_PATH, "other");
+    add_text(&ropts, CO_OPT_LOCATION_PATH, "x");
+    ck_assert_int_eq(to_http(CO_CODE(2, 1), 0), PX_OK);
     ck_assert_str_eq(resp.location, "");
 }
 END_TEST
 
 START_TEST(test_location_segments_are_percent_encoded)
 {
-    add_text(&ropts, PX_OPT_LOCATION_PATH, "a/b?c%d");
-    add_text(&ropts, PX_OPT_LOCATION_PATH, "caf\xc3\xa9 x");
-    add_text(&ropts, PX_OPT_LOCATION_PATH, "~k:v@!$&'()*+,;=");
-    ck_assert_int_eq(to_http(PX_CODE(2, 1), 0), PX_OK);
+    add_text(&ropts, CO_OPT_LOCATION_PATH, "a/b?c%d");
+    add_text(&ropts, CO_OPT_LOCATION_PATH, "caf\xc3\xa9 x");
+    add_text(&ropts, CO_OPT_LOCATION_PATH, "~k:v@!$&'()*+,;=");
+    ck_assert_int_eq(to_http(CO_CODE(2, 1), 0), PX_OK);
     ck_assert_str_eq(resp.location, "/api/a%2Fb%3Fc%25d/caf%C3%A9%20x/~k:v@!$&'()*+,;=");
 }
 END_TEST
 
 START_TEST(test_location_query_items_are_joined_with_ampersand)
 {
-    add_text(&ropts, PX_OPT_LOCATION_PATH, "r");
-    add_text(&ropts, PX_OPT_LOCATION_QUERY, "a=1");
-    add_text(&ropts, PX_OPT_LOCATION_QUERY, "b=x&y+z");
-    ck_assert_int_eq(to_http(PX_CODE(2, 1), 0), PX_OK);
+    add_text(&ropts, CO_OPT_LOCATION_PATH, "r");
+    add_text(&ropts, CO_OPT_LOCATION_QUERY, "a=1");
+    add_text(&ropts, CO_OPT_LOCATION_QUERY, "b=x&y+z");
+    ck_assert_int_eq(to_http(CO_CODE(2, 1), 0), PX_OK);
     ck_assert_str_eq(resp.location, "/api/r?a=1&b=x%26y%2Bz");
 }
 END_TEST
 
 START_TEST(test_location_query_alone_is_a_relative_reference)
 {
-    add_text(&ropts, PX_OPT_LOCATION_QUERY, "id=3");
-    ck_assert_int_eq(to_http(PX_CODE(2, 1), 0), PX_OK);
+    add_text(&ropts, CO_OPT_LOCATION_QUERY, "id=3");
+    ck_assert_int_eq(to_http(CO_CODE(2, 1), 0), PX_OK);
     ck_assert_str_eq(resp.location, "?id=3");
 }
 END_TEST
 
 START_TEST(test_location_with_dot_segments_is_dropped)
 {
-    add_text(&ropts, PX_OPT_LOCATION_PATH, "..");
-    add_text(&ropts, PX_OPT_LOCATION_PATH, "admin");
-    ck_assert_int_eq(to_http(PX_CODE(2, 1), 0), PX_OK);
+    add_text(&ropts, CO_OPT_LOCATION_PATH, "..");
+    add_text(&ropts, CO_OPT_LOCATION_PATH, "admin");
+    ck_assert_int_eq(to_http(CO_CODE(2, 1), 0), PX_OK);
     ck_assert_str_eq(resp.location, "");
 }
 END_TEST
@@ -400,9 +401,9 @@ START_TEST(test_location_too_long_is_dropped_not_cut)
     memset(seg, '%', 200);
     seg[200] = '\0';
     for (int i = 0; i < 3; i++) {
-        add_text(&ropts, PX_OPT_LOCATION_PATH, seg); /* 600 bytes -> 1800 encoded */
+        add_text(&ropts, CO_OPT_LOCATION_PATH, seg); /* 600 bytes -> 1800 encoded */
     }
-    ck_assert_int_eq(to_http(PX_CODE(2, 1), 0), PX_OK);
+    ck_assert_int_eq(to_http(CO_CODE(2, 1), 0), PX_OK);
     ck_assert_str_eq(resp.location, "");
 }
 END_TEST
@@ -595,15 +596,15 @@ static const struct {
     uint8_t coap;
     bool head;
 } method_rows[] = {
-    {"GET", PX_OK, PX_COAP_GET, false},
-    {"HEAD", PX_OK, PX_COAP_GET, true},
-    {"POST", PX_OK, PX_COAP_POST, false},
-    {"PUT", PX_OK, PX_COAP_PUT, false},
-    {"DELETE", PX_OK, PX_COAP_DELETE, false},
-    {"FETCH", PX_OK, PX_COAP_FETCH, false},
-    {"PATCH", PX_OK, PX_COAP_PATCH, false},
-    {"iPATCH", PX_OK, PX_COAP_IPATCH, false},
-    {"IPATCH", PX_OK, PX_COAP_IPATCH, false},
+    {"GET", PX_OK, CO_GET, false},
+    {"HEAD", PX_OK, CO_GET, true},
+    {"POST", PX_OK, CO_POST, false},
+    {"PUT", PX_OK, CO_PUT, false},
+    {"DELETE", PX_OK, CO_DELETE, false},
+    {"FETCH", PX_OK, CO_FETCH, false},
+    {"PATCH", PX_OK, CO_PATCH, false},
+    {"iPATCH", PX_OK, CO_IPATCH, false},
+    {"IPATCH", PX_OK, CO_IPATCH, false},
     {"OPTIONS", PX_ERR_NOT_IMPLEMENTED, 0, false},
     {"TRACE", PX_ERR_NOT_IMPLEMENTED, 0, false},
     {"CONNECT", PX_ERR_NOT_IMPLEMENTED, 0, false},
@@ -616,20 +617,22 @@ START_TEST(test_http_methods_map_to_coap_methods)
 {
     uint8_t code = 0;
     bool head = true;
-    ck_assert_int_eq(px_method_from_http(method_rows[_i].http, &code, &head), method_rows[_i].status);
+    code = co_method_from_http(method_rows[_i].http, &head);
+    ck_assert_int_eq(code != 0 ? PX_OK : PX_ERR_NOT_IMPLEMENTED, method_rows[_i].status);
     if (method_rows[_i].status == PX_OK) {
         ck_assert_uint_eq(code, method_rows[_i].coap);
     }
     ck_assert(head == method_rows[_i].head);
+    (void)code;
 }
 END_TEST
 
 START_TEST(test_coap_method_names)
 {
-    ck_assert_str_eq(px_coap_method_name(PX_COAP_GET), "GET");
-    ck_assert_str_eq(px_coap_method_name(PX_COAP_IPATCH), "iPATCH");
-    ck_assert_ptr_null(px_coap_method_name(0));
-    ck_assert_ptr_null(px_coap_method_name(PX_CODE(2, 5)));
+    ck_assert_str_eq(co_method_name(CO_GET), "GET");
+    ck_assert_str_eq(co_method_name(CO_IPATCH), "iPATCH");
+    ck_assert_ptr_null(co_method_name(0));
+    ck_assert_ptr_null(co_method_name(CO_CODE(2, 5)));
 }
 END_TEST
 
@@ -644,7 +647,7 @@ END_TEST
 START_TEST(test_head_becomes_get_without_body)
 {
     ck_assert_int_eq(to_coap((struct px_http_request){.method = "HEAD", .rest = "x", .body_len = 3}), PX_OK);
-    ck_assert_uint_eq(req.code, PX_COAP_GET);
+    ck_assert_uint_eq(req.code, CO_GET);
     ck_assert(req.head);
     ck_assert(!req.has_body);
 }
@@ -678,7 +681,7 @@ static const struct {
 START_TEST(test_percent_decoding_edge_cases)
 {
     uint8_t out[16];
-    long n = px_percent_decode(decode_rows[_i].in, strlen(decode_rows[_i].in), out, sizeof(out));
+    long n = cg_pct_decode(decode_rows[_i].in, strlen(decode_rows[_i].in), out, sizeof(out));
     ck_assert_msg(n == decode_rows[_i].out_len, "\"%s\" decoded to length %ld", decode_rows[_i].in, n);
     if (n >= 0) {
         ck_assert(memcmp(out, decode_rows[_i].out, (size_t)n) == 0);
@@ -689,8 +692,8 @@ END_TEST
 START_TEST(test_percent_decoding_needs_room)
 {
     uint8_t out[2];
-    ck_assert_int_eq(px_percent_decode("abc", 3, out, sizeof(out)), -1);
-    ck_assert_int_eq(px_percent_decode("%41%42", 6, out, sizeof(out)), 2);
+    ck_assert_int_eq(cg_pct_decode("abc", 3, out, sizeof(out)), -1);
+    ck_assert_int_eq(cg_pct_decode("%41%42", 6, out, sizeof(out)), 2);
 }
 END_TEST
 
@@ -771,15 +774,15 @@ END_TEST
 
 START_TEST(test_too_many_segments_is_uri_too_long)
 {
-    char rest[2 * (PX_OPT_MAX + 1)];
-    for (int i = 0; i < PX_OPT_MAX + 1; i++) {
+    char rest[2 * (CO_OPT_MAX + 1)];
+    for (int i = 0; i < CO_OPT_MAX + 1; i++) {
         memcpy(rest + 2 * i, "a/", 2);
     }
-    rest[2 * PX_OPT_MAX + 1] = '\0'; /* 65 segments */
+    rest[2 * CO_OPT_MAX + 1] = '\0'; /* 65 segments */
     ck_assert_int_eq(to_coap((struct px_http_request){.method = "GET", .rest = rest}), PX_ERR_URI_TOO_LONG);
-    rest[2 * PX_OPT_MAX - 1] = '\0'; /* 64 segments */
+    rest[2 * CO_OPT_MAX - 1] = '\0'; /* 64 segments */
     ck_assert_int_eq(to_coap((struct px_http_request){.method = "GET", .rest = rest}), PX_OK);
-    ck_assert_uint_eq(req.opts.count, PX_OPT_MAX);
+    ck_assert_uint_eq(req.opts.count, CO_OPT_MAX);
 }
 END_TEST
 
@@ -1128,59 +1131,59 @@ END_TEST
 
 START_TEST(test_optset_is_full_at_64_options)
 {
-    struct px_optset set;
-    px_optset_init(&set);
-    for (int i = 0; i < PX_OPT_MAX; i++) {
-        ck_assert_int_eq(px_optset_add(&set, PX_OPT_URI_PATH, "a", 1), 0);
+    static struct co_optset set;
+    co_optset_clear(&set);
+    for (int i = 0; i < CO_OPT_MAX; i++) {
+        ck_assert_int_eq(co_optset_add(&set, CO_OPT_URI_PATH, "a", 1), 0);
     }
-    ck_assert_int_eq(px_optset_add(&set, PX_OPT_URI_PATH, "a", 1), -1);
-    ck_assert_uint_eq(set.count, PX_OPT_MAX);
+    ck_assert_int_eq(co_optset_add(&set, CO_OPT_URI_PATH, "a", 1), -1);
+    ck_assert_uint_eq(set.count, CO_OPT_MAX);
 }
 END_TEST
 
 START_TEST(test_optset_is_full_at_8192_bytes)
 {
-    static uint8_t big[PX_OPTBUF_MAX];
-    struct px_optset set;
-    px_optset_init(&set);
-    ck_assert_int_eq(px_optset_add(&set, 60, big, PX_OPTBUF_MAX - 1), 0);
-    ck_assert_int_eq(px_optset_add(&set, 60, big, 2), -1);
-    ck_assert_int_eq(px_optset_add(&set, 60, big, 1), 0);
-    ck_assert_int_eq(px_optset_add(&set, 60, NULL, 0), 0);
-    ck_assert_uint_eq(set.used, PX_OPTBUF_MAX);
+    static uint8_t big[CO_OPTBUF_MAX];
+    static struct co_optset set;
+    co_optset_clear(&set);
+    ck_assert_int_eq(co_optset_add(&set, 60, big, CO_OPTBUF_MAX - 1), 0);
+    ck_assert_int_eq(co_optset_add(&set, 60, big, 2), -1);
+    ck_assert_int_eq(co_optset_add(&set, 60, big, 1), 0);
+    ck_assert_int_eq(co_optset_add(&set, 60, NULL, 0), 0);
+    ck_assert_uint_eq(set.used, CO_OPTBUF_MAX);
 }
 END_TEST
 
 START_TEST(test_uint_options_use_the_minimal_encoding)
 {
-    struct px_optset set;
-    px_optset_init(&set);
-    px_optset_add_uint(&set, PX_OPT_MAX_AGE, 0);
-    px_optset_add_uint(&set, PX_OPT_MAX_AGE, 255);
-    px_optset_add_uint(&set, PX_OPT_MAX_AGE, 256);
-    px_optset_add_uint(&set, PX_OPT_MAX_AGE, 0x01000000);
+    static struct co_optset set;
+    co_optset_clear(&set);
+    co_optset_add_uint(&set, CO_OPT_MAX_AGE, 0);
+    co_optset_add_uint(&set, CO_OPT_MAX_AGE, 255);
+    co_optset_add_uint(&set, CO_OPT_MAX_AGE, 256);
+    co_optset_add_uint(&set, CO_OPT_MAX_AGE, 0x01000000);
     ck_assert_uint_eq(set.opt[0].len, 0);
     ck_assert_uint_eq(set.opt[1].len, 1);
     ck_assert_uint_eq(set.opt[2].len, 2);
     ck_assert_uint_eq(set.opt[3].len, 4);
-    ck_assert_uint_eq(px_opt_uint(px_opt_value(&set, &set.opt[3]), 4), 0x01000000);
-    ck_assert_uint_eq(px_opt_uint((const uint8_t *)"\1\2\3\4\5", 5), UINT32_MAX);
+    ck_assert_uint_eq(co_opt_uint(co_opt_value(&set, &set.opt[3]), 4), 0x01000000);
+    ck_assert_uint_eq(co_opt_uint((const uint8_t *)"\1\2\3\4\5", 5), UINT32_MAX);
 }
 END_TEST
 
 START_TEST(test_find_walks_options_of_one_number)
 {
-    struct px_optset set;
-    px_optset_init(&set);
-    add_text(&set, PX_OPT_URI_PATH, "a");
-    add_text(&set, PX_OPT_URI_QUERY, "q");
-    add_text(&set, PX_OPT_URI_PATH, "b");
-    const struct px_opt *o = px_optset_find(&set, PX_OPT_URI_PATH, 0);
-    ck_assert_int_eq(px_opt_value(&set, o)[0], 'a');
-    o = px_optset_find(&set, PX_OPT_URI_PATH, (unsigned)(o - set.opt) + 1);
-    ck_assert_int_eq(px_opt_value(&set, o)[0], 'b');
-    ck_assert_ptr_null(px_optset_find(&set, PX_OPT_URI_PATH, (unsigned)(o - set.opt) + 1));
-    ck_assert_ptr_null(px_optset_find(&set, PX_OPT_ACCEPT, 0));
+    static struct co_optset set;
+    co_optset_clear(&set);
+    add_text(&set, CO_OPT_URI_PATH, "a");
+    add_text(&set, CO_OPT_URI_QUERY, "q");
+    add_text(&set, CO_OPT_URI_PATH, "b");
+    const struct co_opt *o = co_optset_find(&set, CO_OPT_URI_PATH, 0);
+    ck_assert_int_eq(co_opt_value(&set, o)[0], 'a');
+    o = co_optset_find(&set, CO_OPT_URI_PATH, (unsigned)(o - set.opt) + 1);
+    ck_assert_int_eq(co_opt_value(&set, o)[0], 'b');
+    ck_assert_ptr_null(co_optset_find(&set, CO_OPT_URI_PATH, (unsigned)(o - set.opt) + 1));
+    ck_assert_ptr_null(co_optset_find(&set, CO_OPT_ACCEPT, 0));
 }
 END_TEST
 

@@ -1,6 +1,6 @@
-/* gateway/log: formats a line into a stack buffer and writes it with one write(2), so lines from
+/* base/log: formats a line into a stack buffer and writes it with one write(2), so lines from
  * different threads never interleave. Never allocates. */
-#include "log.h"
+#include "base/log.h"
 
 #include <pthread.h>
 #include <stdarg.h>
@@ -10,33 +10,33 @@
 #include <time.h>
 #include <unistd.h>
 
-_Atomic int gw_log_threshold = GW_LOG_INFO;
+_Atomic int cg_log_threshold = CG_LOG_INFO;
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
-int gw_log_level_parse(const char *name, enum gw_log_level *out)
+int cg_log_level_parse(const char *name, enum cg_log_level *out)
 {
     for (int i = 0; i < 4; i++) {
         if (strcmp(name, level_names[i]) == 0) {
-            *out = (enum gw_log_level)i;
+            *out = (enum cg_log_level)i;
             return 0;
         }
     }
     return -1;
 }
 
-const char *gw_log_level_name(enum gw_log_level level)
+const char *cg_log_level_name(enum cg_log_level level)
 {
     return level_names[level];
 }
 
-void gw_log_set_level(enum gw_log_level level)
+void cg_log_set_level(enum cg_log_level level)
 {
-    atomic_store(&gw_log_threshold, (int)level);
+    atomic_store(&cg_log_threshold, (int)level);
 }
 
 /* Formats "ts=... level=L mod=M " into line; the date part is formatted once per second per thread. */
-static int format_prefix(char *line, size_t cap, enum gw_log_level level, const char *mod)
+static int format_prefix(char *line, size_t cap, enum cg_log_level level, const char *mod)
 {
     static _Thread_local time_t cached_sec = -1;
     static _Thread_local char cached_date[32];
@@ -53,7 +53,7 @@ static int format_prefix(char *line, size_t cap, enum gw_log_level level, const 
                     level_names[level], mod);
 }
 
-static size_t format_line(char *line, size_t cap, enum gw_log_level level, const char *mod, const char *fmt,
+static size_t format_line(char *line, size_t cap, enum cg_log_level level, const char *mod, const char *fmt,
                           va_list ap)
 {
     int n = format_prefix(line, cap, level, mod);
@@ -78,7 +78,7 @@ static void write_all(const char *p, size_t len)
     }
 }
 
-void gw_log_write(enum gw_log_level level, const char *mod, const char *fmt, ...)
+void cg_log_write(enum cg_log_level level, const char *mod, const char *fmt, ...)
 {
     char line[2048];
     va_list ap;
@@ -111,7 +111,7 @@ static void flush_locked(void)
     }
 }
 
-void gw_log_buffered(enum gw_log_level level, const char *mod, const char *fmt, ...)
+void cg_log_buffered(enum cg_log_level level, const char *mod, const char *fmt, ...)
 {
     char line[2048];
     va_list ap;
@@ -151,7 +151,7 @@ static void *flusher_main(void *arg)
     return NULL;
 }
 
-int gw_log_start_buffering(void)
+int cg_log_start_buffering(void)
 {
     pthread_mutex_lock(&lb.mu);
     lb.stop = false;
@@ -160,7 +160,7 @@ int gw_log_start_buffering(void)
     return lb.running ? 0 : -1;
 }
 
-void gw_log_stop_buffering(void)
+void cg_log_stop_buffering(void)
 {
     pthread_mutex_lock(&lb.mu);
     if (!lb.running) {

@@ -1,4 +1,4 @@
-/* gateway/demo: the embedded demo CoAP server. It runs on its own thread with its own libcoap context and a
+/* demo/demo: the embedded demo CoAP server. It runs on its own thread with its own libcoap context and a
  * real UDP socket; nothing else touches that context. Usable by any CoAP client, not only the gateway. */
 #ifndef GW_DEMO_H
 #define GW_DEMO_H

@@ -1,9 +1,9 @@
-/* gateway/demo: the embedded demo CoAP server (hello, sensors, LED, echo, firmware, upload) on its own
+/* demo/demo: the embedded demo CoAP server (hello, sensors, LED, echo, firmware, upload) on its own
  * thread. Everything made from the libcoap context is touched by the demo thread only; the caller thread only
  * starts, signals (eventfd) and joins it. */
-#include "demo.h"
+#include "demo/demo.h"
 
-#include "log.h"
+#include "base/log.h"
 
 #include <coap3/coap.h>
 #include <errno.h>
@@ -380,7 +380,7 @@ static void hnd_led_set(coap_resource_t *resource, coap_session_t *session, cons
     }
     if (on != srv->led_on) {
         srv->led_on = on;
-        GW_LOG(GW_LOG_INFO, "demo", "event=led_changed on=%s", on ? "true" : "false");
+        CG_LOG(CG_LOG_INFO, "demo", "event=led_changed on=%s", on ? "true" : "false");
         coap_resource_notify_observers(resource, NULL);
     }
     reply_led(resource, session, request, query, response, COAP_RESPONSE_CODE_CHANGED);
@@ -456,7 +456,7 @@ static void reply_too_large(coap_pdu_t *response, size_t len)
 {
     char msg[96];
 
-    GW_LOG(GW_LOG_INFO, "demo", "event=upload_rejected bytes=%zu max=%u", len, UPLOAD_MAX_BYTES);
+    CG_LOG(CG_LOG_INFO, "demo", "event=upload_rejected bytes=%zu max=%u", len, UPLOAD_MAX_BYTES);
     add_uint_option(response, COAP_OPTION_SIZE1, UPLOAD_MAX_BYTES);
     snprintf(msg, sizeof(msg), "body of %zu bytes exceeds the limit of %u bytes", len, UPLOAD_MAX_BYTES);
     reply_error(response, COAP_RESPONSE_CODE_REQUEST_TOO_LARGE, msg);
@@ -491,7 +491,7 @@ static void hnd_upload_put(coap_resource_t *resource, coap_session_t *session, c
     }
     srv->upload_bytes = len;
     memcpy(srv->upload_sha256, hex, sizeof(hex));
-    GW_LOG(GW_LOG_INFO, "demo", "event=upload bytes=%zu sha256=%s", len, hex);
+    CG_LOG(CG_LOG_INFO, "demo", "event=upload bytes=%zu sha256=%s", len, hex);
     reply_upload(resource, session, request, query, response, COAP_RESPONSE_CODE_CHANGED);
 }
 
@@ -711,7 +711,7 @@ static void run_epoll(struct demo_server *srv, int coap_fd)
     int ep = epoll_create1(EPOLL_CLOEXEC);
 
     if (ep < 0) {
-        GW_LOG(GW_LOG_ERROR, "demo", "event=epoll_failed error=\"%s\"", strerror(errno));
+        CG_LOG(CG_LOG_ERROR, "demo", "event=epoll_failed error=\"%s\"", strerror(errno));
         return;
     }
     ev.data.fd = coap_fd;
@@ -728,7 +728,7 @@ static void run_epoll(struct demo_server *srv, int coap_fd)
         }
         notify_due(srv, &next_notify);
         if (coap_io_process(srv->ctx, COAP_IO_NO_WAIT) < 0) {
-            GW_LOG(GW_LOG_ERROR, "demo", "event=io_failed");
+            CG_LOG(CG_LOG_ERROR, "demo", "event=io_failed");
             goto out_close_ep;
         }
     }
@@ -749,7 +749,7 @@ static void run_select(struct demo_server *srv)
         FD_SET(srv->stop_fd, &readfds);
         if (coap_io_process_with_fds(srv->ctx, wait_ms > 0 ? (uint32_t)wait_ms : COAP_IO_NO_WAIT,
                                      srv->stop_fd + 1, &readfds, NULL, NULL) < 0) {
-            GW_LOG(GW_LOG_ERROR, "demo", "event=io_failed");
+            CG_LOG(CG_LOG_ERROR, "demo", "event=io_failed");
             return;
         }
         if (FD_ISSET(srv->stop_fd, &readfds)) {
@@ -769,7 +769,7 @@ static void *server_main(void *arg)
     if (!srv->ok) {
         return NULL;
     }
-    GW_LOG(GW_LOG_INFO, "demo", "event=started listen=%s", srv->listen);
+    CG_LOG(CG_LOG_INFO, "demo", "event=started listen=%s", srv->listen);
     coap_fd = coap_context_get_coap_fd(srv->ctx);
     if (coap_fd >= 0) {
         run_epoll(srv, coap_fd);
@@ -778,7 +778,7 @@ static void *server_main(void *arg)
     }
     coap_free_context(srv->ctx);
     srv->ctx = NULL;
-    GW_LOG(GW_LOG_INFO, "demo", "event=stopped listen=%s", srv->listen);
+    CG_LOG(CG_LOG_INFO, "demo", "event=stopped listen=%s", srv->listen);
     return NULL;
 }
 
@@ -855,7 +855,7 @@ void demo_server_stop(struct demo_server *srv)
         return;
     }
     if (write(srv->stop_fd, &one, sizeof(one)) != (ssize_t)sizeof(one)) {
-        GW_LOG(GW_LOG_WARN, "demo", "event=stop_signal_failed error=\"%s\"", strerror(errno));
+        CG_LOG(CG_LOG_WARN, "demo", "event=stop_signal_failed error=\"%s\"", strerror(errno));
     }
     pthread_join(srv->thread, NULL);
     sem_destroy(&srv->ready);

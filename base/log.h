@@ -1,0 +1,39 @@
+/* base/log: leveled, one-line key=value logging to stderr.
+ * A disabled level costs one integer compare: call sites use the CG_LOG macro. Safe from any thread. */
+#ifndef CG_LOG_H
+#define CG_LOG_H
+
+#include <stdatomic.h>
+
+enum cg_log_level { CG_LOG_ERROR = 0, CG_LOG_WARN = 1, CG_LOG_INFO = 2, CG_LOG_DEBUG = 3 };
+
+extern _Atomic int cg_log_threshold;
+
+/* Parses "error", "warn", "info", "debug". Returns 0 on success, -1 for an unknown name. */
+int cg_log_level_parse(const char *name, enum cg_log_level *out);
+const char *cg_log_level_name(enum cg_log_level level);
+void cg_log_set_level(enum cg_log_level level);
+
+/* Writes "level=L mod=M " followed by the formatted text and a newline, as one write(2). */
+void cg_log_write(enum cg_log_level level, const char *mod, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Like cg_log_write, but for high-volume lines (the access log): appended to a buffer that a flusher thread
+ * writes out every 50 ms (and when full). Unbuffered until cg_log_start_buffering(). */
+void cg_log_buffered(enum cg_log_level level, const char *mod, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Starts the flusher thread (main, at start-up). Returns 0, or -1 (lines then go out unbuffered). */
+int cg_log_start_buffering(void);
+/* Stops the flusher and writes out what is left (main, at exit). */
+void cg_log_stop_buffering(void);
+
+#define CG_LOG(level, mod, ...)                                                                              \
+    do {                                                                                                     \
+        if ((int)(level) <= atomic_load_explicit(&cg_log_threshold, memory_order_relaxed)) {                 \
+            cg_log_write((level), (mod), __VA_ARGS__);                                                       \
+        }                                                                                                    \
+    } while (0)
+
+#define cg_log_enabled(level) ((int)(level) <= atomic_load_explicit(&cg_log_threshold, memory_order_relaxed))
+
+#endif
