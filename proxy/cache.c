@@ -337,7 +337,9 @@ static struct co_optset *copy_kept(uint8_t *mem, const struct co_optset *src)
         }
         dst->opt[dst->count++] =
             (struct co_opt){.number = o->number, .len = o->len, .off = (uint16_t)dst->used};
-        memcpy(dst->buf + dst->used, co_opt_value(src, o), o->len);
+        if (o->len > 0) {
+            memcpy(dst->buf + dst->used, co_opt_value(src, o), o->len);
+        }
         dst->used += o->len;
     }
     dst->bufcap = dst->used;

@@ -1184,6 +1184,27 @@ void px_client_unobserve(struct px_client *c, size_t upstream, uint64_t id)
     }
 }
 
+static void transport_submit(void *impl, struct px_exchange *x)
+{
+    px_client_submit(impl, x);
+}
+
+static uint64_t transport_observe(void *impl, struct px_exchange *x)
+{
+    return px_client_observe(impl, x);
+}
+
+static void transport_unobserve(void *impl, size_t upstream, uint64_t id)
+{
+    px_client_unobserve(impl, upstream, id);
+}
+
+struct px_transport px_client_transport(struct px_client *c)
+{
+    return (struct px_transport){
+        .impl = c, .submit = transport_submit, .observe = transport_observe, .unobserve = transport_unobserve};
+}
+
 /* Queues x for its worker; false (and nothing queued) when the workers are stopping. */
 static bool enqueue(struct px_client *c, struct px_exchange *x)
 {

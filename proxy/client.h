@@ -8,46 +8,9 @@
 #include <stdint.h>
 
 #include "config/cfg.h"
-#include "proxy/translate.h"
+#include "proxy/exchange.h"
 
 struct px_client;
-struct px_exchange;
-
-typedef void (*px_done_fn)(struct px_exchange *x, void *arg);
-
-/* One CoAP request/response. Owned by the submitter; it must stay alive (and the request fields unchanged)
- * until done() has been called. */
-struct px_exchange {
-    /* Request, filled by the submitter. */
-    size_t upstream;             /* index into cfg->upstreams */
-    uint8_t code;                /* CoAP method */
-    const struct co_optset *req; /* options in any order (sent sorted by number, stable); borrowed */
-    const uint8_t *payload;      /* borrowed; copied by the worker before sending */
-    size_t payload_len;
-    px_done_fn done;   /* called once, on a worker thread; may free the exchange */
-    px_done_fn notify; /* observations only: each notification (resp_* valid during the call) */
-    void *arg;
-
-    /* Result, valid inside and after done(). */
-    enum px_status status; /* PX_OK (a CoAP response arrived), PX_ERR_TIMEOUT, PX_ERR_BAD_GATEWAY,
-                              PX_ERR_UNAVAILABLE (queue full, shutting down), PX_ERR_INTERNAL */
-    const char *detail;    /* static text saying why, for errors */
-    uint8_t resp_code;
-    struct co_optset resp; /* all response options except Block1/Block2; the submitter initialises it
-                              (co_optset_init) before the first submission and finis it when done */
-    uint8_t *resp_payload; /* malloc'd, owned by the exchange: free() it; NULL when empty */
-    size_t resp_len;
-
-    /* Private to the client. */
-    struct {
-        struct px_exchange *next;
-        uint64_t deadline_ms;
-        uint8_t token[8];
-        size_t token_len;
-        uint64_t obs_id;
-        uint8_t block1_szx; /* 0, or SZX + 1 after a 4.13 asked for smaller blocks */
-    } priv;
-};
 
 /* Starts the workers for cfg (borrowed: it must outlive the client). Upstream host names are resolved here.
  * coap_startup() must have been called.
@@ -77,6 +40,9 @@ void px_client_stop(struct px_client *client);
 /* Stops (as px_client_stop) and frees. Completes every queued and in-flight exchange (PX_ERR_UNAVAILABLE),
  * stops and joins the workers, frees everything. px_client_destroy(NULL) does nothing. Thread: main. */
 void px_client_destroy(struct px_client *client);
+
+/* The client as a px_transport, for the pipeline and the observation registry. */
+struct px_transport px_client_transport(struct px_client *client);
 
 enum px_health { PX_HEALTH_UNKNOWN = 0, PX_HEALTH_UP = 1, PX_HEALTH_DOWN = 2 };
 

@@ -27,7 +27,9 @@ struct px_observe_obs {
 };
 
 struct px_observe {
-    struct px_client *client;
+    struct px_transport transport;
+    cg_clock_fn clock;
+    void *clock_arg;
     unsigned max_per_resource, max_total;
     pthread_mutex_t mu;
     struct px_observe_obs *table;
@@ -73,7 +75,7 @@ static struct px_notification *notification_from(const struct px_exchange *x)
     if ((o = co_optset_find(&x->resp, CO_OPT_MAX_AGE, 0)) != NULL) {
         n->max_age = (long)co_opt_uint(co_opt_value(&x->resp, o), o->len);
     }
-    if ((o = co_optset_find(&x->resp, CO_OPT_ETAG, 0)) != NULL && o->len <= sizeof(n->etag)) {
+    if ((o = co_optset_find(&x->resp, CO_OPT_ETAG, 0)) != NULL && o->len >= 1 && o->len <= sizeof(n->etag)) {
         memcpy(n->etag, co_opt_value(&x->resp, o), o->len);
         n->etag_len = (uint8_t)o->len;
     }
@@ -283,7 +285,7 @@ enum px_status px_observe_subscribe(struct px_observe *reg, size_t upstream, con
             st = PX_ERR_INTERNAL;
             goto out_unlock;
         }
-        obs->id = px_client_observe(reg->client, &obs->x);
+        obs->id = reg->transport.observe(reg->transport.impl, &obs->x);
         if (obs->id == 0) {
             obs_free(obs);
             *detail = "the gateway is shutting down";
@@ -335,7 +337,7 @@ void px_observe_unsubscribe(struct px_observe *reg, struct px_subscriber *s)
         } else if (obs->in_table) {
             /* The worker ends it (on_done frees it: no subscriber is left to read). */
             table_remove(reg, obs);
-            px_client_unobserve(reg->client, obs->x.upstream, obs->id);
+            reg->transport.unobserve(reg->transport.impl, obs->x.upstream, obs->id);
         }
     }
     pthread_mutex_unlock(&reg->mu);
@@ -395,7 +397,7 @@ static void *ticker_main(void *arg)
         clock_gettime(CLOCK_MONOTONIC, &until);
         until.tv_sec += 1;
         pthread_cond_timedwait(&reg->stop_cv, &reg->mu, &until);
-        uint64_t now = cg_now_ms();
+        uint64_t now = reg->clock(reg->clock_arg);
         for (struct px_observe_obs *obs = reg->table; obs != NULL; obs = obs->next) {
             for (struct px_subscriber *s = obs->subs; s != NULL; s = s->next) {
                 if (s->wake_at_ms != 0 && s->wake_at_ms <= now) {
@@ -408,7 +410,8 @@ static void *ticker_main(void *arg)
     return NULL;
 }
 
-struct px_observe *px_observe_create(struct px_client *client, unsigned max_per_resource, unsigned max_total)
+struct px_observe *px_observe_create(struct px_transport transport, cg_clock_fn clock, void *clock_arg,
+                                     unsigned max_per_resource, unsigned max_total)
 {
     struct px_observe *reg = calloc(1, sizeof(*reg));
     pthread_condattr_t ca;
@@ -416,7 +419,9 @@ struct px_observe *px_observe_create(struct px_client *client, unsigned max_per_
     if (reg == NULL) {
         return NULL;
     }
-    reg->client = client;
+    reg->transport = transport;
+    reg->clock = clock;
+    reg->clock_arg = clock_arg;
     reg->max_per_resource = max_per_resource;
     reg->max_total = max_total;
     pthread_mutex_init(&reg->mu, NULL);

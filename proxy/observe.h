@@ -9,7 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "proxy/client.h"
+#include "base/clock.h"
+#include "proxy/exchange.h"
 #include "proxy/translate.h"
 
 #define PX_SUB_QUEUE 32 /* notifications a subscriber may have unread before it is dropped as too slow */
@@ -53,7 +54,8 @@ struct px_observe;
 
 /* limits: subscribers per resource and in total. The registry runs one ticker thread (1 s) that wakes
  * subscribers whose wake_at_ms has passed. NULL on failure. */
-struct px_observe *px_observe_create(struct px_client *client, unsigned max_per_resource, unsigned max_total);
+struct px_observe *px_observe_create(struct px_transport transport, cg_clock_fn clock, void *clock_arg,
+                                     unsigned max_per_resource, unsigned max_total);
 /* Every subscriber must have unsubscribed. NULL ok. */
 void px_observe_destroy(struct px_observe *reg);
 

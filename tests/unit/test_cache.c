@@ -75,15 +75,23 @@ static bool key_eq(const struct key *a, const struct key *b)
     return a->len == b->len && memcmp(a->bytes, b->bytes, a->len) == 0;
 }
 
+/* The option sets path_key() and store() reuse, one per thread: threads free theirs before they end. */
+static _Thread_local struct co_optset path_key_set, store_set;
+
+static void thread_sets_fini(void)
+{
+    co_optset_fini(&path_key_set);
+    co_optset_fini(&store_set);
+}
+
 /* Key for GET path (no query) on upstream 0, optionally with an Accept. */
 static void path_key(struct key *k, const char *path, int accept)
 {
-    static _Thread_local struct co_optset set; /* reused per thread, never leaked */
-    request_opts(&set, path, NULL);
+    request_opts(&path_key_set, path, NULL);
     if (accept >= 0) {
-        set_add_uint(&set, CO_OPT_ACCEPT, (uint32_t)accept);
+        set_add_uint(&path_key_set, CO_OPT_ACCEPT, (uint32_t)accept);
     }
-    make_key(k, 0, CO_GET, &set, NULL);
+    make_key(k, 0, CO_GET, &path_key_set, NULL);
 }
 
 static void response_opts(struct co_optset *set, int max_age, const char *etag)
@@ -102,9 +110,8 @@ static void response_opts(struct co_optset *set, int max_age, const char *etag)
 static struct px_cache_entry *store(struct px_cache *c, const struct key *k, int max_age, const char *payload,
                                     uint64_t now)
 {
-    static _Thread_local struct co_optset resp; /* reused per thread, never leaked */
-    response_opts(&resp, max_age, NULL);
-    return px_cache_store(c, k->bytes, k->len, k->resource_len, CO_CODE(2, 5), &resp,
+    response_opts(&store_set, max_age, NULL);
+    return px_cache_store(c, k->bytes, k->len, k->resource_len, CO_CODE(2, 5), &store_set,
                           (const uint8_t *)payload, strlen(payload), now);
 }
 
@@ -142,7 +149,7 @@ static struct px_cache_stats stats_of(struct px_cache *c)
 
 START_TEST(test_same_options_give_the_same_key)
 {
-    struct co_optset a, b;
+    static struct co_optset a, b; /* reused, never leaked */
     struct key ka, kb;
     request_opts(&a, "sensors/temp", "unit=c");
     request_opts(&b, "sensors/temp", "unit=c");
@@ -154,11 +161,11 @@ END_TEST
 
 START_TEST(test_insertion_order_of_different_options_does_not_change_the_key)
 {
-    struct co_optset a, b;
+    static struct co_optset a, b; /* reused, never leaked */
     struct key ka, kb;
     request_opts(&a, "t", "q=1");
     set_add_uint(&a, CO_OPT_ACCEPT, 50);
-    memset(&b, 0, sizeof(b));
+    co_optset_clear(&b);
     set_add_uint(&b, CO_OPT_ACCEPT, 50);
     set_add_str(&b, CO_OPT_URI_QUERY, "q=1");
     set_add_str(&b, CO_OPT_URI_PATH, "t");
@@ -238,7 +245,7 @@ END_TEST
 
 START_TEST(test_fetch_content_format_changes_the_key)
 {
-    struct co_optset json, cbor;
+    static struct co_optset json, cbor; /* reused, never leaked */
     struct key a, b;
     request_opts(&json, "query", NULL);
     request_opts(&cbor, "query", NULL);
@@ -979,6 +986,7 @@ static void *table_worker(void *arg)
             const uint8_t *payload = px_cache_entry_payload(e, &len);
             if (len != strlen(path) || memcmp(payload, path, len) != 0) {
                 px_cache_entry_release(e);
+                thread_sets_fini();
                 return (void *)1; /* an entry's payload must match its key */
             }
         }
@@ -987,6 +995,7 @@ static void *table_worker(void *arg)
             px_cache_invalidate(ctx->cache, k.bytes, k.resource_len);
         }
     }
+    thread_sets_fini();
     return NULL;
 }
 

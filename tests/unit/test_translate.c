@@ -22,7 +22,10 @@ static const char *allow;
 
 static void reset(void)
 {
+    struct co_optset opts = req.opts; /* kept for reuse: the static set is never leaked */
     memset(&req, 0, sizeof(req));
+    req.opts = opts;
+    co_optset_clear(&req.opts);
     co_optset_clear(&ropts);
     memset(&resp, 0, sizeof(resp));
     detail = NULL;

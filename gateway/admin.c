@@ -1,0 +1,133 @@
+/* gateway/admin: the gateway's own endpoints. /healthz (alive), /readyz (serving, upstreams reachable),
+ * /metrics (Prometheus text). Never routed, never sent to a device. */
+#include <microhttpd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "gateway/http_priv.h"
+
+struct text {
+    char buf[4096];
+    size_t len;
+};
+
+static void text_add(struct text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void text_add(struct text *t, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(t->buf + t->len, sizeof(t->buf) - t->len, fmt, ap);
+    va_end(ap);
+    if (n > 0 && (size_t)n < sizeof(t->buf) - t->len) {
+        t->len += (size_t)n;
+    }
+}
+
+static enum MHD_Result reply_text(struct request *r, int status, const char *content_type,
+                                  const struct text *t)
+{
+    struct MHD_Response *resp = MHD_create_response_from_buffer(t->len, (void *)t->buf, MHD_RESPMEM_MUST_COPY);
+    if (resp != NULL) {
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    }
+    return gw_queue(r, resp, status);
+}
+
+/* One metric family without labels: HELP and TYPE once, then the sample. */
+static void metric(struct text *t, const char *name, const char *type, const char *help, uint64_t value)
+{
+    text_add(t, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type, name,
+             (unsigned long long)value);
+}
+
+static void cache_metrics(struct text *t, struct px_cache *cache)
+{
+    struct px_cache_stats st;
+    px_cache_stats(cache, &st);
+    metric(t, "coapgw_cache_hits_total", "counter", "Fresh cache hits.", st.hits);
+    metric(t, "coapgw_cache_misses_total", "counter", "Lookups that found no fresh entry.", st.misses);
+    metric(t, "coapgw_cache_revalidated_total", "counter", "Stale entries refreshed by 2.03 Valid.",
+           st.revalidated);
+    metric(t, "coapgw_cache_stores_total", "counter", "Responses stored.", st.stores);
+    metric(t, "coapgw_cache_evictions_total", "counter", "Entries evicted by the bounds.", st.evictions);
+    metric(t, "coapgw_cache_invalidations_total", "counter", "Entries dropped after unsafe methods.",
+           st.invalidations);
+    metric(t, "coapgw_cache_entries", "gauge", "Entries stored.", st.entries);
+    metric(t, "coapgw_cache_bytes", "gauge", "Bytes accounted to stored entries.", st.bytes);
+}
+
+/* Prometheus text exposition (version 0.0.4) of the gateway's counters. */
+static enum MHD_Result reply_metrics(struct request *r)
+{
+    struct gw_http *http = r->http;
+    struct text t = {.len = 0};
+
+    metric(&t, "coapgw_http_requests_active", "gauge", "HTTP requests in progress.",
+           (uint64_t)atomic_load(&http->active));
+    text_add(&t, "# HELP coapgw_http_responses_total HTTP responses sent, by status class.\n"
+                 "# TYPE coapgw_http_responses_total counter\n");
+    for (int c = 1; c <= 5; c++) {
+        text_add(&t, "coapgw_http_responses_total{class=\"%dxx\"} %llu\n", c,
+                 (unsigned long long)atomic_load(&http->answered[c]));
+    }
+    if (http->cache != NULL) {
+        cache_metrics(&t, http->cache);
+    }
+    return reply_text(r, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", &t);
+}
+
+/* /readyz: 200 while serving and every upstream answered its last exchange or ping; otherwise 503. The body
+ * lists each upstream ("NAME up|down|unknown"). */
+static enum MHD_Result reply_ready(struct request *r)
+{
+    static const char *const names[] = {"unknown", "up", "down"};
+    const struct cfg *cfg = r->http->cfg;
+    struct text t = {.len = 0};
+    bool ready = !px_forward_draining(r->http->fwd);
+
+    text_add(&t, "%s\n", ready ? "serving" : "draining");
+    for (size_t i = 0; i < cfg->upstreams_len; i++) {
+        enum px_health h = px_client_upstream_health(r->http->client, i);
+        ready = ready && h == PX_HEALTH_UP;
+        text_add(&t, "%s %s\n", cfg->upstreams[i].name, names[h]);
+    }
+    return reply_text(r, ready ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, "text/plain; charset=utf-8", &t);
+}
+
+static enum MHD_Result reply_health(struct request *r)
+{
+    struct MHD_Response *resp = MHD_create_response_from_buffer(3, (void *)"ok\n", MHD_RESPMEM_PERSISTENT);
+    if (resp != NULL) {
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain; charset=utf-8");
+    }
+    return gw_queue(r, resp, MHD_HTTP_OK);
+}
+
+static enum MHD_Result reply_not_allowed(struct request *r)
+{
+    struct MHD_Response *resp = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+    if (resp != NULL) {
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
+    }
+    return gw_queue(r, resp, MHD_HTTP_METHOD_NOT_ALLOWED);
+}
+
+enum MHD_Result gw_admin_reply(struct request *r)
+{
+    if (strcmp(r->method, "GET") != 0 && strcmp(r->method, "HEAD") != 0) {
+        return reply_not_allowed(r);
+    }
+    switch (r->admin) {
+    case CFG_ADMIN_METRICS:
+        return reply_metrics(r);
+    case CFG_ADMIN_READYZ:
+        return reply_ready(r);
+    case CFG_ADMIN_HEALTHZ:
+    case CFG_ADMIN_NONE:
+        break;
+    }
+    return reply_health(r);
+}

@@ -1,0 +1,226 @@
+/* gateway/render: a pipeline answer as a libmicrohttpd response. Fresh cache hits reuse one prebuilt
+ * response per entry and second of age, so a hit costs a lookup and a queue. Never blocks. */
+#include <microhttpd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gateway/http_priv.h"
+
+#define PROBLEM_MAX 1024
+
+enum MHD_Result gw_queue(struct request *r, struct MHD_Response *resp, int status)
+{
+    if (resp == NULL) {
+        return MHD_NO;
+    }
+    if (px_forward_draining(r->http->fwd)) {
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    }
+    r->status = status;
+    r->state = GW_ANSWERED;
+    enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned)status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+static void add_header_if(struct MHD_Response *resp, const char *name, const char *value)
+{
+    if (value[0] != '\0') {
+        MHD_add_response_header(resp, name, value);
+    }
+}
+
+/* Adds "name: <prefix><v>" when v >= 0. */
+static void add_number_header(struct MHD_Response *resp, const char *name, const char *prefix, long v)
+{
+    char buf[48];
+    if (v >= 0) {
+        snprintf(buf, sizeof(buf), "%s%ld", prefix, v);
+        MHD_add_response_header(resp, name, buf);
+    }
+}
+
+static void add_xcache(struct MHD_Response *resp, const struct px_answer *a)
+{
+    const char *name = px_xcache_name(a->xcache);
+    if (name != NULL) {
+        MHD_add_response_header(resp, "X-Cache", name);
+    }
+}
+
+static struct MHD_Response *problem_response(const struct px_answer *a)
+{
+    char body[PROBLEM_MAX];
+    size_t len = px_problem_json(body, sizeof(body), a->problem, a->detail);
+    struct MHD_Response *resp = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_COPY);
+
+    if (resp == NULL) {
+        return NULL;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/problem+json");
+    add_header_if(resp, MHD_HTTP_HEADER_ALLOW, a->allow);
+    add_number_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "", a->retry_after);
+    if (a->close) {
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    }
+    return resp;
+}
+
+static void release_entry(void *cls)
+{
+    px_cache_entry_release(cls);
+}
+
+/* The body: a cache entry's payload is lent (the entry reference moves to MHD, released when it is done
+ * with the buffer), an owned buffer moves into MHD, anything else is copied. */
+static struct MHD_Response *body_response(struct px_answer *a)
+{
+    struct MHD_Response *resp;
+
+    if (a->body == NULL || a->body_len == 0) {
+        return MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+    }
+    if (a->entry != NULL) {
+        resp = MHD_create_response_from_buffer_with_free_callback_cls(a->body_len, (void *)a->body,
+                                                                      release_entry, a->entry);
+        if (resp != NULL) {
+            a->entry = NULL;
+        }
+        return resp;
+    }
+    if (a->owned != NULL && a->owned == a->body) {
+        resp = MHD_create_response_from_buffer(a->body_len, a->owned, MHD_RESPMEM_MUST_FREE);
+        if (resp != NULL) {
+            a->owned = NULL;
+        }
+        return resp;
+    }
+    return MHD_create_response_from_buffer(a->body_len, (void *)a->body, MHD_RESPMEM_MUST_COPY);
+}
+
+/* A mapped device answer. A 304 keeps the body it replaces: libmicrohttpd 0.9.75 never sends a 304's body
+ * but derives Content-Length from it, and RFC 9110 §8.6 allows only the length the 200 would have had. */
+static struct MHD_Response *coap_response(struct px_answer *a)
+{
+    const struct px_http_response *h = &a->http;
+    struct MHD_Response *resp = h->send_body || a->status == MHD_HTTP_NOT_MODIFIED
+                                    ? body_response(a)
+                                    : MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+    if (resp == NULL) {
+        return NULL;
+    }
+    add_header_if(resp, MHD_HTTP_HEADER_CONTENT_TYPE, h->send_body ? h->content_type : "");
+    add_header_if(resp, MHD_HTTP_HEADER_ETAG, h->etag);
+    add_header_if(resp, MHD_HTTP_HEADER_LOCATION, h->location);
+    add_header_if(resp, MHD_HTTP_HEADER_ALLOW, h->allow);
+    add_number_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "max-age=", h->max_age);
+    add_number_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "", h->retry_after);
+    add_number_header(resp, MHD_HTTP_HEADER_AGE, "", a->age);
+    return resp;
+}
+
+static struct MHD_Response *stream_response(struct request *r, const struct px_answer *a)
+{
+    struct MHD_Response *resp = gw_sse_response(r);
+    if (resp != NULL && a->no_store) {
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    }
+    return resp;
+}
+
+static struct MHD_Response *build(struct request *r, struct px_answer *a)
+{
+    switch (a->kind) {
+    case PX_ANSWER_PROBLEM:
+        return problem_response(a);
+    case PX_ANSWER_COAP:
+        return px_answer_map(a) ? coap_response(a) : problem_response(a);
+    case PX_ANSWER_EMPTY:
+        return MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+    case PX_ANSWER_STREAM:
+        return stream_response(r, a);
+    }
+    return NULL;
+}
+
+/* ---- fresh hits: one prebuilt response per entry and second ---- */
+
+/* A cache entry's ready-made HIT response. Its headers (Age, max-age) hold for one second of the entry's
+ * age; within it every hit queues the same MHD response instead of building one. */
+struct prebuilt {
+    struct MHD_Response *resp;
+    const struct cfg_route *route; /* Location depends on the route's prefix */
+    long age;
+    uint32_t remaining;
+    int status;
+};
+
+void gw_prebuilt_free(void *user)
+{
+    struct prebuilt *pb = user;
+    MHD_destroy_response(pb->resp);
+    free(pb);
+}
+
+static bool prebuilt_matches(const struct prebuilt *pb, const struct px_answer *a)
+{
+    return pb != NULL && pb->route == a->route && pb->age == a->age && pb->remaining == a->remaining;
+}
+
+static enum MHD_Result render_hit(struct request *r, struct px_answer *a)
+{
+    struct px_cache_entry *e = a->entry;
+    bool linked;
+
+    struct prebuilt *pb = px_cache_entry_user_lock(e, &linked);
+    if (!prebuilt_matches(pb, a)) {
+        /* The body is lent by the entry, referenced for the response's life by release_entry. */
+        px_cache_entry_ref(e);
+        struct MHD_Response *resp = build(r, a);
+        if (resp != NULL) {
+            add_xcache(resp, a);
+        }
+        if (a->entry == e) {
+            px_cache_entry_release(e); /* not taken by the response */
+        }
+        a->entry = e;
+        struct prebuilt *fresh = linked && resp != NULL ? malloc(sizeof(*fresh)) : NULL;
+        if (fresh == NULL) {
+            px_cache_entry_user_unlock(e, pb);
+            enum MHD_Result ret = resp != NULL ? MHD_queue_response(r->conn, (unsigned)a->status, resp) : MHD_NO;
+            r->status = a->status;
+            r->state = GW_ANSWERED;
+            MHD_destroy_response(resp);
+            return ret;
+        }
+        if (pb != NULL) {
+            gw_prebuilt_free(pb);
+        }
+        *fresh = (struct prebuilt){
+            .resp = resp, .route = a->route, .age = a->age, .remaining = a->remaining, .status = a->status};
+        pb = fresh;
+    }
+    r->status = pb->status;
+    r->state = GW_ANSWERED;
+    enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned)pb->status, pb->resp);
+    px_cache_entry_user_unlock(e, pb);
+    return ret;
+}
+
+enum MHD_Result gw_render(struct request *r, struct px_answer *a)
+{
+    enum MHD_Result ret;
+
+    if (a->prebuildable && a->entry != NULL) {
+        ret = render_hit(r, a);
+    } else {
+        struct MHD_Response *resp = build(r, a);
+        if (resp != NULL) {
+            add_xcache(resp, a);
+        }
+        ret = gw_queue(r, resp, a->status);
+    }
+    px_answer_release(a);
+    return ret;
+}

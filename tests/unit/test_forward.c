@@ -1,0 +1,707 @@
+/* Unit tests for proxy/forward, the request pipeline, with a fake transport (exchanges are recorded and
+ * completed by the test, acting as the CoAP worker) and a fake clock. The real cache and observation
+ * registry are used: they are pure data structures. */
+#include <check.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proxy/forward.h"
+
+#define T0 1000000u
+#define MAX_X 64
+
+static const char config_json[] =
+    "{\"upstreams\": {\"dev\": {\"uri\": \"coap://127.0.0.1:5683/base\"}},"
+    " \"routes\": [{\"prefix\": \"/api/\", \"upstream\": \"dev\"},"
+    "              {\"prefix\": \"/ro/\", \"upstream\": \"dev\", \"methods\": [\"GET\"]},"
+    "              {\"prefix\": \"/raw/\", \"upstream\": \"dev\", \"cache\": false}],"
+    " \"limits\": {\"max_body_bytes\": 16, \"longpoll_timeout_s\": 30}}";
+
+/* ---- fixture: config, fake clock, fake transport, cache, pipeline ---- */
+
+static struct cfg *cfg;
+static struct px_cache *cache;
+static struct px_forward *fwd;
+static _Atomic uint64_t fake_now;
+
+static struct {
+    struct px_exchange *sent[MAX_X]; /* submitted, in order */
+    unsigned nsent;
+    struct px_exchange *observed[MAX_X];
+    unsigned nobserved;
+    uint64_t unobserved[MAX_X];
+    unsigned nunobserved;
+} fake;
+
+static uint64_t fake_clock(void *arg)
+{
+    (void)arg;
+    return atomic_load(&fake_now);
+}
+
+static void fake_submit(void *impl, struct px_exchange *x)
+{
+    (void)impl;
+    ck_assert_uint_lt(fake.nsent, MAX_X);
+    fake.sent[fake.nsent++] = x;
+}
+
+static uint64_t fake_observe(void *impl, struct px_exchange *x)
+{
+    (void)impl;
+    ck_assert_uint_lt(fake.nobserved, MAX_X);
+    fake.observed[fake.nobserved++] = x;
+    return fake.nobserved; /* ids 1, 2, ... */
+}
+
+/* Called under the registry's lock: only recorded; teardown (or the test) ends the observation. */
+static void fake_unobserve(void *impl, size_t upstream, uint64_t id)
+{
+    (void)impl;
+    (void)upstream;
+    fake.unobserved[fake.nunobserved++] = id;
+}
+
+static void setup(void)
+{
+    struct cfg_error err;
+    ck_assert_int_eq(cfg_parse(config_json, sizeof(config_json) - 1, "test.json", &cfg, &err), CFG_OK);
+    memset(&fake, 0, sizeof(fake));
+    atomic_store(&fake_now, T0);
+    cache = px_cache_create(100, 1 << 20);
+    struct px_transport t = {
+        .impl = NULL, .submit = fake_submit, .observe = fake_observe, .unobserve = fake_unobserve};
+    fwd = px_forward_create(cfg, t, cache, fake_clock, NULL);
+    ck_assert_ptr_nonnull(fwd);
+}
+
+static void teardown(void)
+{
+    for (unsigned i = 0; i < fake.nobserved; i++) {
+        struct px_exchange *x = fake.observed[i];
+        if (x != NULL) {
+            free(x->resp_payload); /* as the client does when an observation ends */
+            x->resp_payload = NULL;
+            x->status = PX_OK;
+            x->done(x, x->arg);
+        }
+    }
+    px_forward_destroy(fwd);
+    px_cache_destroy(cache);
+    cfg_free(cfg);
+}
+
+/* ---- the front end's side ---- */
+
+struct conn {
+    atomic_int suspended, resumed;
+};
+
+static void on_suspend(void *p)
+{
+    atomic_fetch_add(&((struct conn *)p)->suspended, 1);
+}
+
+static void on_resume(void *p)
+{
+    atomic_fetch_add(&((struct conn *)p)->resumed, 1);
+}
+
+static const struct px_headers no_headers = {NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+
+/* A request through begin and run (no body). */
+static struct px_req *request(struct conn *c, const char *method, const char *path, const char *query,
+                              const struct px_headers *h, enum px_step *step, struct px_answer *a)
+{
+    struct px_front front = {.suspend = on_suspend, .resume = on_resume, .conn = c};
+    struct px_req *req = px_req_new(fwd, &front);
+    ck_assert_ptr_nonnull(req);
+    px_req_begin(req, method, path, query, h != NULL ? h : &no_headers);
+    *step = px_req_run(req, a);
+    return req;
+}
+
+/* The fake worker completes x with a CoAP answer. opts is copied in; payload is malloc'd as the client's. */
+static void complete(struct px_exchange *x, uint8_t code, int max_age, const char *etag, const char *payload)
+{
+    x->status = PX_OK;
+    x->resp_code = code;
+    co_optset_clear(&x->resp);
+    co_optset_add_uint(&x->resp, CO_OPT_CONTENT_FORMAT, 0);
+    if (etag != NULL) {
+        co_optset_add(&x->resp, CO_OPT_ETAG, etag, strlen(etag));
+    }
+    if (max_age >= 0) {
+        co_optset_add_uint(&x->resp, CO_OPT_MAX_AGE, (uint32_t)max_age);
+    }
+    x->resp_len = payload != NULL ? strlen(payload) : 0;
+    x->resp_payload = x->resp_len > 0 ? (uint8_t *)strdup(payload) : NULL;
+    x->done(x, x->arg);
+}
+
+static void fail_with(struct px_exchange *x, enum px_status st, const char *detail)
+{
+    x->status = st;
+    x->detail = detail;
+    x->done(x, x->arg);
+}
+
+static bool has_option(const struct co_optset *set, uint16_t number, const char *value)
+{
+    for (const struct co_opt *o = co_optset_find(set, number, 0); o != NULL;
+         o = co_optset_find(set, number, (unsigned)(o - set->opt) + 1)) {
+        if (value == NULL || (o->len == strlen(value) && memcmp(co_opt_value(set, o), value, o->len) == 0)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static void body_is(const struct px_answer *a, const char *text)
+{
+    ck_assert_uint_eq(a->body_len, strlen(text));
+    ck_assert(memcmp(a->body, text, a->body_len) == 0);
+}
+
+/* A GET of /api/<path> answered by the device with 2.05, Max-Age 60, the given ETag and body. */
+static void warm(const char *path, const char *etag, const char *body)
+{
+    struct conn c = {0};
+    struct px_answer a;
+    enum px_step step;
+    struct px_req *req = request(&c, "GET", path, NULL, NULL, &step, &a);
+    ck_assert_int_eq(step, PX_STEP_WAIT);
+    complete(fake.sent[fake.nsent - 1], CO_CODE(2, 5), 60, etag, body);
+    ck_assert_int_eq(px_req_resume(req, &a), PX_STEP_ANSWER);
+    px_answer_release(&a);
+    px_req_free(req);
+}
+
+/* ---- refusals ---- */
+
+START_TEST(test_a_path_without_route_is_a_404_problem_and_the_device_sees_nothing)
+{
+    struct conn c = {0};
+    struct px_answer a;
+    enum px_step step;
+    struct px_req *req = request(&c, "GET", "/nope", NULL, NULL, &step, &a);
+    ck_assert_int_eq(step, PX_STEP_ANSWER);
+    ck_assert_int_eq(a.kind, PX_ANSWER_PROBLEM);
+    ck_assert_int_eq(a.status, 404);
+    ck_assert_int_eq(a.problem, PX_ERR_NO_ROUTE);
+    ck_assert_int_eq(a.xcache, PX_XC_NONE);
+    ck_assert_uint_eq(fake.nsent, 0);
+    ck_assert_int_eq(c.suspended, 0);
+    px_answer_release(&a);
+    px_req_free(req);
+}
+END_TEST
+
+START_TEST(test_a_method_the_route_does_not_allow_is_405_with_allow)
+{
+    struct conn c = {0};
+    struct px_answer a;
+    enum px_step step;
+    struct px_req *req = request(&c, "PUT", "/ro/x", NULL, NULL, &step, &a);
+    ck_assert_int_eq(a.status, 405);
+    ck_assert_str_eq(a.allow, "GET, HEAD");
+    ck_assert_uint_eq(fake.nsent, 0);
+    px_answer_release(&a);
+    px_req_free(req);
+}
+END_TEST
+
+START_TEST(test_a_method_without_coap_equivalent_is_501)
+{
+    struct conn c = {0};
+    struct px_answer a;
+    enum px_step step;
+    struct px_req *req = request(&c, "OPTIONS", "/api/x", NULL, NULL, &step, &a);
+    ck_assert_int_eq(a.status, 501);
+    ck_assert_uint_eq(fake.nsent, 0);
+    px_answer_release(&a);
+    px_req_free(req);
+}
+END_TEST
+
+START_TEST(test_a_declared_oversized_body_is_413_before_it_is_read_and_closes)
+{
+    struct conn c = {0};
+    struct px_front front = {.suspend = on_suspend, .resume = on_resume, .conn = &c};
+    struct px_headers h = no_headers;
+    struct px_answer a;
+    h.content_length = "17";
+    struct px_req *req = px_req_new(fwd, &front);
+    ck_assert_int_eq(px_req_begin(req, "PUT", "/api/x", NULL, &h), PX_BEGIN_ANSWER_NOW);
+    ck_assert_int_eq(px_req_run(req, &a), PX_STEP_ANSWER);
+    ck_assert_int_eq(a.status, 413);
+    ck_assert(a.close);
+    ck_assert_uint_eq(fake.nsent, 0);
+    px_answer_release(&a);
+    px_req_free(req);
+}
+END_TEST
+
+START_TEST(test_a_body_growing_past_the_limit_is_413)
+{
+    struct conn c = {0};
+    struct px_front front = {.suspend = on_suspend, .resume = on_resume, .conn = &c};
+    struct px_answer a;
+    struct px_req *req = px_req_new(fwd, &front);
+    ck_assert_int_eq(px_req_begin(req, "PUT", "/api/x", NULL, &no_headers), PX_BEGIN_READ_BODY);
+    px_req_body(req, "0123456789", 10);
+    px_req_body(req, "0123456789", 10);
+    ck_assert_int_eq(px_req_run(req, &a), PX_STEP_ANSWER);
+    ck_assert_int_eq(a.status, 413);
+    ck_assert_uint_eq(fake.nsent, 0);
+    px_answer_release(&a);
+    px_req_free(req);
+}
+END_TEST
+
+START_TEST(test_a_draining_pipeline_answers_503_with_retry_after)
+{
+    struct conn c = {0};
+    struct px_answer a;
+    enum px_step step;
+    px_forward_quiesce(fwd);
+    struct px_req *req = request(&c, "GET", "/api/x", NULL, NULL, &step, &a);
+    ck_assert_int_eq(a.status, 503);
+    ck_assert_int_eq(a.retry_after, 1);
+    ck_assert_uint_eq(fake.nsent, 0);
+    px_answer_release(&a);
+    px_req_free(req);
+}
+END_TEST
+
+START_TEST(test_an_unsupported_content_type_is_415_before_the_device_is_asked)
+{
+    struct conn c = {0};
+    struct px_headers h = no_headers;
+    struct px_answer a;
+    enum px_step step;
+    h.content_type = "text/x-unknown";
+    struct px_front front = {.suspend = on_suspend, .resume = on_resume, .conn = &c};
+    struct px_req *req = px_req_new(fwd, &front);
+    px_req_begin(req, "PUT", "/api/x", NULL, &h);
+    px_req_body(req, "a", 1);
+    step = px_req_run(req, &a);
+    ck_assert_int_eq(step, PX_STEP_ANSWER);
+    ck_assert_int_eq(a.status, 415);
+    ck_assert_uint_eq(fake.nsent, 0);
+    px_answer_release(&a);
+    px_req_free(req);
+}
+END_TEST
+
+/* ---- the device's answers ---- */
+
+START_TEST(test_a_miss_suspends_before_submitting_and_answers_after_resume)
+{
+    struct conn c = {0};
+    struct px_answer a;
+    enum px_step step;
+    struct px_req *req = request(&c, "GET", "/api/a/b", "x=1", NULL, &step, &a);
+    ck_assert_int_eq(step, PX_STEP_WAIT);
+    ck_assert_int_eq(c.suspended, 1);
+    ck_assert_uint_eq(fake.nsent, 1);
+    struct px_exchange *x = fake.sent[0];
+    ck_assert_uint_eq(x->code, CO_GET);
+    ck_assert(has_option(x->req, CO_OPT_URI_PATH, "base"));
+    ck_assert(has_option(x->req, CO_OPT_URI_PATH, "b"));
+    ck_assert(has_option(x->req, CO_OPT_URI_QUERY, "x=1"));
+    complete(x, CO_CODE(2, 5), 30, "\x01\x02", "hello");
+    ck_assert_int_eq(c.resumed, 1);
+    ck_assert_int_eq(px_req_resume(req, &a), PX_STEP_ANSWER);
+    ck_assert_int_eq(a.kind, PX_ANSWER_COAP);
+    ck_assert_int_eq(a.status, 200);
+    ck_assert_int_eq(a.xcache, PX_XC_MISS);
+    ck_assert_int_eq(a.http.max_age, 30);
+    ck_assert_str_eq(a.http.etag, "\"0102\"");
+    body_is(&a, "hello");
+    px_answer_release(&a);
+    px_req_free(req);
+}
+END_TEST
+
+START_TEST(test_an_upstream_timeout_becomes_a_504_problem)
+{
+    struct conn c = {0};
+    struct px_answer a;
+    enum px_step step;
+    struct px_req *req = request(&c, "GET", "/raw/x", NULL, NULL, &step, &a);
+    ck_assert_int_eq(step, PX_STEP_WAIT);
+    fail_with(fake.sent[0], PX_ERR_TIMEOUT, "the upstream did not answer within timeout_ms");
+    ck_assert_int_eq(px_req_resume(req, &a), PX_STEP_ANSWER);
+    ck_assert_int_eq(a.kind, PX_ANSWER_PROBLEM);
+    ck_assert_int_eq(a.status, 504);
+    ck_assert_str_eq(a.detail, "the upstream did not answer within timeout_ms");
+    ck_assert_int_eq(a.xcache, PX_XC_BYPASS);
+    px_answer_release(&a);
+    px_req_free(req);
+}
+END_TEST
+
+START_TEST(test_a_fresh_hit_is_answered_at_once_with_its_age)
+{
+    struct conn c = {0};
+    struct px_answer a;
+    enum px_step step;
+    warm("/api/t", "\x07", "22.5");
+    atomic_store(&fake_now, T0 + 2500);
+    struct px_req *req = request(&c, "GET", "/api/t", NULL, NULL, &step, &a);
+    ck_assert_int_eq(step, PX_STEP_ANSWER);
+    ck_assert_uint_eq(fake.nsent, 1); /* only the warming request */
+    ck_assert_int_eq(c.suspended, 0);
+    ck_assert_int_eq(a.xcache, PX_XC_HIT);
+    ck_assert(a.prebuildable);
+    ck_assert_int_eq(a.age, 2);
+    ck_assert(px_answer_map(&a));
+    ck_assert_int_eq(a.status, 200);
+    ck_assert_int_eq(a.http.max_age, 58);
+    body_is(&a, "22.5");
+    px_answer_release(&a);
+    px_req_free(req);
+}
+END_TEST
+
+START_TEST(test_n_identical_misses_make_one_submit_and_all_get_the_answer)
+{
+    enum { N = 8 };
+    struct conn c[N];
+    struct px_req *req[N];
+    struct px_answer a;
+    enum px_step step;
+    memset(c, 0, sizeof(c));
+    for (int i = 0; i < N; i++) {
+        req[i] = request(&c[i], "GET", "/api/same", NULL, NULL, &step, &a);
+        ck_assert_int_eq(step, PX_STEP_WAIT);
+    }
+    ck_assert_uint_eq(fake.nsent, 1);
+    complete(fake.sent[0], CO_CODE(2, 5), 60, NULL, "once");
+    for (int i = 0; i < N; i++) {
+        ck_assert_int_eq(c[i].resumed, 1);
+        ck_assert_int_eq(px_req_resume(req[i], &a), PX_STEP_ANSWER);
+        ck_assert_int_eq(a.status, 200);
+        body_is(&a, "once");
+        px_answer_release(&a);
+        px_req_free(req[i]);
+    }
+}
+END_TEST
+
+START_TEST(test_a_failed_flight_gives_every_waiter_the_error)
+{
+    struct conn c1 = {0}, c2 = {0};
+    struct px_answer a;
+    enum px_step step;
+    struct px_req *r1 = request(&c1, "GET", "/api/f", NULL, NULL, &step, &a);
+    struct px_req *r2 = request(&c2, "GET", "/api/f", NULL, NULL, &step, &a);
+    ck_assert_uint_eq(fake.nsent, 1);
+    fail_with(fake.sent[0], PX_ERR_BAD_GATEWAY, "the upstream is unreachable");
+    ck_assert_int_eq(px_req_resume(r1, &a), PX_STEP_ANSWER);
+    ck_assert_int_eq(a.status, 502);
+    px_answer_release(&a);
+    ck_assert_int_eq(px_req_resume(r2, &a), PX_STEP_ANSWER);
+    ck_assert_int_eq(a.status, 502);
+    px_answer_release(&a);
+    px_req_free(r1);
+    px_req_free(r2);
+}
+END_TEST
+
+START_TEST(test_a_stale_entry_is_revalidated_with_its_etag_and_2_03_refreshes_it)
+{
+    struct conn c = {0};
+    struct px_answer a;
+    enum px_step step;
+    warm("/api/r", "\xab", "old body");
+    atomic_store(&fake_now, T0 + 61000);
+    struct px_req *req = request(&c, "GET", "/api/r", NULL, NULL, &step, &a);
+    ck_assert_int_eq(step, PX_STEP_WAIT);
+    ck_assert_uint_eq(fake.nsent, 2);
+    ck_assert(has_option(fake.sent[1]->req, CO_OPT_ETAG, "\xab"));
+    complete(fake.sent[1], CO_CODE(2, 3), 60, "\xab", NULL);
+    ck_assert_int_eq(px_req_resume(req, &a), PX_STEP_ANSWER);
+    ck_assert_int_eq(a.xcache, PX_XC_REVALIDATED);
+    ck_assert_int_eq(a.status, 200);
+    body_is(&a, "old body");
+    px_answer_release(&a);
+    px_req_free(req);
+    /* Fresh again: the next GET is a hit. */
+    req = request(&c, "GET", "/api/r", NULL, NULL, &step, &a);
+    ck_assert_int_eq(step, PX_STEP_ANSWER);
+    ck_assert_int_eq(a.xcache, PX_XC_HIT);
+    ck_assert_uint_eq(fake.nsent, 2);
+    px_answer_release(&a);
+    px_req_free(req);
+}
+END_TEST
+
+START_TEST(test_if_none_match_with_the_current_etag_gives_304_with_the_length_kept)
+{
+    struct conn c = {0};
+    struct px_headers h = no_headers;
+    struct px_answer a;
+    enum px_step step;
+    warm("/api/n", "\x0a\x0b", "twelve bytes");
+    h.if_none_match = "\"ffff\", W/\"0a0b\"";
+    struct px_req *req = request(&c, "GET", "/api/n", NULL, &h, &step, &a);
+    ck_assert_int_eq(step, PX_STEP_ANSWER);
+    ck_assert(!a.prebuildable);
+    ck_assert_int_eq(a.status, 304);
+    ck_assert(!a.http.send_body);
+    ck_assert_uint_eq(a.body_len, 12);
+    px_answer_release(&a);
+    px_req_free(req);
+}
+END_TEST
+
+START_TEST(test_an_unsafe_method_invalidates_the_resource_before_the_client_hears)
+{
+    struct conn c = {0};
+    struct px_answer a;
+    enum px_step step;
+    warm("/api/led", NULL, "off");
+    struct px_req *req = request(&c, "DELETE", "/api/led", NULL, NULL, &step, &a);
+    ck_assert_int_eq(step, PX_STEP_WAIT);
+    complete(fake.sent[1], CO_CODE(2, 2), -1, NULL, NULL);
+    ck_assert_int_eq(px_req_resume(req, &a), PX_STEP_ANSWER);
+    ck_assert_int_eq(a.status, 204);
+    ck_assert_int_eq(a.xcache, PX_XC_BYPASS);
+    px_answer_release(&a);
+    px_req_free(req);
+    req = request(&c, "GET", "/api/led", NULL, NULL, &step, &a);
+    ck_assert_int_eq(step, PX_STEP_WAIT); /* no longer cached: the device is asked */
+    ck_assert_uint_eq(fake.nsent, 3);
+    complete(fake.sent[2], CO_CODE(4, 4), -1, NULL, NULL);
+    ck_assert_int_eq(px_req_resume(req, &a), PX_STEP_ANSWER);
+    ck_assert_int_eq(a.status, 404);
+    px_answer_release(&a);
+    px_req_free(req);
+}
+END_TEST
+
+START_TEST(test_a_failed_unsafe_method_leaves_the_cache_alone)
+{
+    struct conn c = {0};
+    struct px_answer a;
+    enum px_step step;
+    warm("/api/keep", NULL, "v1");
+    struct px_req *req = request(&c, "DELETE", "/api/keep", NULL, NULL, &step, &a);
+    complete(fake.sent[1], CO_CODE(4, 3), -1, NULL, NULL);
+    px_req_resume(req, &a);
+    ck_assert_int_eq(a.status, 403);
+    px_answer_release(&a);
+    px_req_free(req);
+    req = request(&c, "GET", "/api/keep", NULL, NULL, &step, &a);
+    ck_assert_int_eq(a.xcache, PX_XC_HIT);
+    px_answer_release(&a);
+    px_req_free(req);
+}
+END_TEST
+
+START_TEST(test_no_store_bypasses_and_no_cache_revalidates)
+{
+    struct conn c = {0};
+    struct px_headers h = no_headers;
+    struct px_answer a;
+    enum px_step step;
+    warm("/api/cc", "\x01", "v1");
+    h.cache_control = "max-age=10, no-store";
+    struct px_req *req = request(&c, "GET", "/api/cc", NULL, &h, &step, &a);
+    ck_assert_int_eq(step, PX_STEP_WAIT);
+    complete(fake.sent[1], CO_CODE(2, 5), 60, "\x02", "v2");
+    px_req_resume(req, &a);
+    ck_assert_int_eq(a.xcache, PX_XC_BYPASS);
+    px_answer_release(&a);
+    px_req_free(req);
+    h.cache_control = NULL;
+    h.pragma = "no-cache";
+    req = request(&c, "GET", "/api/cc", NULL, &h, &step, &a);
+    ck_assert_int_eq(step, PX_STEP_WAIT);
+    ck_assert(has_option(fake.sent[2]->req, CO_OPT_ETAG, "\x01"));
+    complete(fake.sent[2], CO_CODE(2, 3), 60, "\x01", NULL);
+    px_req_resume(req, &a);
+    ck_assert_int_eq(a.xcache, PX_XC_REVALIDATED);
+    px_answer_release(&a);
+    px_req_free(req);
+}
+END_TEST
+
+START_TEST(test_a_route_without_cache_always_asks_the_device)
+{
+    struct conn c = {0};
+    struct px_answer a;
+    enum px_step step;
+    for (int i = 0; i < 2; i++) {
+        struct px_req *req = request(&c, "GET", "/raw/x", NULL, NULL, &step, &a);
+        ck_assert_int_eq(step, PX_STEP_WAIT);
+        complete(fake.sent[i], CO_CODE(2, 5), 60, NULL, "r");
+        px_req_resume(req, &a);
+        ck_assert_int_eq(a.xcache, PX_XC_BYPASS);
+        px_answer_release(&a);
+        px_req_free(req);
+    }
+    ck_assert_uint_eq(fake.nsent, 2);
+}
+END_TEST
+
+/* ---- live data ---- */
+
+/* The fake device notifies: the registry fans it out. */
+static void notify(struct px_exchange *x, uint32_t seq, const char *payload)
+{
+    x->status = PX_OK;
+    x->resp_code = CO_CODE(2, 5);
+    co_optset_clear(&x->resp);
+    co_optset_add_uint(&x->resp, CO_OPT_OBSERVE, seq);
+    co_optset_add_uint(&x->resp, CO_OPT_CONTENT_FORMAT, 0);
+    free(x->resp_payload);
+    x->resp_len = strlen(payload);
+    x->resp_payload = (uint8_t *)strdup(payload);
+    x->notify(x, x->arg);
+}
+
+START_TEST(test_a_long_poll_answers_the_next_notification_and_strips_its_query_item)
+{
+    struct conn c = {0};
+    struct px_answer a;
+    enum px_step step;
+    struct px_req *req = request(&c, "GET", "/api/hum", "a=1&observe=next&&b", NULL, &step, &a);
+    ck_assert_int_eq(step, PX_STEP_WAIT);
+    ck_assert_uint_eq(fake.nsent, 0);
+    ck_assert_uint_eq(fake.nobserved, 1);
+    struct px_exchange *x = fake.observed[0];
+    ck_assert(has_option(x->req, CO_OPT_URI_QUERY, "a=1"));
+    ck_assert(has_option(x->req, CO_OPT_URI_QUERY, "b"));
+    ck_assert(!has_option(x->req, CO_OPT_URI_QUERY, "observe=next"));
+    notify(x, 1, "current state"); /* the registration's answer: not "next" */
+    ck_assert_int_eq(px_req_resume(req, &a), PX_STEP_WAIT);
+    notify(x, 2, "next state");
+    ck_assert_int_ge(c.resumed, 1);
+    ck_assert_int_eq(px_req_resume(req, &a), PX_STEP_ANSWER);
+    ck_assert_int_eq(a.status, 200);
+    body_is(&a, "next state");
+    px_answer_release(&a);
+    px_req_free(req);
+    ck_assert_uint_eq(fake.nunobserved, 1); /* the last subscriber left: deregistered */
+}
+END_TEST
+
+START_TEST(test_a_long_poll_with_nothing_new_gets_204_at_its_deadline)
+{
+    struct conn c = {0};
+    struct px_answer a;
+    enum px_step step;
+    struct px_req *req = request(&c, "GET", "/api/q", "observe=next", NULL, &step, &a);
+    ck_assert_int_eq(step, PX_STEP_WAIT);
+    atomic_store(&fake_now, T0 + 30000);
+    ck_assert_int_eq(px_req_resume(req, &a), PX_STEP_ANSWER);
+    ck_assert_int_eq(a.kind, PX_ANSWER_EMPTY);
+    ck_assert_int_eq(a.status, 204);
+    px_answer_release(&a);
+    px_req_free(req);
+}
+END_TEST
+
+START_TEST(test_an_event_stream_request_starts_a_stream_and_gets_each_notification)
+{
+    struct conn c = {0};
+    struct px_headers h = no_headers;
+    struct px_answer a;
+    enum px_step step;
+    bool ended = true;
+    h.accept = "text/event-stream";
+    struct px_req *req = request(&c, "GET", "/api/temp", NULL, &h, &step, &a);
+    ck_assert_int_eq(step, PX_STEP_ANSWER);
+    ck_assert_int_eq(a.kind, PX_ANSWER_STREAM);
+    ck_assert(a.no_store);
+    ck_assert(!has_option(fake.observed[0]->req, CO_OPT_ACCEPT, NULL)); /* the stream is ours */
+    px_answer_release(&a);
+    ck_assert_ptr_null(px_req_next_event(req, T0 + 15000, &ended));
+    ck_assert(!ended);
+    ck_assert_int_eq(c.suspended, 1); /* parked */
+    notify(fake.observed[0], 5, "21.0");
+    ck_assert_int_eq(c.resumed, 1);
+    struct px_notification *n = px_req_next_event(req, T0 + 15000, &ended);
+    ck_assert_ptr_nonnull(n);
+    ck_assert_uint_eq(n->seq, 5);
+    ck_assert_uint_eq(n->len, 4);
+    px_notification_release(n);
+    px_req_free(req);
+}
+END_TEST
+
+START_TEST(test_a_second_subscriber_shares_the_observation)
+{
+    struct conn c1 = {0}, c2 = {0};
+    struct px_headers h = no_headers;
+    struct px_answer a;
+    enum px_step step;
+    h.accept = "text/event-stream";
+    struct px_req *r1 = request(&c1, "GET", "/api/temp", NULL, &h, &step, &a);
+    px_answer_release(&a);
+    struct px_req *r2 = request(&c2, "GET", "/api/temp", NULL, &h, &step, &a);
+    px_answer_release(&a);
+    ck_assert_uint_eq(fake.nobserved, 1);
+    px_req_free(r1);
+    ck_assert_uint_eq(fake.nunobserved, 0);
+    px_req_free(r2);
+    ck_assert_uint_eq(fake.nunobserved, 1);
+}
+END_TEST
+
+static Suite *forward_suite(void)
+{
+    Suite *s = suite_create("forward");
+
+    TCase *refusals = tcase_create("refusals");
+    tcase_add_checked_fixture(refusals, setup, teardown);
+    tcase_add_test(refusals, test_a_path_without_route_is_a_404_problem_and_the_device_sees_nothing);
+    tcase_add_test(refusals, test_a_method_the_route_does_not_allow_is_405_with_allow);
+    tcase_add_test(refusals, test_a_method_without_coap_equivalent_is_501);
+    tcase_add_test(refusals, test_a_declared_oversized_body_is_413_before_it_is_read_and_closes);
+    tcase_add_test(refusals, test_a_body_growing_past_the_limit_is_413);
+    tcase_add_test(refusals, test_a_draining_pipeline_answers_503_with_retry_after);
+    tcase_add_test(refusals, test_an_unsupported_content_type_is_415_before_the_device_is_asked);
+    suite_add_tcase(s, refusals);
+
+    TCase *answers = tcase_create("answers");
+    tcase_add_checked_fixture(answers, setup, teardown);
+    tcase_add_test(answers, test_a_miss_suspends_before_submitting_and_answers_after_resume);
+    tcase_add_test(answers, test_an_upstream_timeout_becomes_a_504_problem);
+    suite_add_tcase(s, answers);
+
+    TCase *caching = tcase_create("cache policy");
+    tcase_add_checked_fixture(caching, setup, teardown);
+    tcase_add_test(caching, test_a_fresh_hit_is_answered_at_once_with_its_age);
+    tcase_add_test(caching, test_n_identical_misses_make_one_submit_and_all_get_the_answer);
+    tcase_add_test(caching, test_a_failed_flight_gives_every_waiter_the_error);
+    tcase_add_test(caching, test_a_stale_entry_is_revalidated_with_its_etag_and_2_03_refreshes_it);
+    tcase_add_test(caching, test_if_none_match_with_the_current_etag_gives_304_with_the_length_kept);
+    tcase_add_test(caching, test_an_unsafe_method_invalidates_the_resource_before_the_client_hears);
+    tcase_add_test(caching, test_a_failed_unsafe_method_leaves_the_cache_alone);
+    tcase_add_test(caching, test_no_store_bypasses_and_no_cache_revalidates);
+    tcase_add_test(caching, test_a_route_without_cache_always_asks_the_device);
+    suite_add_tcase(s, caching);
+
+    TCase *live = tcase_create("live data");
+    tcase_add_checked_fixture(live, setup, teardown);
+    tcase_add_test(live, test_a_long_poll_answers_the_next_notification_and_strips_its_query_item);
+    tcase_add_test(live, test_a_long_poll_with_nothing_new_gets_204_at_its_deadline);
+    tcase_add_test(live, test_an_event_stream_request_starts_a_stream_and_gets_each_notification);
+    tcase_add_test(live, test_a_second_subscriber_shares_the_observation);
+    suite_add_tcase(s, live);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(forward_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
