@@ -1,7 +1,7 @@
 # Thin wrapper over CMake. `make run` and `make test` are the README's two commands.
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all deps build run test test-plain test-sanitize clean
+.PHONY: all deps build run test test-plain test-sanitize test-release clean
 
 all: build
 
@@ -15,7 +15,7 @@ build: deps
 run: build
 	./build/coapgw
 
-test: deps test-plain test-sanitize
+test: deps test-plain test-release test-sanitize
 
 test-plain:
 	cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCOAPGW_WERROR=ON >/dev/null
@@ -28,5 +28,10 @@ test-sanitize:
 	cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		ctest --output-on-failure -j $(JOBS)
 
+# Release (-O3) warns about things the other builds do not see (e.g. -Wformat-truncation): build only.
+test-release:
+	cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release -DCOAPGW_WERROR=ON >/dev/null
+	cmake --build build-release -j $(JOBS)
+
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-release

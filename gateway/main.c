@@ -43,11 +43,11 @@ static const char usage_text[] =
     "  --version          Print the version and exit.\n"
     "  --help             Print this text and exit.\n"
     "\n"
-    "Example:\n"
-    "  coapgw &\n"
+    "Example (from the source tree; there is no install step):\n"
+    "  ./build/coapgw &\n"
     "  curl http://127.0.0.1:8080/api/                      # Hello, CoAP!\n"
     "  curl http://127.0.0.1:8080/api/sensors/temperature   # JSON from a CoAP sensor\n"
-    "  coapgw --config /etc/coapgw.json --check-config\n";
+    "  ./build/coapgw --config gw.json --check-config\n";
 
 /* libcoap asks for random bytes (message ids, tokens) on every request; getrandom(2) per call shows up in
  * profiles. Each thread keeps a buffer of kernel randomness and refills it 256 bytes at a time. */

@@ -588,7 +588,8 @@ static long long mono_ms(void)
 static void obs_count(const char *what, const struct obs_res *r)
 {
     char key[MAX_KEY];
-    snprintf(key, sizeof(key), "%s /obs/%s", what, r->name);
+    /* name is NUL-terminated within OBS_NAME_MAX; the precision says so to the compiler too */
+    snprintf(key, sizeof(key), "%s /obs/%.*s", what, (int)(sizeof(r->name) - 1), r->name);
     count_request(key);
 }
 
