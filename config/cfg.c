@@ -1,5 +1,7 @@
 /* config: parses and validates the JSON configuration (jansson) into an immutable struct cfg.
- * No network I/O and no globals; the first error found is reported and parsing stops there. */
+ * No network I/O and no globals; the first error found is reported and parsing stops there.
+ * The schema is data: one row of `fields` per JSON key. The rows drive the unknown-key check, the checks and
+ * storing of plain values, the defaults and the README reference table; custom parsers are named in them. */
 #include "config/cfg.h"
 
 #include "base/log.h"
@@ -20,6 +22,7 @@
 #define MAX_FILE_BYTES (16L * 1024 * 1024)
 #define FIELD_LEN sizeof(((struct cfg_error *)0)->field)
 #define REASON_LEN sizeof(((struct cfg_error *)0)->reason)
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
 /* What cfg_default() returns, written as a config file so it goes through the same validation. */
 static const char default_json[] = "{\"upstreams\": {\"demo\": {\"uri\": \"coap://127.0.0.1:5683\"}},"
@@ -30,66 +33,153 @@ static const char *const admin_paths[CFG_ADMIN_COUNT] = {
     [CFG_ADMIN_NONE] = "", [CFG_ADMIN_HEALTHZ] = "/healthz", [CFG_ADMIN_READYZ] = "/readyz",
     [CFG_ADMIN_METRICS] = "/metrics"};
 
-/* One parse: the snapshot being built, the error to fill, the parsed document (borrowed). */
-struct parser {
-    struct cfg *cfg;
+/* ---- the schema ---- */
+
+/* What a field holds in JSON; for the plain kinds also the C type stored at the row's offset. */
+enum kind {
+    KIND_BOOL,     /* bool */
+    KIND_UINT,     /* unsigned, min..max */
+    KIND_SIZE,     /* size_t, min..max */
+    KIND_STRING,   /* char *, owned */
+    KIND_ENUM,     /* one of names[], stored as an int-sized enum */
+    KIND_ENDPOINT, /* "HOST:PORT", stored as struct cfg_endpoint */
+    KIND_METHODS,  /* array of method names (custom parser) */
+    KIND_CIDRS,    /* array of CIDR strings (custom parser) */
+    KIND_OBJECT,   /* a section: its members are the rows whose `in` is this row's key */
+    KIND_MAP,      /* an object of named elements, each holding rows as a section does (custom parser) */
+    KIND_LIST,     /* an array of elements, each holding rows as a section does (custom parser) */
+};
+
+/* Where the fields being parsed are read from and stored to. */
+struct scope {
     struct cfg_error *err;
-    json_t *root;
+    struct cfg *cfg;   /* the whole snapshot, for references across sections (route -> upstream) */
+    const json_t *obj; /* the object holding the fields */
+    const char *base;  /* its path in errors: "", "cache", "upstreams.s", "routes[0]" */
+    void *dst;         /* what the rows' offsets point into: the cfg, a cfg_upstream or a cfg_route */
+    size_t index;      /* of the element in routes[] */
 };
 
-/* A numeric or boolean member stored at offset in a struct; the table order is the check order. */
-enum kind { KIND_BOOL, KIND_UINT, KIND_SIZE };
+struct field;
 
-struct scalar {
-    const char *key;
-    enum kind kind;
-    size_t offset;
-    long long min;
-    long long max;
+/* Parses a present value that has passed its kind's type check, in place of the kind's own storing. */
+typedef enum cfg_status parse_fn(const struct scope *s, const struct field *f, const json_t *v);
+
+/* One JSON key. Keys nest two levels deep at most: a top-level member, or a member of a top-level section or
+ * of an element of a top-level map or list. */
+struct field {
+    const char *in;           /* key of the enclosing top-level member; "" for the top level itself */
+    const char *key;          /* JSON key */
+    enum kind kind;           /* set with the *_AT macros, which also check the stored type */
+    size_t offset;            /* of the value in the scope's dst */
+    const char *def;          /* the default as a JSON literal, applied through the same checks; NULL: none */
+    long long min;            /* KIND_UINT, KIND_SIZE: inclusive bounds */
+    long long max;            /* KIND_UINT, KIND_SIZE: inclusive bounds */
+    const char *const *names; /* KIND_ENUM: the accepted strings in enum order, NULL-terminated */
+    parse_fn *parse;          /* custom parsing; NULL: the kind's own */
+    bool required;            /* absence is an error */
+    const char *def_doc;      /* README default, when the JSON literal alone would mislead */
+    const char *doc;          /* README meaning, one line; NULL for sections, maps and lists */
 };
 
-static const struct scalar upstream_scalars[] = {
-    {"timeout_ms", KIND_UINT, offsetof(struct cfg_upstream, timeout_ms), 1, 600000},
-    {"max_inflight", KIND_UINT, offsetof(struct cfg_upstream, max_inflight), 1, 1024},
-    {"queue_limit", KIND_UINT, offsetof(struct cfg_upstream, queue_limit), 0, 1000000},
-    {NULL, KIND_BOOL, 0, 0, 0},
-};
+/* offsetof(T, m) that does not compile unless m has exactly the type the row's kind stores. */
+#define OFFSET(T, m, type) (offsetof(T, m) + 0 * sizeof(char[_Generic(((T *)0)->m, type : 1, default : -1)]))
+#define BOOL_AT(T, m) .kind = KIND_BOOL, .offset = OFFSET(T, m, bool)
+#define UINT_AT(T, m) .kind = KIND_UINT, .offset = OFFSET(T, m, unsigned)
+#define SIZE_AT(T, m) .kind = KIND_SIZE, .offset = OFFSET(T, m, size_t)
+#define STRING_AT(T, m) .kind = KIND_STRING, .offset = OFFSET(T, m, char *)
+#define ENUM_AT(T, m, type) .kind = KIND_ENUM, .offset = OFFSET(T, m, type)
+#define ENDPOINT_AT(T, m) .kind = KIND_ENDPOINT, .offset = OFFSET(T, m, struct cfg_endpoint)
+#define METHODS_AT(T, m) .kind = KIND_METHODS, .offset = OFFSET(T, m, unsigned)
 
-static const struct scalar cache_scalars[] = {
-    {"enabled", KIND_BOOL, offsetof(struct cfg, cache.enabled), 0, 1},
-    {"max_entries", KIND_SIZE, offsetof(struct cfg, cache.max_entries), 1, 100000000},
-    {"max_bytes", KIND_SIZE, offsetof(struct cfg, cache.max_bytes), 1024, 1LL << 40},
-    {NULL, KIND_BOOL, 0, 0, 0},
-};
+/* Enums are stored through an int (memcpy), whatever their declared type. */
+_Static_assert(sizeof(enum cfg_msg_type) == sizeof(int), "enum cfg_msg_type is stored as an int");
 
-static const struct scalar limits_scalars[] = {
-    {"max_connections", KIND_UINT, offsetof(struct cfg, limits.max_connections), 1, 1000000},
-    {"max_body_bytes", KIND_SIZE, offsetof(struct cfg, limits.max_body_bytes), 0, 1073741824},
-    {"connection_timeout_s", KIND_UINT, offsetof(struct cfg, limits.connection_timeout_s), 1, 86400},
-    {"max_subscribers", KIND_UINT, offsetof(struct cfg, limits.max_subscribers), 1, 1000000},
-    {"max_subscribers_per_resource", KIND_UINT, offsetof(struct cfg, limits.max_subscribers_per_resource), 1,
-     1000000},
-    {"sse_keepalive_s", KIND_UINT, offsetof(struct cfg, limits.sse_keepalive_s), 1, 3600},
-    {"longpoll_timeout_s", KIND_UINT, offsetof(struct cfg, limits.longpoll_timeout_s), 1, 3600},
-    {NULL, KIND_BOOL, 0, 0, 0},
-};
+static const char *const msg_type_names[] = {[CFG_MSG_CON] = "con", [CFG_MSG_NON] = "non", NULL};
 
-static const char *const top_keys[] = {
-    "listen", "upstreams", "routes", "forward_proxy", "cache", "demo_server", "limits", "log", NULL};
-static const char *const upstream_keys[] = {"uri", "timeout_ms", "max_inflight", "queue_limit", "type", NULL};
-static const char *const route_keys[] = {"prefix", "upstream", "methods", "cache", NULL};
-static const char *const forward_keys[] = {"enabled", "prefix", "allow", NULL};
-static const char *const cache_keys[] = {"enabled", "max_entries", "max_bytes", NULL};
-static const char *const demo_keys[] = {"enabled", "listen", NULL};
-static const char *const limits_keys[] = {"max_connections",
-                                          "max_body_bytes",
-                                          "connection_timeout_s",
-                                          "max_subscribers",
-                                          "max_subscribers_per_resource",
-                                          "sse_keepalive_s",
-                                          "longpoll_timeout_s",
-                                          NULL};
-static const char *const log_keys[] = {"level", "access_log", NULL};
+static parse_fn parse_upstreams, parse_upstream_uri, parse_routes, parse_route_prefix, parse_route_upstream,
+    parse_methods, parse_forward_enabled, parse_prefix, parse_allow, parse_log_level;
+
+/* Row order is check order: the error reported is the one in the earliest row. */
+static const struct field fields[] = {
+    {"", "listen", ENDPOINT_AT(struct cfg, listen), .def = "\"127.0.0.1:8080\"",
+     .doc = "HTTP address, `HOST:PORT` or `[V6]:PORT`"},
+    {"", "upstreams", .kind = KIND_MAP, .parse = parse_upstreams},
+    {"", "routes", .kind = KIND_LIST, .parse = parse_routes},
+    {"", "forward_proxy", .kind = KIND_OBJECT},
+    {"", "cache", .kind = KIND_OBJECT},
+    {"", "demo_server", .kind = KIND_OBJECT},
+    {"", "limits", .kind = KIND_OBJECT},
+    {"", "log", .kind = KIND_OBJECT},
+
+    {"upstreams", "uri", STRING_AT(struct cfg_upstream, uri), .parse = parse_upstream_uri, .required = true,
+     .doc = "`coap://host[:port][/base/path]`; the path after a route's prefix is appended to the base path"},
+    {"upstreams", "timeout_ms", UINT_AT(struct cfg_upstream, timeout_ms), .def = "5000", .min = 1,
+     .max = 600000, .doc = "deadline for the whole exchange, queueing included; then 504"},
+    {"upstreams", "max_inflight", UINT_AT(struct cfg_upstream, max_inflight), .def = "1", .min = 1,
+     .max = 1024, .doc = "exchanges on the wire at once, NSTART of RFC 7252 §4.7"},
+    {"upstreams", "queue_limit", UINT_AT(struct cfg_upstream, queue_limit), .def = "64", .min = 0,
+     .max = 1000000, .doc = "requests waiting beyond `max_inflight`; a full queue answers 503 + Retry-After"},
+    {"upstreams", "type", ENUM_AT(struct cfg_upstream, type, enum cfg_msg_type), .def = "\"con\"",
+     .names = msg_type_names, .doc = "`con` (confirmable, retransmitted) or `non`"},
+
+    {"routes", "prefix", STRING_AT(struct cfg_route, prefix), .parse = parse_route_prefix, .required = true,
+     .doc = "path prefix, starts and ends with `/`; the longest matching prefix wins"},
+    /* A string in JSON, stored as the index of the upstream it names. */
+    {"routes", "upstream", .kind = KIND_STRING, .offset = OFFSET(struct cfg_route, upstream, size_t),
+     .parse = parse_route_upstream, .required = true, .doc = "name of an upstream"},
+    {"routes", "methods", METHODS_AT(struct cfg_route, methods),
+     .def = "[\"GET\", \"POST\", \"PUT\", \"DELETE\", \"FETCH\", \"PATCH\", \"iPATCH\"]",
+     .parse = parse_methods, .def_doc = "all",
+     .doc =
+         "allowed methods among GET POST PUT DELETE FETCH PATCH iPATCH (GET allows HEAD); others get 405 + "
+         "Allow"},
+    {"routes", "cache", BOOL_AT(struct cfg_route, cache), .def = "true",
+     .doc = "whether responses on this route may be cached"},
+
+    {"forward_proxy", "enabled", BOOL_AT(struct cfg, forward_proxy.enabled), .def = "false",
+     .parse = parse_forward_enabled,
+     .doc = "RFC 8075 forward proxying (`/hc/coap://host/path`) — not built yet, so `true` is rejected"},
+    {"forward_proxy", "prefix", STRING_AT(struct cfg, forward_proxy.prefix), .def = "\"/hc/\"",
+     .parse = parse_prefix, .doc = "path prefix of forward-proxy requests"},
+    /* Stored by parse_allow() as forward_proxy.allow and .allow_len. */
+    {"forward_proxy", "allow", .kind = KIND_CIDRS, .parse = parse_allow, .def_doc = "none",
+     .doc = "client addresses allowed to use the forward proxy, as CIDRs (`127.0.0.0/8`, `::1/128`)"},
+
+    {"cache", "enabled", BOOL_AT(struct cfg, cache.enabled), .def = "true",
+     .doc = "the response cache (LRU)"},
+    {"cache", "max_entries", SIZE_AT(struct cfg, cache.max_entries), .def = "10000", .min = 1,
+     .max = 100000000, .doc = "hard bound on the number of cached responses"},
+    {"cache", "max_bytes", SIZE_AT(struct cfg, cache.max_bytes), .def = "67108864", .min = 1024,
+     .max = 1LL << 40, .doc = "hard bound on the bytes the cache holds"},
+
+    {"demo_server", "enabled", BOOL_AT(struct cfg, demo.enabled), .def = "false",
+     .def_doc = "`false` with a file", .doc = "the embedded demo CoAP server"},
+    {"demo_server", "listen", ENDPOINT_AT(struct cfg, demo.listen), .def = "\"127.0.0.1:5683\"",
+     .doc = "CoAP address of the embedded demo server"},
+
+    {"limits", "max_connections", UINT_AT(struct cfg, limits.max_connections), .def = "10000", .min = 1,
+     .max = 1000000, .doc = "concurrent HTTP connections"},
+    {"limits", "max_body_bytes", SIZE_AT(struct cfg, limits.max_body_bytes), .def = "1048576", .min = 0,
+     .max = 1073741824,
+     .doc = "largest body either way: a larger request gets 413 before the device is asked, a larger answer "
+            "502"},
+    {"limits", "connection_timeout_s", UINT_AT(struct cfg, limits.connection_timeout_s), .def = "30",
+     .min = 1, .max = 86400, .doc = "idle HTTP connection timeout, also for a client that stops reading"},
+    {"limits", "max_subscribers", UINT_AT(struct cfg, limits.max_subscribers), .def = "1000", .min = 1,
+     .max = 1000000, .doc = "live-data subscribers (SSE and long-poll) in total; 503 beyond"},
+    {"limits", "max_subscribers_per_resource", UINT_AT(struct cfg, limits.max_subscribers_per_resource),
+     .def = "100", .min = 1, .max = 1000000, .doc = "live-data subscribers of one resource"},
+    {"limits", "sse_keepalive_s", UINT_AT(struct cfg, limits.sse_keepalive_s), .def = "15", .min = 1,
+     .max = 3600, .doc = "keep-alive comment interval on quiet SSE streams"},
+    {"limits", "longpoll_timeout_s", UINT_AT(struct cfg, limits.longpoll_timeout_s), .def = "30", .min = 1,
+     .max = 3600, .doc = "how long `?observe=next` waits before 204"},
+
+    {"log", "level", ENUM_AT(struct cfg, log.level, int), .def = "\"info\"", .parse = parse_log_level,
+     .doc = "`error`, `warn`, `info`, `debug`"},
+    {"log", "access_log", BOOL_AT(struct cfg, log.access_log), .def = "true",
+     .doc = "one line per request on stderr"},
+};
 
 /* ---- errors and field paths ---- */
 
@@ -146,122 +236,257 @@ static void join(char *out, size_t len, const char *base, const char *key)
     }
 }
 
-static enum cfg_status fail_at(struct cfg_error *err, const char *base, const char *key, const char *reason)
-{
-    char field[FIELD_LEN];
+static enum cfg_status fail_at(struct cfg_error *err, const char *base, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
-    join(field, sizeof(field), base, key);
-    return fail(err, field, "%s", reason);
+/* Fails at the field base.key, as fail() does. */
+static enum cfg_status fail_at(struct cfg_error *err, const char *base, const char *key, const char *fmt, ...)
+{
+    va_list ap;
+
+    join(err->field, sizeof(err->field), base, key);
+    va_start(ap, fmt);
+    vsnprintf(err->reason, sizeof(err->reason), fmt, ap);
+    va_end(ap);
+    return CFG_ERR_INVALID;
 }
 
-/* ---- generic typed getters: an absent member keeps the default ---- */
+/* ---- parsing driven by the rows ---- */
 
-static enum cfg_status check_known(struct cfg_error *err, const json_t *obj, const char *base,
-                                   const char *const *known)
+static bool is_container(enum kind kind)
+{
+    return kind == KIND_OBJECT || kind == KIND_MAP || kind == KIND_LIST;
+}
+
+static const struct field *find_field(const char *in, const char *key)
+{
+    for (size_t i = 0; i < ARRAY_LEN(fields); i++) {
+        if (strcmp(fields[i].in, in) == 0 && strcmp(fields[i].key, key) == 0) {
+            return &fields[i];
+        }
+    }
+    return NULL;
+}
+
+/* Where the row's value lives in the scope's struct. */
+static void *slot(const struct scope *s, const struct field *f)
+{
+    return (char *)s->dst + f->offset;
+}
+
+/* Unknown fields are errors: each member of s->obj needs a row whose `in` is in (the container's key). */
+static enum cfg_status check_known(const struct scope *s, const char *in)
 {
     const char *key;
     json_t *value;
 
-    json_object_foreach((json_t *)obj, key, value)
+    json_object_foreach((json_t *)s->obj, key, value)
     {
-        size_t i = 0;
-        while (known[i] != NULL && strcmp(known[i], key) != 0) {
-            i++;
-        }
-        if (known[i] == NULL) {
-            return fail_at(err, base, key, "unknown field");
+        if (find_field(in, key) == NULL) {
+            return fail_at(s->err, s->base, key, "unknown field");
         }
     }
     return CFG_OK;
 }
 
-/* *out = the object at parent.key after its unknown-field check, or NULL when absent. */
-static enum cfg_status get_section(struct cfg_error *err, const json_t *parent, const char *key,
-                                   const char *const *known, json_t **out)
+/* Why v cannot be a value of the kind at all, or NULL. */
+static const char *type_problem(enum kind kind, const json_t *v)
 {
-    json_t *obj = json_object_get(parent, key);
-
-    *out = NULL;
-    if (obj == NULL) {
-        return CFG_OK;
+    switch (kind) {
+    case KIND_BOOL:
+        return json_is_boolean(v) ? NULL : "must be a boolean (true or false)";
+    case KIND_UINT:
+    case KIND_SIZE:
+        return json_is_integer(v) ? NULL : "must be an integer";
+    case KIND_STRING:
+    case KIND_ENUM:
+    case KIND_ENDPOINT:
+        return json_is_string(v) ? NULL : "must be a string";
+    case KIND_METHODS:
+        return json_is_array(v) ? NULL : "must be an array of method names";
+    case KIND_CIDRS:
+        return json_is_array(v) ? NULL : "must be an array of CIDR strings";
+    case KIND_OBJECT:
+    case KIND_MAP:
+        return json_is_object(v) ? NULL : "must be an object";
+    case KIND_LIST:
+        return json_is_array(v) ? NULL : "must be an array";
     }
-    if (!json_is_object(obj)) {
-        return fail(err, key, "must be an object");
-    }
-    *out = obj;
-    return check_known(err, obj, key, known);
+    return NULL;
 }
 
-static enum cfg_status get_string(struct cfg_error *err, const json_t *obj, const char *base, const char *key,
-                                  bool required, const char **out)
+static enum cfg_status store_integer(const struct scope *s, const struct field *f, const json_t *v)
 {
-    json_t *v = json_object_get(obj, key);
+    long long n = json_integer_value(v);
 
-    *out = NULL;
-    if (v == NULL) {
-        return required ? fail_at(err, base, key, "missing required field") : CFG_OK;
+    if (n < f->min || n > f->max) {
+        return fail_at(s->err, s->base, f->key, "must be between %lld and %lld", f->min, f->max);
     }
-    if (!json_is_string(v)) {
-        return fail_at(err, base, key, "must be a string");
-    }
-    *out = json_string_value(v);
-    return CFG_OK;
-}
-
-static enum cfg_status get_bool(struct cfg_error *err, const json_t *obj, const char *base, const char *key,
-                                bool *out)
-{
-    json_t *v = json_object_get(obj, key);
-
-    if (v == NULL) {
-        return CFG_OK;
-    }
-    if (!json_is_boolean(v)) {
-        return fail_at(err, base, key, "must be a boolean (true or false)");
-    }
-    *out = json_is_true(v);
-    return CFG_OK;
-}
-
-static enum cfg_status get_scalar(struct cfg_error *err, const json_t *obj, const char *base,
-                                  const struct scalar *s, void *dst)
-{
-    json_t *v = json_object_get(obj, s->key);
-    char *at = (char *)dst + s->offset;
-    char field[FIELD_LEN];
-    long long n;
-
-    if (v == NULL) {
-        return CFG_OK;
-    }
-    if (s->kind == KIND_BOOL) {
-        return get_bool(err, obj, base, s->key, (bool *)at);
-    }
-    join(field, sizeof(field), base, s->key);
-    if (!json_is_integer(v)) {
-        return fail(err, field, "must be an integer");
-    }
-    n = json_integer_value(v);
-    if (n < s->min || n > s->max) {
-        return fail(err, field, "must be between %lld and %lld", s->min, s->max);
-    }
-    if (s->kind == KIND_UINT) {
-        *(unsigned *)at = (unsigned)n;
+    if (f->kind == KIND_UINT) {
+        *(unsigned *)slot(s, f) = (unsigned)n;
     } else {
-        *(size_t *)at = (size_t)n;
+        *(size_t *)slot(s, f) = (size_t)n;
     }
     return CFG_OK;
 }
 
-static enum cfg_status get_scalars(struct cfg_error *err, const json_t *obj, const char *base,
-                                   const struct scalar *table, void *dst)
+/* "\"a\" or \"b\"", "\"a\", \"b\" or \"c\"". */
+static void quote_names(const char *const *names, char *buf, size_t len)
 {
-    enum cfg_status st = CFG_OK;
+    size_t used = 0;
 
-    for (const struct scalar *s = table; s->key != NULL && st == CFG_OK; s++) {
-        st = get_scalar(err, obj, base, s, dst);
+    buf[0] = '\0';
+    for (size_t i = 0; names[i] != NULL && used < len; i++) {
+        const char *sep = i == 0 ? "" : names[i + 1] == NULL ? " or " : ", ";
+        int n = snprintf(buf + used, len - used, "%s\"%s\"", sep, names[i]);
+        used += n > 0 ? (size_t)n : 0;
+    }
+}
+
+static enum cfg_status store_enum(const struct scope *s, const struct field *f, const json_t *v)
+{
+    const char *text = json_string_value(v);
+    char names[REASON_LEN];
+
+    for (int i = 0; f->names[i] != NULL; i++) {
+        if (strcmp(f->names[i], text) == 0) {
+            memcpy(slot(s, f), &i, sizeof(i));
+            return CFG_OK;
+        }
+    }
+    quote_names(f->names, names, sizeof(names));
+    return fail_at(s->err, s->base, f->key, "must be %s", names);
+}
+
+static enum cfg_status store_endpoint(const struct scope *s, const struct field *f, const json_t *v)
+{
+    char reason[REASON_LEN];
+
+    if (cfg_endpoint_parse(json_string_value(v), slot(s, f), reason, sizeof(reason)) != 0) {
+        return fail_at(s->err, s->base, f->key, "%s", reason);
+    }
+    return CFG_OK;
+}
+
+static enum cfg_status store_string(const struct scope *s, const struct field *f, const json_t *v)
+{
+    char **out = slot(s, f);
+
+    free(*out);
+    *out = strdup(json_string_value(v));
+    return *out == NULL ? nomem(s->err) : CFG_OK;
+}
+
+static enum cfg_status parse_section(const struct scope *s, const struct field *f, const json_t *v);
+
+/* The kind's own storing, for rows without a parser. */
+static enum cfg_status store_value(const struct scope *s, const struct field *f, const json_t *v)
+{
+    switch (f->kind) {
+    case KIND_BOOL:
+        *(bool *)slot(s, f) = json_is_true(v);
+        return CFG_OK;
+    case KIND_UINT:
+    case KIND_SIZE:
+        return store_integer(s, f, v);
+    case KIND_STRING:
+        return store_string(s, f, v);
+    case KIND_ENUM:
+        return store_enum(s, f, v);
+    case KIND_ENDPOINT:
+        return store_endpoint(s, f, v);
+    case KIND_OBJECT:
+        return parse_section(s, f, v);
+    case KIND_METHODS:
+    case KIND_CIDRS:
+    case KIND_MAP:
+    case KIND_LIST:
+        break;
+    }
+    /* These kinds have no storing of their own: a row of one without a parser is a bug in the table. */
+    return fail_at(s->err, s->base, f->key, "internal error: no parser for this field");
+}
+
+static enum cfg_status parse_value(const struct scope *s, const struct field *f, const json_t *v)
+{
+    const char *problem = type_problem(f->kind, v);
+
+    if (problem != NULL) {
+        return fail_at(s->err, s->base, f->key, "%s", problem);
+    }
+    return f->parse != NULL ? f->parse(s, f, v) : store_value(s, f, v);
+}
+
+/* Parses the members of s->obj that the rows whose `in` is in describe, in row order; absent ones keep their
+ * default. */
+static enum cfg_status parse_fields(const struct scope *s, const char *in)
+{
+    for (const struct field *f = fields; f < fields + ARRAY_LEN(fields); f++) {
+        enum cfg_status st = CFG_OK;
+
+        if (strcmp(f->in, in) != 0) {
+            continue;
+        }
+        json_t *v = json_object_get(s->obj, f->key);
+        if (v != NULL) {
+            st = parse_value(s, f, v);
+        } else if (f->required) {
+            st = fail_at(s->err, s->base, f->key, "missing required field");
+        }
+        if (st != CFG_OK) {
+            return st;
+        }
+    }
+    return CFG_OK;
+}
+
+/* Stores the defaults of the rows whose `in` is in, through the same checks as values from a file, so that a
+ * default outside its own range cannot go unnoticed. */
+static enum cfg_status apply_defaults(const struct scope *s, const char *in)
+{
+    for (const struct field *f = fields; f < fields + ARRAY_LEN(fields); f++) {
+        if (f->def == NULL || strcmp(f->in, in) != 0) {
+            continue;
+        }
+        /* The literals are valid JSON, so only allocation can fail. */
+        json_t *v = json_loads(f->def, JSON_DECODE_ANY, NULL);
+        enum cfg_status st = v != NULL ? parse_value(s, f, v) : nomem(s->err);
+        json_decref(v);
+        if (st != CFG_OK) {
+            return st;
+        }
+    }
+    return CFG_OK;
+}
+
+/* The defaults of the snapshot itself: the top level and its sections (map and list elements get theirs as
+ * they are parsed). */
+static enum cfg_status apply_cfg_defaults(const struct scope *s)
+{
+    enum cfg_status st = apply_defaults(s, "");
+
+    for (const struct field *f = fields; f < fields + ARRAY_LEN(fields) && st == CFG_OK; f++) {
+        if (f->in[0] == '\0' && f->kind == KIND_OBJECT) {
+            struct scope sub = *s;
+            sub.base = f->key;
+            st = apply_defaults(&sub, f->key);
+        }
     }
     return st;
+}
+
+/* A top-level section such as "cache": its members are in the snapshot itself. */
+static enum cfg_status parse_section(const struct scope *s, const struct field *f, const json_t *v)
+{
+    char base[FIELD_LEN];
+    struct scope sub = *s;
+    enum cfg_status st;
+
+    join(base, sizeof(base), s->base, f->key);
+    sub.obj = v;
+    sub.base = base;
+    st = check_known(&sub, f->key);
+    return st == CFG_OK ? parse_fields(&sub, f->key) : st;
 }
 
 /* ---- hosts, ports and endpoints ---- */
@@ -414,22 +639,6 @@ int cfg_endpoint_parse(const char *text, struct cfg_endpoint *out, char *reason,
     }
     *out = ep;
     return 0;
-}
-
-static enum cfg_status get_endpoint(struct cfg_error *err, const json_t *obj, const char *base,
-                                    const char *key, struct cfg_endpoint *out)
-{
-    char reason[REASON_LEN];
-    const char *text;
-    enum cfg_status st = get_string(err, obj, base, key, false, &text);
-
-    if (st != CFG_OK || text == NULL) {
-        return st;
-    }
-    if (cfg_endpoint_parse(text, out, reason, sizeof(reason)) != 0) {
-        return fail_at(err, base, key, reason);
-    }
-    return CFG_OK;
 }
 
 /* ---- upstream URIs ---- */
@@ -596,98 +805,70 @@ static bool is_upstream_name(const char *name)
     return len >= 1 && len <= 64;
 }
 
-static enum cfg_status get_uri(struct cfg_error *err, const json_t *obj, const char *base,
-                               struct cfg_upstream *u)
+/* upstreams.NAME.uri: kept as written, split into the peer and the base path. */
+static enum cfg_status parse_upstream_uri(const struct scope *s, const struct field *f, const json_t *v)
 {
     char reason[REASON_LEN];
-    const char *uri;
-    enum cfg_status st = get_string(err, obj, base, "uri", true, &uri);
+    enum cfg_status st = store_string(s, f, v);
 
     if (st != CFG_OK) {
         return st;
     }
-    u->uri = strdup(uri);
-    if (u->uri == NULL) {
-        return nomem(err);
-    }
-    st = parse_uri(uri, u, reason, sizeof(reason));
+    st = parse_uri(json_string_value(v), s->dst, reason, sizeof(reason));
     if (st == CFG_ERR_NOMEM) {
-        return nomem(err);
+        return nomem(s->err);
     }
-    return st == CFG_OK ? CFG_OK : fail_at(err, base, "uri", reason);
+    return st == CFG_OK ? CFG_OK : fail_at(s->err, s->base, f->key, "%s", reason);
 }
 
-static enum cfg_status get_msg_type(struct cfg_error *err, const json_t *obj, const char *base,
-                                    enum cfg_msg_type *out)
-{
-    const char *type;
-    enum cfg_status st = get_string(err, obj, base, "type", false, &type);
-
-    if (st != CFG_OK || type == NULL) {
-        return st;
-    }
-    if (strcmp(type, "con") != 0 && strcmp(type, "non") != 0) {
-        return fail_at(err, base, "type", "must be \"con\" or \"non\"");
-    }
-    *out = strcmp(type, "con") == 0 ? CFG_MSG_CON : CFG_MSG_NON;
-    return CFG_OK;
-}
-
-static enum cfg_status parse_upstream(struct cfg_error *err, const char *name, const json_t *obj,
-                                      struct cfg_upstream *u)
+static enum cfg_status parse_upstream(const struct scope *s, const struct field *f, const char *name,
+                                      const json_t *obj, struct cfg_upstream *u)
 {
     char base[FIELD_LEN];
+    struct scope sub = *s;
     enum cfg_status st;
 
-    join(base, sizeof(base), "upstreams", name);
+    join(base, sizeof(base), f->key, name);
     if (!is_upstream_name(name)) {
-        return fail(err, base, "invalid upstream name (1 to 64 of A-Z a-z 0-9 _ -)");
+        return fail(s->err, base, "invalid upstream name (1 to 64 of A-Z a-z 0-9 _ -)");
     }
     if (!json_is_object(obj)) {
-        return fail(err, base, "must be an object");
+        return fail(s->err, base, "must be an object");
     }
-    st = check_known(err, obj, base, upstream_keys);
+    sub.obj = obj;
+    sub.base = base;
+    sub.dst = u;
+    st = check_known(&sub, f->key);
     if (st != CFG_OK) {
         return st;
     }
     u->name = strdup(name);
     if (u->name == NULL) {
-        return nomem(err);
+        return nomem(s->err);
     }
-    u->timeout_ms = 5000;
-    u->max_inflight = 1;
-    u->queue_limit = 64;
-    u->type = CFG_MSG_CON;
-    st = get_uri(err, obj, base, u);
-    if (st == CFG_OK) {
-        st = get_scalars(err, obj, base, upstream_scalars, u);
-    }
-    return st == CFG_OK ? get_msg_type(err, obj, base, &u->type) : st;
+    st = apply_defaults(&sub, f->key);
+    return st == CFG_OK ? parse_fields(&sub, f->key) : st;
 }
 
-static enum cfg_status parse_upstreams(struct parser *p)
+/* "upstreams": in file order. That routes need one is checked by parse_routes(). */
+static enum cfg_status parse_upstreams(const struct scope *s, const struct field *f, const json_t *v)
 {
-    json_t *obj = json_object_get(p->root, "upstreams");
+    struct cfg *cfg = s->cfg;
     json_t *value;
     const char *name;
     size_t i = 0;
 
-    if (obj != NULL && !json_is_object(obj)) {
-        return fail(p->err, "upstreams", "must be an object");
+    if (json_object_size(v) == 0) {
+        return CFG_OK;
     }
-    if (json_object_size(obj) == 0) {
-        return json_array_size(json_object_get(p->root, "routes")) == 0
-                   ? CFG_OK
-                   : fail(p->err, "upstreams", "at least one upstream is required when routes are defined");
+    cfg->upstreams = calloc(json_object_size(v), sizeof(*cfg->upstreams));
+    if (cfg->upstreams == NULL) {
+        return nomem(s->err);
     }
-    p->cfg->upstreams = calloc(json_object_size(obj), sizeof(*p->cfg->upstreams));
-    if (p->cfg->upstreams == NULL) {
-        return nomem(p->err);
-    }
-    p->cfg->upstreams_len = json_object_size(obj);
-    json_object_foreach(obj, name, value)
+    cfg->upstreams_len = json_object_size(v);
+    json_object_foreach((json_t *)v, name, value)
     {
-        enum cfg_status st = parse_upstream(p->err, name, value, &p->cfg->upstreams[i++]);
+        enum cfg_status st = parse_upstream(s, f, name, value, &cfg->upstreams[i++]);
         if (st != CFG_OK) {
             return st;
         }
@@ -727,23 +908,15 @@ static const char *prefix_problem(const char *s)
     return NULL;
 }
 
-static enum cfg_status get_prefix(struct cfg_error *err, const json_t *obj, const char *base, bool required,
-                                  char **out)
+/* routes[].prefix and forward_proxy.prefix. */
+static enum cfg_status parse_prefix(const struct scope *s, const struct field *f, const json_t *v)
 {
-    const char *prefix;
-    const char *problem;
-    enum cfg_status st = get_string(err, obj, base, "prefix", required, &prefix);
+    const char *problem = prefix_problem(json_string_value(v));
 
-    if (st != CFG_OK || prefix == NULL) {
-        return st;
-    }
-    problem = prefix_problem(prefix);
     if (problem != NULL) {
-        return fail_at(err, base, "prefix", problem);
+        return fail_at(s->err, s->base, f->key, "%s", problem);
     }
-    free(*out);
-    *out = strdup(prefix);
-    return *out == NULL ? nomem(err) : CFG_OK;
+    return store_string(s, f, v);
 }
 
 static enum cfg_status check_duplicate_prefix(struct cfg_error *err, const struct cfg *cfg, size_t index,
@@ -761,24 +934,25 @@ static enum cfg_status check_duplicate_prefix(struct cfg_error *err, const struc
     return CFG_OK;
 }
 
-static enum cfg_status get_route_upstream(struct cfg_error *err, const struct cfg *cfg, const json_t *obj,
-                                          const char *base, size_t *out)
+static enum cfg_status parse_route_prefix(const struct scope *s, const struct field *f, const json_t *v)
 {
-    char field[FIELD_LEN];
-    const char *name;
-    enum cfg_status st = get_string(err, obj, base, "upstream", true, &name);
+    enum cfg_status st = parse_prefix(s, f, v);
 
-    if (st != CFG_OK) {
-        return st;
-    }
-    for (size_t i = 0; i < cfg->upstreams_len; i++) {
-        if (strcmp(cfg->upstreams[i].name, name) == 0) {
-            *out = i;
+    return st == CFG_OK ? check_duplicate_prefix(s->err, s->cfg, s->index, s->base) : st;
+}
+
+/* routes[].upstream: stored as the index of the upstream it names. */
+static enum cfg_status parse_route_upstream(const struct scope *s, const struct field *f, const json_t *v)
+{
+    const char *name = json_string_value(v);
+
+    for (size_t i = 0; i < s->cfg->upstreams_len; i++) {
+        if (strcmp(s->cfg->upstreams[i].name, name) == 0) {
+            *(size_t *)slot(s, f) = i;
             return CFG_OK;
         }
     }
-    join(field, sizeof(field), base, "upstream");
-    return fail(err, field, "no upstream named \"%.64s\"", name);
+    return fail_at(s->err, s->base, f->key, "no upstream named \"%.64s\"", name);
 }
 
 /* The cfg_method bit for a method name, 0 when unknown. */
@@ -812,79 +986,70 @@ static enum cfg_status add_method(struct cfg_error *err, const json_t *v, const 
     return CFG_OK;
 }
 
-static enum cfg_status get_methods(struct cfg_error *err, const json_t *obj, const char *base, unsigned *out)
+static enum cfg_status parse_methods(const struct scope *s, const struct field *f, const json_t *v)
 {
-    json_t *arr = json_object_get(obj, "methods");
     char field[FIELD_LEN];
     unsigned methods = 0;
-    json_t *v;
+    json_t *m;
     size_t i;
 
-    if (arr == NULL) {
-        return CFG_OK;
+    if (json_array_size(v) == 0) {
+        return fail_at(s->err, s->base, f->key, "must not be empty");
     }
-    if (!json_is_array(arr) || json_array_size(arr) == 0) {
-        return fail_at(err, base, "methods",
-                       json_is_array(arr) ? "must not be empty" : "must be an array of method names");
-    }
-    json_array_foreach(arr, i, v)
+    json_array_foreach(v, i, m)
     {
-        mark_cut(field, sizeof(field), snprintf(field, sizeof(field), "%s.methods[%zu]", base, i));
-        enum cfg_status st = add_method(err, v, field, &methods);
+        mark_cut(field, sizeof(field), snprintf(field, sizeof(field), "%s.%s[%zu]", s->base, f->key, i));
+        enum cfg_status st = add_method(s->err, m, field, &methods);
         if (st != CFG_OK) {
             return st;
         }
     }
-    *out = methods;
+    *(unsigned *)slot(s, f) = methods;
     return CFG_OK;
 }
 
-static enum cfg_status parse_route(struct cfg_error *err, struct cfg *cfg, size_t index, const json_t *obj)
+/* routes[i]: its defaults are set before anything is checked, as for every element. */
+static enum cfg_status parse_route(const struct scope *s, const struct field *f, size_t index,
+                                   const json_t *obj)
 {
-    struct cfg_route *r = &cfg->routes[index];
     char base[FIELD_LEN];
+    struct scope sub = *s;
     enum cfg_status st;
 
-    snprintf(base, sizeof(base), "routes[%zu]", index);
-    if (!json_is_object(obj)) {
-        return fail(err, base, "must be an object");
-    }
-    st = check_known(err, obj, base, route_keys);
-    if (st == CFG_OK) {
-        st = get_prefix(err, obj, base, true, &r->prefix);
-    }
-    if (st == CFG_OK) {
-        st = check_duplicate_prefix(err, cfg, index, base);
+    snprintf(base, sizeof(base), "%s[%zu]", f->key, index);
+    sub.obj = obj;
+    sub.base = base;
+    sub.dst = &s->cfg->routes[index];
+    sub.index = index;
+    st = apply_defaults(&sub, f->key);
+    if (st == CFG_OK && !json_is_object(obj)) {
+        st = fail(s->err, base, "must be an object");
     }
     if (st == CFG_OK) {
-        st = get_route_upstream(err, cfg, obj, base, &r->upstream);
+        st = check_known(&sub, f->key);
     }
-    if (st == CFG_OK) {
-        st = get_methods(err, obj, base, &r->methods);
-    }
-    return st == CFG_OK ? get_bool(err, obj, base, "cache", &r->cache) : st;
+    return st == CFG_OK ? parse_fields(&sub, f->key) : st;
 }
 
-static enum cfg_status parse_routes(struct parser *p)
+static enum cfg_status parse_routes(const struct scope *s, const struct field *f, const json_t *v)
 {
-    json_t *arr = json_object_get(p->root, "routes");
-    size_t n = json_array_size(arr);
+    struct cfg *cfg = s->cfg;
+    size_t n = json_array_size(v);
 
-    if (arr != NULL && !json_is_array(arr)) {
-        return fail(p->err, "routes", "must be an array");
-    }
     if (n == 0) {
         return CFG_OK;
     }
-    p->cfg->routes = calloc(n, sizeof(*p->cfg->routes));
-    if (p->cfg->routes == NULL) {
-        return nomem(p->err);
+    /* Checked here rather than at "upstreams", which may be absent: absent members run no parser. */
+    if (cfg->upstreams_len == 0) {
+        return fail(s->err, "upstreams", "at least one upstream is required when routes are defined");
     }
-    p->cfg->routes_len = n;
+    cfg->routes = calloc(n, sizeof(*cfg->routes));
+    if (cfg->routes == NULL) {
+        return nomem(s->err);
+    }
+    cfg->routes_len = n;
     for (size_t i = 0; i < n; i++) {
-        p->cfg->routes[i].methods = CFG_METHOD_ALL;
-        p->cfg->routes[i].cache = true;
-        enum cfg_status st = parse_route(p->err, p->cfg, i, json_array_get(arr, i));
+        enum cfg_status st = parse_route(s, f, i, json_array_get(v, i));
         if (st != CFG_OK) {
             return st;
         }
@@ -950,168 +1115,74 @@ static int parse_cidr(const char *s, struct cfg_cidr *out, char *reason, size_t 
     return 0;
 }
 
-static enum cfg_status get_allow(struct cfg_error *err, const json_t *obj, struct cfg *cfg)
+static enum cfg_status parse_allow(const struct scope *s, const struct field *f, const json_t *v)
 {
-    json_t *arr = json_object_get(obj, "allow");
+    struct cfg *cfg = s->cfg;
     char reason[REASON_LEN];
     char field[FIELD_LEN];
-    json_t *v;
+    json_t *c;
     size_t i;
 
-    if (arr == NULL || (json_is_array(arr) && json_array_size(arr) == 0)) {
+    if (json_array_size(v) == 0) {
         return CFG_OK;
     }
-    if (!json_is_array(arr)) {
-        return fail(err, "forward_proxy.allow", "must be an array of CIDR strings");
-    }
-    cfg->forward_proxy.allow = calloc(json_array_size(arr), sizeof(*cfg->forward_proxy.allow));
+    cfg->forward_proxy.allow = calloc(json_array_size(v), sizeof(*cfg->forward_proxy.allow));
     if (cfg->forward_proxy.allow == NULL) {
-        return nomem(err);
+        return nomem(s->err);
     }
-    cfg->forward_proxy.allow_len = json_array_size(arr);
-    json_array_foreach(arr, i, v)
+    cfg->forward_proxy.allow_len = json_array_size(v);
+    json_array_foreach(v, i, c)
     {
-        snprintf(field, sizeof(field), "forward_proxy.allow[%zu]", i);
-        if (!json_is_string(v)) {
-            return fail(err, field, "must be a string");
+        mark_cut(field, sizeof(field), snprintf(field, sizeof(field), "%s.%s[%zu]", s->base, f->key, i));
+        if (!json_is_string(c)) {
+            return fail(s->err, field, "must be a string");
         }
-        if (parse_cidr(json_string_value(v), &cfg->forward_proxy.allow[i], reason, sizeof(reason)) != 0) {
-            return fail(err, field, "%s", reason);
+        if (parse_cidr(json_string_value(c), &cfg->forward_proxy.allow[i], reason, sizeof(reason)) != 0) {
+            return fail(s->err, field, "%s", reason);
         }
     }
     return CFG_OK;
 }
 
-static enum cfg_status parse_forward_proxy(struct parser *p)
+static enum cfg_status parse_forward_enabled(const struct scope *s, const struct field *f, const json_t *v)
 {
-    json_t *obj;
-    enum cfg_status st = get_section(p->err, p->root, "forward_proxy", forward_keys, &obj);
-
-    if (st != CFG_OK || obj == NULL) {
-        return st;
-    }
-    st = get_bool(p->err, obj, "forward_proxy", "enabled", &p->cfg->forward_proxy.enabled);
-    if (st == CFG_OK && p->cfg->forward_proxy.enabled) {
+    if (json_is_true(v)) {
         /* Not implemented yet: refusing is the only way an open proxy cannot appear by accident. */
-        return fail(p->err, "forward_proxy.enabled", "forward proxying is not supported by this version");
+        return fail_at(s->err, s->base, f->key, "forward proxying is not supported by this version");
     }
-    if (st == CFG_OK) {
-        st = get_prefix(p->err, obj, "forward_proxy", false, &p->cfg->forward_proxy.prefix);
-    }
-    return st == CFG_OK ? get_allow(p->err, obj, p->cfg) : st;
+    return store_value(s, f, v);
 }
 
-/* ---- the other sections ---- */
+/* ---- log ---- */
 
-static enum cfg_status parse_scalar_section(struct parser *p, const char *key, const char *const *known,
-                                            const struct scalar *table)
+static enum cfg_status parse_log_level(const struct scope *s, const struct field *f, const json_t *v)
 {
-    json_t *obj;
-    enum cfg_status st = get_section(p->err, p->root, key, known, &obj);
+    enum cg_log_level level;
+    int n;
 
-    if (st != CFG_OK || obj == NULL) {
-        return st;
+    if (cg_log_level_parse(json_string_value(v), &level) != 0) {
+        return fail_at(s->err, s->base, f->key, "must be one of error, warn, info, debug");
     }
-    return get_scalars(p->err, obj, key, table, p->cfg);
-}
-
-static enum cfg_status parse_demo(struct parser *p)
-{
-    json_t *obj;
-    enum cfg_status st = get_section(p->err, p->root, "demo_server", demo_keys, &obj);
-
-    if (st != CFG_OK || obj == NULL) {
-        return st;
-    }
-    st = get_bool(p->err, obj, "demo_server", "enabled", &p->cfg->demo.enabled);
-    return st == CFG_OK ? get_endpoint(p->err, obj, "demo_server", "listen", &p->cfg->demo.listen) : st;
-}
-
-static enum cfg_status parse_log(struct parser *p)
-{
-    json_t *obj;
-    const char *level;
-    enum cfg_status st = get_section(p->err, p->root, "log", log_keys, &obj);
-
-    if (st != CFG_OK || obj == NULL) {
-        return st;
-    }
-    st = get_string(p->err, obj, "log", "level", false, &level);
-    if (st == CFG_OK && level != NULL) {
-        enum cg_log_level parsed;
-        if (cg_log_level_parse(level, &parsed) == 0) {
-            p->cfg->log.level = (int)parsed;
-        } else {
-            return fail(p->err, "log.level", "must be one of error, warn, info, debug");
-        }
-    }
-    return st == CFG_OK ? get_bool(p->err, obj, "log", "access_log", &p->cfg->log.access_log) : st;
-}
-
-static enum cfg_status parse_root(struct parser *p)
-{
-    enum cfg_status st;
-
-    if (!json_is_object(p->root)) {
-        return fail(p->err, "", "the top level must be a JSON object");
-    }
-    st = check_known(p->err, p->root, "", top_keys);
-    if (st == CFG_OK) {
-        st = get_endpoint(p->err, p->root, "", "listen", &p->cfg->listen);
-    }
-    if (st == CFG_OK) {
-        st = parse_upstreams(p);
-    }
-    if (st == CFG_OK) {
-        st = parse_routes(p);
-    }
-    if (st == CFG_OK) {
-        st = parse_forward_proxy(p);
-    }
-    if (st == CFG_OK) {
-        st = parse_scalar_section(p, "cache", cache_keys, cache_scalars);
-    }
-    if (st == CFG_OK) {
-        st = parse_demo(p);
-    }
-    if (st == CFG_OK) {
-        st = parse_scalar_section(p, "limits", limits_keys, limits_scalars);
-    }
-    return st == CFG_OK ? parse_log(p) : st;
+    n = (int)level;
+    memcpy(slot(s, f), &n, sizeof(n));
+    return CFG_OK;
 }
 
 /* ---- public API ---- */
 
-/* A snapshot holding every default of a config file (no upstreams, no routes, no demo server). */
-static struct cfg *defaults_new(void)
+/* The snapshot starts as every default of a config file (no upstreams, no routes, no demo server). */
+static enum cfg_status parse_root(struct cfg *cfg, const json_t *root, struct cfg_error *err)
 {
-    struct cfg *cfg = calloc(1, sizeof(*cfg));
+    struct scope s = {.err = err, .cfg = cfg, .obj = root, .base = "", .dst = cfg};
+    enum cfg_status st = apply_cfg_defaults(&s);
 
-    if (cfg == NULL) {
-        return NULL;
+    if (st == CFG_OK && !json_is_object(root)) {
+        st = fail(err, "", "the top level must be a JSON object");
     }
-    snprintf(cfg->listen.host, sizeof(cfg->listen.host), "127.0.0.1");
-    cfg->listen.port = 8080;
-    cfg->forward_proxy.prefix = strdup("/hc/");
-    cfg->cache.enabled = true;
-    cfg->cache.max_entries = 10000;
-    cfg->cache.max_bytes = 67108864;
-    snprintf(cfg->demo.listen.host, sizeof(cfg->demo.listen.host), "127.0.0.1");
-    cfg->demo.listen.port = 5683;
-    cfg->limits.max_connections = 10000;
-    cfg->limits.max_body_bytes = 1048576;
-    cfg->limits.connection_timeout_s = 30;
-    cfg->limits.max_subscribers = 1000;
-    cfg->limits.max_subscribers_per_resource = 100;
-    cfg->limits.sse_keepalive_s = 15;
-    cfg->limits.longpoll_timeout_s = 30;
-    cfg->log.level = 2;
-    cfg->log.access_log = true;
-    if (cfg->forward_proxy.prefix == NULL) {
-        free(cfg);
-        return NULL;
+    if (st == CFG_OK) {
+        st = check_known(&s, "");
     }
-    return cfg;
+    return st == CFG_OK ? parse_fields(&s, "") : st;
 }
 
 static enum cfg_status syntax_error(struct cfg_error *err, const json_error_t *jerr)
@@ -1127,26 +1198,26 @@ enum cfg_status cfg_parse(const char *text, size_t len, const char *name, struct
 {
     struct cfg_error local;
     json_error_t jerr;
-    struct parser p;
+    struct cfg *cfg;
+    json_t *root;
     enum cfg_status st;
 
     assert(out != NULL);
     err = err != NULL ? err : &local;
     error_init(err, name);
     *out = NULL;
-    p.err = err;
-    p.root = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
-    if (p.root == NULL) {
+    root = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+    if (root == NULL) {
         return syntax_error(err, &jerr);
     }
-    p.cfg = defaults_new();
-    st = p.cfg != NULL ? parse_root(&p) : nomem(err);
-    json_decref(p.root);
+    cfg = calloc(1, sizeof(*cfg));
+    st = cfg != NULL ? parse_root(cfg, root, err) : nomem(err);
+    json_decref(root);
     if (st != CFG_OK) {
-        cfg_free(p.cfg);
+        cfg_free(cfg);
         return st;
     }
-    *out = p.cfg;
+    *out = cfg;
     return CFG_OK;
 }
 
@@ -1326,4 +1397,63 @@ void cfg_free(struct cfg *cfg)
     free(cfg->forward_proxy.prefix);
     free(cfg->forward_proxy.allow);
     free(cfg);
+}
+
+/* ---- the README reference table ---- */
+
+/* "listen", "cache.max_bytes", "upstreams.NAME.timeout_ms", "routes[].prefix". */
+static void doc_path(const struct field *f, char *buf, size_t len)
+{
+    const struct field *parent = f->in[0] != '\0' ? find_field("", f->in) : NULL;
+
+    if (parent == NULL) {
+        snprintf(buf, len, "%s", f->key);
+    } else if (parent->kind == KIND_MAP) {
+        snprintf(buf, len, "%s.NAME.%s", f->in, f->key);
+    } else if (parent->kind == KIND_LIST) {
+        snprintf(buf, len, "%s[].%s", f->in, f->key);
+    } else {
+        snprintf(buf, len, "%s.%s", f->in, f->key);
+    }
+}
+
+/* The row's own wording, "required", or the JSON literal in code style (a string without its quotes). */
+static void doc_default(const struct field *f, char *buf, size_t len)
+{
+    size_t n = f->def != NULL ? strlen(f->def) : 0;
+
+    if (f->def_doc != NULL) {
+        snprintf(buf, len, "%s", f->def_doc);
+    } else if (f->required) {
+        snprintf(buf, len, "required");
+    } else if (n >= 2 && f->def[0] == '"') {
+        snprintf(buf, len, "`%.*s`", (int)(n - 2), f->def + 1);
+    } else {
+        snprintf(buf, len, "`%s`", n > 0 ? f->def : "");
+    }
+}
+
+static void write_row(FILE *out, const struct field *f)
+{
+    char path[FIELD_LEN];
+    char def[FIELD_LEN];
+    char range[64] = "";
+
+    doc_path(f, path, sizeof(path));
+    doc_default(f, def, sizeof(def));
+    if (f->kind == KIND_UINT || f->kind == KIND_SIZE) {
+        snprintf(range, sizeof(range), " (%lld..%lld)", f->min, f->max);
+    }
+    fprintf(out, "| `%s` | %s%s | %s |\n", path, f->doc, range, def);
+}
+
+int cfg_reference_write(FILE *out)
+{
+    fputs("| field | meaning | default |\n|---|---|---|\n", out);
+    for (const struct field *f = fields; f < fields + ARRAY_LEN(fields); f++) {
+        if (!is_container(f->kind)) {
+            write_row(out, f);
+        }
+    }
+    return ferror(out) ? -1 : 0;
 }

@@ -1,11 +1,14 @@
 /* config: loads and validates the JSON configuration (jansson) into an immutable snapshot.
- * Every field is checked (type, range, syntax, references); unknown fields are errors. No network I/O. */
+ * Every field is checked (type, range, syntax, references); unknown fields are errors. No network I/O.
+ * Defaults and ranges are not repeated here: the field rows in cfg.c hold them, and cfgdoc prints them as the
+ * README's configuration reference. */
 #ifndef CFG_H
 #define CFG_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "coap/code.h"
 
@@ -44,17 +47,17 @@ struct cfg_upstream {
     struct cfg_endpoint peer; /* host and port from uri (port defaults to 5683) */
     char **base_path;         /* decoded path segments of uri ("/a/b" -> {"a","b"}); may be empty */
     size_t base_path_len;
-    unsigned timeout_ms;    /* whole-exchange deadline, default 5000, 1..600000 */
-    unsigned max_inflight;  /* exchanges on the wire at once, default 1 (NSTART), 1..1024 */
-    unsigned queue_limit;   /* requests waiting beyond max_inflight, default 64, 0..1000000 */
-    enum cfg_msg_type type; /* "con" (default) or "non" */
+    unsigned timeout_ms;    /* whole-exchange deadline */
+    unsigned max_inflight;  /* exchanges on the wire at once (NSTART) */
+    unsigned queue_limit;   /* requests waiting beyond max_inflight */
+    enum cfg_msg_type type; /* "con" or "non" */
 };
 
 struct cfg_route {
     char *prefix;     /* starts and ends with '/', e.g. "/api/" */
     size_t upstream;  /* index into cfg.upstreams */
-    unsigned methods; /* cfg_method bits; default CFG_METHOD_ALL */
-    bool cache;       /* default true */
+    unsigned methods; /* cfg_method bits */
+    bool cache;
 };
 
 struct cfg_cidr {
@@ -64,38 +67,38 @@ struct cfg_cidr {
 };
 
 struct cfg {
-    struct cfg_endpoint listen; /* default 127.0.0.1:8080 */
+    struct cfg_endpoint listen;
     struct cfg_upstream *upstreams;
     size_t upstreams_len;
     struct cfg_route *routes; /* in file order; matching picks the longest prefix */
     size_t routes_len;
     struct {
-        bool enabled; /* default false */
-        char *prefix; /* default "/hc/" */
+        bool enabled; /* true is rejected until forward proxying is built */
+        char *prefix;
         struct cfg_cidr *allow;
         size_t allow_len;
     } forward_proxy;
     struct {
-        bool enabled;       /* default true */
-        size_t max_entries; /* default 10000, 1..100000000 */
-        size_t max_bytes;   /* default 67108864, 1024..(1<<40) */
+        bool enabled;
+        size_t max_entries;
+        size_t max_bytes;
     } cache;
     struct {
-        bool enabled;               /* default false when loaded from a file */
-        struct cfg_endpoint listen; /* default 127.0.0.1:5683 */
+        bool enabled; /* false when loaded from a file, true in cfg_default() */
+        struct cfg_endpoint listen;
     } demo;
     struct {
-        unsigned max_connections;              /* default 10000, 1..1000000 */
-        size_t max_body_bytes;                 /* default 1048576, 0..1073741824 */
-        unsigned connection_timeout_s;         /* default 30, 1..86400 */
-        unsigned max_subscribers;              /* live-data subscribers in total, default 1000, 1..1000000 */
-        unsigned max_subscribers_per_resource; /* default 100, 1..1000000 */
-        unsigned sse_keepalive_s;              /* SSE keep-alive comment interval, default 15, 1..3600 */
-        unsigned longpoll_timeout_s; /* ?observe=next waits this long, then 204; default 30, 1..3600 */
+        unsigned max_connections;
+        size_t max_body_bytes;
+        unsigned connection_timeout_s;
+        unsigned max_subscribers; /* live-data subscribers in total */
+        unsigned max_subscribers_per_resource;
+        unsigned sse_keepalive_s;    /* SSE keep-alive comment interval */
+        unsigned longpoll_timeout_s; /* ?observe=next waits this long, then 204 */
     } limits;
     struct {
-        int level;       /* enum cg_log_level value: 0 error, 1 warn, 2 info (default), 3 debug */
-        bool access_log; /* default true */
+        int level; /* enum cg_log_level value: 0 error, 1 warn, 2 info, 3 debug */
+        bool access_log;
     } log;
 };
 
@@ -133,6 +136,10 @@ const char *cfg_method_name(enum cfg_method m);
 void cfg_methods_format(unsigned methods, char *buf, size_t len);
 
 void cfg_error_format(const struct cfg_error *err, char *buf, size_t len);
+
+/* Writes the README's configuration reference: a markdown table (field | meaning | default), one line per
+ * field, from the rows that drive parsing. Returns 0, or -1 after a write error. */
+int cfg_reference_write(FILE *out);
 const char *cfg_strerror(enum cfg_status status);
 void cfg_free(struct cfg *cfg);
 

@@ -1106,6 +1106,96 @@ START_TEST(test_error_format_has_three_shapes)
 }
 END_TEST
 
+/* ---- the reference table ---- */
+
+/* The table as cfg_reference_write() prints it, in a new string. */
+static char *reference(void)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(cfg_reference_write(f), 0);
+    ck_assert_int_eq(fclose(f), 0);
+    return text;
+}
+
+START_TEST(test_reference_table_has_one_line_per_field)
+{
+    char *text = reference();
+    size_t lines = 0;
+
+    for (const char *c = text; *c != '\0'; c++) {
+        lines += *c == '\n';
+    }
+    ck_assert_uint_eq(lines, 2 + 27);
+    ck_assert_ptr_eq(strstr(text, "| field | meaning | default |\n|---|---|---|\n"), text);
+    ck_assert_ptr_null(strstr(text, "``"));
+    free(text);
+}
+END_TEST
+
+START_TEST(test_reference_table_takes_ranges_and_defaults_from_the_rows)
+{
+    char *text = reference();
+
+    ck_assert_ptr_nonnull(strstr(text,
+                                 "| `upstreams.NAME.timeout_ms` | deadline for the whole exchange, queueing "
+                                 "included; then 504 (1..600000) | `5000` |\n"));
+    ck_assert_ptr_nonnull(strstr(text, "| `cache.max_bytes` | hard bound on the bytes the cache holds "
+                                       "(1024..1099511627776) | `67108864` |\n"));
+    ck_assert_ptr_nonnull(strstr(text,
+                                 "| `upstreams.NAME.type` | `con` (confirmable, retransmitted) or `non` | "
+                                 "`con` |\n"));
+    ck_assert_ptr_nonnull(strstr(text, "| `routes[].upstream` | name of an upstream | required |\n"));
+    ck_assert_ptr_nonnull(strstr(text, "| `listen` | HTTP address, `HOST:PORT` or `[V6]:PORT` | "
+                                       "`127.0.0.1:8080` |\n"));
+    free(text);
+}
+END_TEST
+
+/* A config with the documented field set to an object, a wrong type for every field. */
+static void config_with(const char *path, char *buf, size_t len)
+{
+    char section[64];
+    const char *dot = strchr(path, '.');
+
+    if (strncmp(path, "upstreams.NAME.", 15) == 0) {
+        snprintf(buf, len, "{'upstreams': {'s': {'%s': {}}}}", path + 15);
+    } else if (strncmp(path, "routes[].", 9) == 0) {
+        snprintf(buf, len, "{'upstreams': {'s': {'uri': 'coap://h'}}, 'routes': [{'%s': {}}]}", path + 9);
+    } else if (dot != NULL) {
+        snprintf(section, sizeof(section), "%.*s", (int)(dot - path), path);
+        snprintf(buf, len, "{'%s': {'%s': {}}}", section, dot + 1);
+    } else {
+        snprintf(buf, len, "{'%s': {}}", path);
+    }
+}
+
+START_TEST(test_every_field_in_the_reference_table_is_known)
+{
+    char *text = reference();
+    size_t fields = 0;
+
+    for (const char *line = strstr(text, "\n| `"); line != NULL; line = strstr(line + 1, "\n| `")) {
+        char path[128];
+        char config[512];
+        char msg[512];
+        enum cfg_status st;
+
+        ck_assert_int_eq(sscanf(line, "\n| `%127[^`]`", path), 1);
+        config_with(path, config, sizeof(config));
+        cfg_free(parse(config, &st, msg, sizeof(msg)));
+        ck_assert_msg(st == CFG_ERR_INVALID, "%s: %s", config, msg);
+        ck_assert_msg(strstr(msg, "unknown field") == NULL, "%s: %s", path, msg);
+        fields++;
+    }
+    ck_assert_uint_eq(fields, 27);
+    free(text);
+}
+END_TEST
+
 static void add(Suite *s, const char *name, const TTest *const *tests)
 {
     TCase *tc = tcase_create(name);
@@ -1169,6 +1259,10 @@ static Suite *config_suite(void)
         (const TTest *const[]){test_methods_format_lists_head_with_get, test_methods_format_never_overflows,
                                test_method_names_match_the_rfcs, test_every_status_has_a_message,
                                test_error_format_has_three_shapes, NULL});
+    add(s, "reference",
+        (const TTest *const[]){test_reference_table_has_one_line_per_field,
+                               test_reference_table_takes_ranges_and_defaults_from_the_rows,
+                               test_every_field_in_the_reference_table_is_known, NULL});
     return s;
 }
 
