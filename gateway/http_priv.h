@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "config/cfg.h"
+#include "gateway/mhdlog.h"
 #include "proxy/cache.h"
 #include "proxy/client.h"
 #include "proxy/observe.h"
