@@ -62,8 +62,66 @@ static size_t format_line(char *line, size_t cap, enum cg_log_level level, const
     if (len > cap - 2) {
         len = cap - 2;
     }
+    /* A stray CR or LF (an error text from a library, say) must not start a line that is not ours. */
+    for (size_t i = (size_t)n; i < len; i++) {
+        if (line[i] == '\n' || line[i] == '\r') {
+            line[i] = ' ';
+        }
+    }
     line[len++] = '\n';
     return len;
+}
+
+/* The escape for byte c inside a quoted value, written to out (at most 4 bytes); returns its length. */
+static size_t escape_byte(unsigned char c, char out[4])
+{
+    static const char hex[] = "0123456789abcdef";
+
+    out[0] = '\\';
+    switch (c) {
+    case '"':
+    case '\\':
+        out[1] = (char)c;
+        return 2;
+    case '\n':
+        out[1] = 'n';
+        return 2;
+    case '\r':
+        out[1] = 'r';
+        return 2;
+    case '\t':
+        out[1] = 't';
+        return 2;
+    default:
+        break;
+    }
+    if (c < 0x20 || c >= 0x7f) {
+        out[1] = 'x';
+        out[2] = hex[c >> 4];
+        out[3] = hex[c & 0xf];
+        return 4;
+    }
+    out[0] = (char)c;
+    return 1;
+}
+
+size_t cg_log_quote(char *dst, size_t cap, const char *src, size_t len)
+{
+    size_t n = 0;
+    char esc[4];
+
+    dst[n++] = '"';
+    for (size_t i = 0; i < len; i++) {
+        size_t k = escape_byte((unsigned char)src[i], esc);
+        if (n + k + 2 > cap) { /* room for the closing quote and the NUL */
+            break;
+        }
+        memcpy(dst + n, esc, k);
+        n += k;
+    }
+    dst[n++] = '"';
+    dst[n] = '\0';
+    return n;
 }
 
 static void write_all(const char *p, size_t len)

@@ -4,6 +4,7 @@
 #define CG_LOG_H
 
 #include <stdatomic.h>
+#include <stddef.h>
 
 enum cg_log_level { CG_LOG_ERROR = 0, CG_LOG_WARN = 1, CG_LOG_INFO = 2, CG_LOG_DEBUG = 3 };
 
@@ -14,9 +15,16 @@ int cg_log_level_parse(const char *name, enum cg_log_level *out);
 const char *cg_log_level_name(enum cg_log_level level);
 void cg_log_set_level(enum cg_log_level level);
 
-/* Writes "level=L mod=M " followed by the formatted text and a newline, as one write(2). */
+/* Writes "ts=T level=L mod=M " followed by the formatted text and a newline, as one write(2). A CR or LF in
+ * the formatted text becomes a space: one call is one line. Values from outside belong in cg_log_quote. */
 void cg_log_write(enum cg_log_level level, const char *mod, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* Writes src[0..len) into dst as a double-quoted log value: a quote or a backslash gets a backslash, CR, LF
+ * and TAB become \r \n \t, other control and non-ASCII bytes \xNN, so a value from a device or a client
+ * can neither end its field nor start a line. Truncates (still quoted) to fit cap; dst is NUL-terminated.
+ * Returns the length written (excluding the NUL). cap >= 3. */
+size_t cg_log_quote(char *dst, size_t cap, const char *src, size_t len);
 
 /* Like cg_log_write, but for high-volume lines (the access log): appended to a buffer that a flusher thread
  * writes out every 50 ms (and when full). Unbuffered until cg_log_start_buffering(). */

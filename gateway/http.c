@@ -18,6 +18,7 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "gateway/http_priv.h"
+#include "gateway/mhdlog.h"
 
 /* ---- the pipeline's callbacks ---- */
 
@@ -292,7 +293,8 @@ struct gw_http *gw_http_start(const struct cfg *cfg, struct px_client *client, s
     unsigned flags =
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     http->daemon = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, http, MHD_OPTION_LISTEN_SOCKET, http->listen_fd,
+        flags, 0, NULL, NULL, on_request, http, MHD_OPTION_EXTERNAL_LOGGER, gw_mhdlog, NULL, /* first */
+        MHD_OPTION_LISTEN_SOCKET, http->listen_fd,
         MHD_OPTION_THREAD_POOL_SIZE, pool_size(), MHD_OPTION_CONNECTION_LIMIT, cfg->limits.max_connections,
         MHD_OPTION_CONNECTION_TIMEOUT, cfg->limits.connection_timeout_s, MHD_OPTION_URI_LOG_CALLBACK, on_uri,
         http, MHD_OPTION_NOTIFY_COMPLETED, on_completed, http, MHD_OPTION_END);

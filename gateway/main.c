@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "coap/coaplog.h"
 #include "config/cfg.h"
 #include "demo/demo.h"
 #include "gateway/http.h"
@@ -300,10 +301,10 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     /* libcoap's global state is set up once here, before any thread uses it, and torn down after every
-     * context is gone. */
+     * context is gone. Its messages go through coapgw's logger from the start. */
+    co_log_install((enum cg_log_level)cfg->log.level);
     coap_startup();
     coap_set_prng(buffered_random);
-    coap_set_log_level(cfg->log.level >= CG_LOG_DEBUG ? LOG_WARNING : LOG_ERR);
     cg_log_start_buffering();
     int rc = serve(cfg);
     cg_log_stop_buffering();

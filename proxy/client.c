@@ -107,14 +107,72 @@ struct px_client {
     atomic_uint_fast64_t next_obs_id;
 };
 
+/* ---- logging (mod=client) ---- */
+
+/* Values from the request or the configuration are quoted (cg_log_quote): a Uri-Path segment may hold
+ * quotes, CR or LF, and must not add fields or lines of its own. Callers check the level first. */
+#define LOG_VALUE_MAX 600
+
+/* The request's Uri-Path options as "/a/b" ("/" for none), quoted. */
+static void quote_path(const struct px_exchange *x, char *out, size_t cap)
+{
+    char path[LOG_VALUE_MAX];
+    size_t len = 0;
+
+    for (const struct co_opt *o = co_optset_find(x->req, CO_OPT_URI_PATH, 0); o != NULL;
+         o = co_optset_find(x->req, CO_OPT_URI_PATH, (unsigned)(o - x->req->opt) + 1)) {
+        size_t n = o->len < sizeof(path) - len - 1 ? o->len : sizeof(path) - len - 1;
+        path[len++] = '/';
+        memcpy(path + len, co_opt_value(x->req, o), n);
+        len += n;
+        if (len >= sizeof(path) - 1) {
+            break;
+        }
+    }
+    if (len == 0) {
+        path[len++] = '/';
+    }
+    cg_log_quote(out, cap, path, len);
+}
+
+static void quote_str(const char *s, char *out, size_t cap)
+{
+    cg_log_quote(out, cap, s != NULL ? s : "", s != NULL ? strlen(s) : 0);
+}
+
+/* "event=E upstream="U" path="/p" reason="R"", plus extra (preformatted "key=value " fields, or "").
+ * x may be NULL (no path). */
+static void log_event(enum cg_log_level level, const struct upstream *up, const struct px_exchange *x,
+                      const char *event, const char *extra, const char *reason)
+{
+    char name[128], path[LOG_VALUE_MAX * 4 / 3], why[400];
+
+    if (!cg_log_enabled(level)) {
+        return;
+    }
+    quote_str(up->cfg->name, name, sizeof(name));
+    quote_str(reason, why, sizeof(why));
+    if (x == NULL) {
+        cg_log_write(level, "client", "event=%s %supstream=%s reason=%s", event, extra, name, why);
+        return;
+    }
+    quote_path(x, path, sizeof(path));
+    cg_log_write(level, "client", "event=%s %supstream=%s path=%s reason=%s", event, extra, name, path, why);
+}
+
 /* ---- reachability ---- */
 
 /* Any answer (even an error code or an RST) shows the device is there; ICMP errors and silence show it is
- * not. Worker thread. */
-static void set_health(struct upstream *up, enum px_health h)
+ * not. A change is logged (up at info, down at warn) with what showed it: reason, and the exchange x
+ * when there is one. Worker thread. */
+static void set_health(struct upstream *up, enum px_health h, const struct px_exchange *x, const char *reason)
 {
-    atomic_store(&up->health, (int)h);
+    enum px_health old = (enum px_health)atomic_exchange(&up->health, (int)h);
     atomic_store(&up->news_ms, cg_now_ms());
+    if (old != h) {
+        log_event(h == PX_HEALTH_UP ? CG_LOG_INFO : CG_LOG_WARN, up, x,
+                  h == PX_HEALTH_UP ? "upstream_up" : "upstream_down", "", reason);
+    }
 }
 
 enum px_health px_client_upstream_health(struct px_client *c, size_t upstream)
@@ -146,12 +204,69 @@ static struct px_exchange *queue_pop(struct upstream *up)
     return x;
 }
 
+static const char *status_word(enum px_status status)
+{
+    switch (status) {
+    case PX_OK:
+        return "ok";
+    case PX_ERR_TIMEOUT:
+        return "timeout";
+    case PX_ERR_BAD_GATEWAY:
+        return "bad_gateway";
+    case PX_ERR_UNAVAILABLE:
+        return "unavailable";
+    default:
+        return "error";
+    }
+}
+
+/* "-", "N" or "F-L". */
+static void format_blocks(int32_t first, int32_t last, char out[24])
+{
+    if (last < 0) {
+        snprintf(out, 24, "-");
+    } else if (first < 0 || first == last) {
+        snprintf(out, 24, "%ld", (long)last);
+    } else {
+        snprintf(out, 24, "%ld-%ld", (long)first, (long)last);
+    }
+}
+
+/* The debug line of one completed exchange. libcoap 4.3.1 does not tell how often it retransmitted a CON,
+ * so that is not in it (libcoap's own debug lines show each retransmission). */
+static void log_exchange(const struct upstream *up, const struct px_exchange *x, enum px_status status)
+{
+    char path[LOG_VALUE_MAX * 4 / 3], token[17], code[5] = "-", b1[24], b2[24];
+    uint64_t took = cg_now_ms() - (x->priv.deadline_ms - up->cfg->timeout_ms);
+
+    for (size_t i = 0; i < x->priv.token_len && i < 8; i++) {
+        snprintf(token + 2 * i, 3, "%02x", x->priv.token[i]);
+    }
+    token[x->priv.token_len < 8 ? 2 * x->priv.token_len : 16] = '\0';
+    if (x->resp_code != 0) {
+        co_code_format(x->resp_code, code);
+    }
+    quote_path(x, path, sizeof(path));
+    format_blocks(-1, x->priv.block1, b1);
+    format_blocks(x->priv.block2_first, x->priv.block2_last, b2);
+    const char *method = co_method_name(x->code);
+    cg_log_write(CG_LOG_DEBUG, "client",
+                 "event=exchange method=%s path=%s token=%s mid=0x%04x type=%s code=%s status=%s block1=%s "
+                 "block2=%s duration_ms=%llu",
+                 method != NULL ? method : "?", path, x->priv.token_len > 0 ? token : "-",
+                 (unsigned)(x->priv.mid < 0 ? 0 : x->priv.mid), up->cfg->type == CFG_MSG_NON ? "NON" : "CON",
+                 code, status_word(status), b1, b2, (unsigned long long)took);
+}
+
 /* Detaches the slot's exchange, completes it, and feeds the slot from the queue. */
 static void slot_complete(struct slot *s, enum px_status status, const char *detail)
 {
     struct upstream *up = s->up;
     struct px_exchange *x = s->x;
 
+    if (cg_log_enabled(CG_LOG_DEBUG)) {
+        log_exchange(up, x, status);
+    }
     s->x = NULL;
     up->inflight--;
     finish(x, status, detail);
@@ -302,6 +417,7 @@ static coap_pdu_t *build_pdu(struct slot *s, struct px_exchange *x)
     if (pdu == NULL) {
         return NULL;
     }
+    x->priv.mid = coap_pdu_get_mid(pdu);
     /* After a 4.13 the body goes block-wise from the start, at the block size the device asked for: a Block1
      * option set before the payload makes libcoap use its size (RFC 7959 §2.9.3). */
     uint8_t block1 = (uint8_t)(0x08 | (x->priv.block1_szx - 1)); /* num 0, M=1 */
@@ -334,7 +450,9 @@ static void slot_send(struct slot *s, struct px_exchange *x)
     s->x = x;
     up->inflight++;
     if (!slot_open(s)) {
-        slot_complete(s, PX_ERR_BAD_GATEWAY, "cannot open a CoAP session to the upstream");
+        static const char why[] = "cannot open a CoAP session to the upstream";
+        log_event(CG_LOG_WARN, up, x, "send_failed", "", why);
+        slot_complete(s, PX_ERR_BAD_GATEWAY, why);
         return;
     }
     coap_pdu_t *pdu = build_pdu(s, x);
@@ -343,8 +461,10 @@ static void slot_send(struct slot *s, struct px_exchange *x)
         return;
     }
     if (coap_send(s->session, pdu) == COAP_INVALID_MID) {
+        static const char why[] = "the upstream cannot be reached";
+        log_event(CG_LOG_WARN, up, x, "send_failed", "", why);
         slot_reset_session(s, false);
-        slot_complete(s, PX_ERR_BAD_GATEWAY, "the upstream cannot be reached");
+        slot_complete(s, PX_ERR_BAD_GATEWAY, why);
     }
 }
 
@@ -500,7 +620,7 @@ static coap_response_t obs_response(struct observation *o, const coap_pdu_t *rec
     if (!token_matches(x, received)) {
         return COAP_RESPONSE_FAIL;
     }
-    set_health(o->up, PX_HEALTH_UP);
+    set_health(o->up, PX_HEALTH_UP, x, "a notification arrived");
     if (!co_code_is_response(code)) {
         obs_end(o, PX_ERR_BAD_GATEWAY, "the upstream sent a message that is not a response");
         return COAP_RESPONSE_OK;
@@ -608,8 +728,10 @@ static long expire_observations(struct upstream *up, uint64_t now)
         struct observation *following = o->next;
         if (o->deadline_ms <= now) {
             if (o->registering) {
-                obs_end(o, PX_ERR_TIMEOUT,
-                        "the upstream stopped notifying and did not answer a re-registration");
+                static const char why[] =
+                    "the upstream stopped notifying and did not answer a re-registration";
+                log_event(CG_LOG_WARN, up, o->x, "timeout", "observe=1 ", why);
+                obs_end(o, PX_ERR_TIMEOUT, why);
                 o = following;
                 continue;
             }
@@ -647,7 +769,29 @@ static bool retry_smaller_blocks(struct slot *s, const coap_pdu_t *received)
     if (pdu == NULL || coap_send(s->session, pdu) == COAP_INVALID_MID) {
         return false; /* answer the 4.13 as it is */
     }
+    if (cg_log_enabled(CG_LOG_INFO)) {
+        char extra[32];
+        snprintf(extra, sizeof(extra), "block_size=%u ", 16u << block.szx);
+        log_event(CG_LOG_INFO, s->up, x, "retry_smaller_blocks", extra,
+                  "the upstream answered 4.13 with a smaller Block1 size; sending the body again block-wise");
+    }
     return true;
+}
+
+/* Remembers the block numbers of a response, for the debug log. */
+static void note_blocks(struct px_exchange *x, const coap_pdu_t *received)
+{
+    coap_block_t block;
+
+    if (coap_get_block(received, COAP_OPTION_BLOCK1, &block)) {
+        x->priv.block1 = (int32_t)block.num;
+    }
+    if (coap_get_block(received, COAP_OPTION_BLOCK2, &block)) {
+        if (x->priv.block2_first < 0) {
+            x->priv.block2_first = (int32_t)block.num;
+        }
+        x->priv.block2_last = (int32_t)block.num;
+    }
 }
 
 static coap_response_t on_response(coap_session_t *session, const coap_pdu_t *sent,
@@ -666,8 +810,9 @@ static coap_response_t on_response(coap_session_t *session, const coap_pdu_t *se
     if (s->x == NULL || !token_matches(s->x, received)) {
         return COAP_RESPONSE_FAIL;
     }
-    set_health(s->up, PX_HEALTH_UP);
     struct px_exchange *x = s->x;
+    set_health(s->up, PX_HEALTH_UP, x, "a response arrived");
+    note_blocks(x, received);
     x->resp_code = (uint8_t)coap_pdu_get_code(received);
     if (!co_code_is_response(x->resp_code)) {
         slot_complete(s, PX_ERR_BAD_GATEWAY, "the upstream sent a message that is not a response");
@@ -702,12 +847,13 @@ static coap_response_t on_response(coap_session_t *session, const coap_pdu_t *se
     return COAP_RESPONSE_OK;
 }
 
-/* The probe's ping was answered (RST: the device is there) or failed. Inside a libcoap callback. */
-static void probe_answered(struct probe *p, bool up)
+/* The probe's ping was answered (RST: the device is there) or failed (reason says how). Inside a libcoap
+ * callback. */
+static void probe_answered(struct probe *p, bool up, const char *reason)
 {
     p->outstanding = false;
     p->due_ms = cg_now_ms() + PROBE_IDLE_MS;
-    set_health(p->up, up ? PX_HEALTH_UP : PX_HEALTH_DOWN);
+    set_health(p->up, up ? PX_HEALTH_UP : PX_HEALTH_DOWN, NULL, reason);
     if (!up) {
         session_detach(p->up->worker, &p->session, true);
     }
@@ -719,7 +865,7 @@ static void on_pong(coap_session_t *session, const coap_pdu_t *received, const c
     (void)mid;
     enum holder_kind *holder = coap_session_get_app_data(session);
     if (holder != NULL && *holder == HOLD_PROBE) {
-        probe_answered((struct probe *)holder, true);
+        probe_answered((struct probe *)holder, true, "the upstream answered a CoAP ping");
     }
 }
 
@@ -734,7 +880,7 @@ static long expire_probe(struct upstream *up, uint64_t now)
             return (long)(p->deadline_ms - now);
         }
         p->outstanding = false;
-        set_health(up, PX_HEALTH_DOWN);
+        set_health(up, PX_HEALTH_DOWN, NULL, "no answer to a CoAP ping");
         session_detach(up->worker, &p->session, false);
         p->due_ms = now + PROBE_IDLE_MS;
     }
@@ -752,7 +898,7 @@ static long expire_probe(struct upstream *up, uint64_t now)
         }
     }
     if (p->session == NULL || coap_session_send_ping(p->session) == COAP_INVALID_MID) {
-        set_health(up, PX_HEALTH_DOWN);
+        set_health(up, PX_HEALTH_DOWN, NULL, "cannot send a CoAP ping");
         p->due_ms = now + PROBE_IDLE_MS;
         return (long)PROBE_IDLE_MS;
     }
@@ -760,6 +906,62 @@ static long expire_probe(struct upstream *up, uint64_t now)
     p->outstanding = true;
     p->deadline_ms = now + wait;
     return (long)wait;
+}
+
+/* What a nack means, for the log: a short name and a sentence. */
+static const char *nack_name(coap_nack_reason_t reason)
+{
+    switch (reason) {
+    case COAP_NACK_TOO_MANY_RETRIES:
+        return "retries";
+    case COAP_NACK_RST:
+        return "rst";
+    case COAP_NACK_ICMP_ISSUE:
+        return "icmp";
+    case COAP_NACK_TLS_FAILED:
+        return "tls";
+    case COAP_NACK_NOT_DELIVERABLE:
+        break;
+    }
+    return "not_deliverable";
+}
+
+static const char *nack_text(coap_nack_reason_t reason)
+{
+    switch (reason) {
+    case COAP_NACK_TOO_MANY_RETRIES:
+        return "the upstream did not acknowledge the request after the last retransmission";
+    case COAP_NACK_RST:
+        return "the upstream answered with a Reset";
+    case COAP_NACK_ICMP_ISSUE:
+        return "ICMP unreachable: nothing listens at the upstream's address";
+    case COAP_NACK_TLS_FAILED:
+        return "the DTLS handshake failed";
+    case COAP_NACK_NOT_DELIVERABLE:
+        break;
+    }
+    return "the request could not be delivered";
+}
+
+/* A nack of a request an exchange waits for: logged at warn with what it means. */
+static void log_nack(const struct upstream *up, const struct px_exchange *x, coap_nack_reason_t reason)
+{
+    char extra[32];
+    if (!cg_log_enabled(CG_LOG_WARN)) {
+        return;
+    }
+    snprintf(extra, sizeof(extra), "nack=%s ", nack_name(reason));
+    log_event(CG_LOG_WARN, up, x, "nack", extra, nack_text(reason));
+}
+
+static void obs_nack(struct observation *o, const coap_pdu_t *sent, coap_nack_reason_t reason)
+{
+    set_health(o->up, reason == COAP_NACK_RST ? PX_HEALTH_UP : PX_HEALTH_DOWN, o->x, nack_text(reason));
+    if (sent == NULL || token_matches(o->x, sent)) {
+        log_nack(o->up, o->x, reason);
+        obs_end(o, reason == COAP_NACK_TOO_MANY_RETRIES ? PX_ERR_TIMEOUT : PX_ERR_BAD_GATEWAY,
+                "the upstream did not accept the observation");
+    }
 }
 
 static void on_nack(coap_session_t *session, const coap_pdu_t *sent, const coap_nack_reason_t reason,
@@ -771,23 +973,22 @@ static void on_nack(coap_session_t *session, const coap_pdu_t *sent, const coap_
         return;
     }
     if (*holder == HOLD_PROBE) {
-        probe_answered((struct probe *)holder, reason == COAP_NACK_RST);
+        probe_answered((struct probe *)holder, reason == COAP_NACK_RST,
+                       reason == COAP_NACK_RST ? "the upstream answered a CoAP ping" : nack_text(reason));
         return;
     }
     if (*holder == HOLD_OBS) {
-        struct observation *o = (struct observation *)holder;
-        set_health(o->up, reason == COAP_NACK_RST ? PX_HEALTH_UP : PX_HEALTH_DOWN);
-        if (sent == NULL || token_matches(o->x, sent)) {
-            obs_end(o, reason == COAP_NACK_TOO_MANY_RETRIES ? PX_ERR_TIMEOUT : PX_ERR_BAD_GATEWAY,
-                    "the upstream did not accept the observation");
-        }
+        obs_nack((struct observation *)holder, sent, reason);
         return;
     }
     struct slot *s = (struct slot *)holder;
-    set_health(s->up, reason == COAP_NACK_RST ? PX_HEALTH_UP : PX_HEALTH_DOWN);
-    if (s->x == NULL || (sent != NULL && !token_matches(s->x, sent))) {
+    bool ours = s->x != NULL && (sent == NULL || token_matches(s->x, sent));
+    set_health(s->up, reason == COAP_NACK_RST ? PX_HEALTH_UP : PX_HEALTH_DOWN, ours ? s->x : NULL,
+               nack_text(reason));
+    if (!ours) {
         return;
     }
+    log_nack(s->up, s->x, reason);
     switch (reason) {
     case COAP_NACK_TOO_MANY_RETRIES:
         slot_reset_session(s, true);
@@ -818,7 +1019,9 @@ static long expire_upstream(struct upstream *up, uint64_t now)
             continue;
         }
         if (s->x->priv.deadline_ms <= now) {
-            set_health(up, PX_HEALTH_DOWN);
+            static const char why[] = "the upstream did not answer within timeout_ms";
+            set_health(up, PX_HEALTH_DOWN, s->x, why);
+            log_event(CG_LOG_WARN, up, s->x, "timeout", "", why);
             slot_reset_session(s, false);
             slot_complete(s, PX_ERR_TIMEOUT, "the upstream did not answer within timeout_ms");
             i = (unsigned)-1; /* slot_complete may have refilled slots: rescan */
@@ -830,7 +1033,9 @@ static long expire_upstream(struct upstream *up, uint64_t now)
         }
     }
     while (up->q_head != NULL && up->q_head->priv.deadline_ms <= now) {
-        finish(queue_pop(up), PX_ERR_TIMEOUT, "the request waited in the upstream's queue past timeout_ms");
+        static const char why[] = "the request waited in the upstream's queue past timeout_ms";
+        log_event(CG_LOG_WARN, up, up->q_head, "timeout", "", why);
+        finish(queue_pop(up), PX_ERR_TIMEOUT, why);
     }
     if (up->q_head != NULL) {
         long left = (long)(up->q_head->priv.deadline_ms - now);
@@ -1213,6 +1418,8 @@ static bool enqueue(struct px_client *c, struct px_exchange *x)
 
     x->priv.next = NULL;
     x->priv.deadline_ms = cg_now_ms() + c->ups[x->upstream].cfg->timeout_ms;
+    x->priv.mid = -1;
+    x->priv.block1 = x->priv.block2_first = x->priv.block2_last = -1;
     x->resp_payload = NULL;
     x->resp_len = 0;
     x->resp_code = 0;
