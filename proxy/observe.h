@@ -80,10 +80,4 @@ struct px_notification *px_observe_next(struct px_observe *reg, struct px_subscr
 
 void px_notification_release(struct px_notification *n);
 
-/* Formats a notification as one Server-Sent Event: "id: <seq>", "event: <code, e.g. 2.05>", the payload
- * as data lines (text kept as is; anything else base64 with "encoding: base64"), or for an end with an error
- * "event: error" and the detail. Returns a malloc'd text (NUL-terminated) and its length, NULL on OOM or
- * for a clean end (nothing to say). */
-char *px_notification_sse(const struct px_notification *n, size_t *len);
-
 #endif
