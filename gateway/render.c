@@ -117,6 +117,21 @@ static struct MHD_Response *coap_response(struct px_answer *a)
     add_number_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "max-age=", h->max_age);
     add_number_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "", h->retry_after);
     add_number_header(resp, MHD_HTTP_HEADER_AGE, "", a->age);
+    if (a->no_store) {
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    }
+    if (a->vary_accept) {
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_VARY, MHD_HTTP_HEADER_ACCEPT);
+    }
+    return resp;
+}
+
+static struct MHD_Response *empty_response(const struct px_answer *a)
+{
+    struct MHD_Response *resp = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+    if (resp != NULL && a->no_store) {
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    }
     return resp;
 }
 
@@ -137,7 +152,7 @@ static struct MHD_Response *build(struct request *r, struct px_answer *a)
     case PX_ANSWER_COAP:
         return px_answer_map(a) ? coap_response(a) : problem_response(a);
     case PX_ANSWER_EMPTY:
-        return MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+        return empty_response(a);
     case PX_ANSWER_STREAM:
         return stream_response(r, a);
     }

@@ -474,6 +474,14 @@ uint32_t px_cache_entry_age(struct px_cache_entry *e, uint64_t now_ms)
     return age > UINT32_MAX ? UINT32_MAX : (uint32_t)age;
 }
 
+uint32_t px_cache_entry_max_age(struct px_cache_entry *e)
+{
+    uint64_t stored_at;
+    uint32_t max_age;
+    freshness_read(e, &stored_at, &max_age);
+    return max_age;
+}
+
 uint32_t px_cache_entry_remaining(struct px_cache_entry *e, uint64_t now_ms)
 {
     uint64_t stored_at;

@@ -87,6 +87,8 @@ const uint8_t *px_cache_entry_payload(const struct px_cache_entry *e, size_t *le
  * max(0, Max-Age - Age): never negative, never above the stored Max-Age. */
 uint32_t px_cache_entry_age(struct px_cache_entry *e, uint64_t now_ms);
 uint32_t px_cache_entry_remaining(struct px_cache_entry *e, uint64_t now_ms);
+/* The freshness lifetime in seconds: the stored Max-Age, or the one of the last 2.03 that refreshed it. */
+uint32_t px_cache_entry_max_age(struct px_cache_entry *e);
 /* The stored ETag (0 length when none). */
 const uint8_t *px_cache_entry_etag(const struct px_cache_entry *e, size_t *len);
 

@@ -26,7 +26,16 @@ struct px_forward {
     atomic_bool draining;
 };
 
-enum req_state { REQ_NEW, REQ_BODY, REQ_WAITING, REQ_DONE, REQ_LONGPOLL, REQ_STREAM, REQ_ANSWERED };
+enum req_state {
+    REQ_NEW,
+    REQ_BODY,
+    REQ_WAITING,     /* an exchange or a flight is on its way */
+    REQ_DONE,        /* ... and has finished */
+    REQ_LONGPOLL,    /* parked until the next notification or the deadline */
+    REQ_SSE_PENDING, /* parked until the registration is answered: the stream or its error */
+    REQ_STREAM,
+    REQ_ANSWERED,
+};
 enum live_mode { LIVE_NONE, LIVE_SSE, LIVE_LONGPOLL };
 
 /* The outcome of one upstream fetch that several requests share (single flight). Refcounted; the last
@@ -47,7 +56,8 @@ struct shared_answer {
 struct live {
     struct px_subscriber sub;
     struct px_req *req;
-    uint64_t deadline_ms; /* long-poll: 204 then */
+    uint64_t deadline_ms;          /* long-poll: 204 then */
+    struct px_notification *first; /* SSE: the registration's answer, the stream's first event */
 };
 
 struct px_req {
@@ -110,6 +120,8 @@ static void answer_init(struct px_req *req, struct px_answer *a, enum px_answer_
     a->kind = kind;
     a->status = status;
     a->xcache = req->fwd->cache != NULL && req->route != NULL ? req->xc : PX_XC_NONE;
+    /* A long-poll answer is one notification, not a representation to reuse (nor is a stream). */
+    a->no_store = req->live_mode != LIVE_NONE;
     a->retry_after = -1;
     a->age = -1;
     a->route = req->route;
@@ -151,7 +163,12 @@ bool px_answer_map(struct px_answer *a)
     a->mapped = true;
     a->status = a->http.status;
     if (a->entry != NULL && a->http.max_age >= 0) {
-        a->http.max_age = a->remaining;
+        /* The entry's freshness lifetime, with its Age beside it (RFC 9111 §4.2.3, §5.1): a downstream
+         * cache subtracts the age itself. A max-age already reduced by the age would count it twice. */
+        a->http.max_age = a->lifetime;
+    }
+    if (a->no_store) {
+        a->http.max_age = -1;
     }
     return true;
 }
@@ -174,6 +191,8 @@ static enum px_step coap_answer(struct px_req *req, struct px_answer *a, uint8_t
 {
     answer_init(req, a, PX_ANSWER_COAP, 0);
     a->coap_code = req->coap_code = code;
+    /* The device chose the representation by the Accept we passed on (RFC 9110 §12.5.5). */
+    a->vary_accept = req->creq.code == CO_GET || req->creq.code == CO_FETCH;
     a->opts = opts;
     a->body = payload;
     a->body_len = len;
@@ -186,6 +205,7 @@ static enum px_step coap_answer(struct px_req *req, struct px_answer *a, uint8_t
         px_cache_entry_ref(entry);
         a->entry = entry;
         a->remaining = px_cache_entry_remaining(entry, now);
+        a->lifetime = px_cache_entry_max_age(entry);
         if (req->xc == PX_XC_HIT) {
             a->age = (long)px_cache_entry_age(entry, now);
         }
@@ -227,6 +247,7 @@ struct px_req *px_req_new(struct px_forward *fwd, const struct px_front *front)
     req->rest = "";
     req->method = "";
     req->xc = PX_XC_BYPASS;
+    req->cond = (struct px_conditions)PX_CONDITIONS_INIT;
     co_optset_init(&req->creq.opts);
     co_optset_init(&req->x.resp);
     return req;
@@ -252,6 +273,7 @@ void px_req_free(struct px_req *req)
     }
     if (req->live != NULL) {
         px_observe_unsubscribe(req->fwd->observe, &req->live->sub);
+        px_notification_release(req->live->first);
         free(req->live);
     }
     if (req->stale != NULL) {
@@ -402,11 +424,15 @@ static enum px_step answer_done(struct px_req *req, struct px_answer *out)
 }
 
 static enum px_step longpoll_step(struct px_req *req, struct px_answer *out);
+static enum px_step sse_start(struct px_req *req, struct px_answer *out);
 
 enum px_step px_req_resume(struct px_req *req, struct px_answer *out)
 {
     if (req->state == REQ_LONGPOLL) {
         return longpoll_step(req, out);
+    }
+    if (req->state == REQ_SSE_PENDING) {
+        return sse_start(req, out);
     }
     return answer_done(req, out);
 }
@@ -612,7 +638,10 @@ static enum px_step serve_cached(struct px_req *req, struct px_answer *out)
     bool fresh = false;
     struct px_cache_entry *e = px_cache_lookup(cache, req->key, req->key_len, now_ms(req->fwd), &fresh);
 
-    if (e != NULL && fresh && !req->cond.no_cache) {
+
+    uint64_t now = now_ms(req->fwd);
+    if (e != NULL && fresh &&
+        px_conditions_accept_fresh(&req->cond, px_cache_entry_age(e, now), px_cache_entry_remaining(e, now))) {
         req->xc = PX_XC_HIT;
         size_t len = 0;
         const uint8_t *payload = px_cache_entry_payload(e, &len);
@@ -728,6 +757,8 @@ static enum px_step serve_live(struct px_req *req, struct px_answer *out)
     live->req = req;
     live->sub.wake = on_sub_wake;
     live->sub.want_next = req->live_mode == LIVE_LONGPOLL;
+    live->sub.store = req->route->cache && req->fwd->cache != NULL;
+    live->sub.resource_len = resource_len;
     enum px_status st = px_observe_subscribe(req->fwd->observe, req->route->upstream, key, key_len,
                                              &req->creq.opts, &live->sub, &detail);
     if (st != PX_OK) {
@@ -736,10 +767,7 @@ static enum px_step serve_live(struct px_req *req, struct px_answer *out)
     }
     req->live = live;
     if (req->live_mode == LIVE_SSE) {
-        answer_init(req, out, PX_ANSWER_STREAM, 200);
-        out->no_store = true;
-        req->state = REQ_STREAM;
-        return PX_STEP_ANSWER;
+        return sse_start(req, out);
     }
     req->state = REQ_LONGPOLL;
     live->deadline_ms = now_ms(req->fwd) + (uint64_t)req->fwd->cfg->limits.longpoll_timeout_s * 1000u;
@@ -775,6 +803,36 @@ static enum px_step notification_answer(struct px_req *req, struct px_answer *ou
     return step;
 }
 
+/* SSE: the stream starts once the registration is answered with a success (RFC 7641 §3.2: an error is no
+ * observation). An error gets its HTTP status instead, as a long-poll would, so a browser's EventSource
+ * does not reconnect to it forever, each time a new CoAP GET. A later subscriber of a live observation
+ * gets the latest notification at once, so it never waits here. */
+static enum px_step sse_start(struct px_req *req, struct px_answer *out)
+{
+    bool ended = false;
+    struct live *live = req->live;
+    struct px_notification *n = px_observe_next(req->fwd->observe, &live->sub, 0, &ended, park, req);
+
+    if (n == NULL) {
+        req->state = REQ_SSE_PENDING;
+        return ended ? problem(req, out, PX_ERR_BAD_GATEWAY, "the observation ended") : PX_STEP_WAIT;
+    }
+    enum px_step step;
+    if (n->end) {
+        step = problem(req, out, n->status != PX_OK ? n->status : PX_ERR_BAD_GATEWAY,
+                       n->status != PX_OK ? n->detail : "the upstream ended the observation at once");
+    } else if (CO_CODE_CLASS(n->code) != 2) {
+        step = notification_answer(req, out, n);
+    } else {
+        live->first = n;
+        answer_init(req, out, PX_ANSWER_STREAM, 200);
+        req->state = REQ_STREAM;
+        return PX_STEP_ANSWER;
+    }
+    px_notification_release(n);
+    return step;
+}
+
 /* Long-poll: the next notification, 204 at the deadline, or park again. */
 static enum px_step longpoll_step(struct px_req *req, struct px_answer *out)
 {
@@ -807,7 +865,30 @@ struct px_notification *px_req_next_event(struct px_req *req, uint64_t wake_at_m
         *ended = true;
         return NULL;
     }
+    if (req->live->first != NULL) {
+        struct px_notification *first = req->live->first;
+        req->live->first = NULL;
+        *ended = false;
+        return first;
+    }
     return px_observe_next(req->fwd->observe, &req->live->sub, wake_at_ms, ended, park, req);
+}
+
+/* Worker thread: a notification of an observed resource on a caching route is its newest representation;
+ * store it so a GET answers nothing older (RFC 7641 §3.2 notifications are fresh responses). */
+static void store_notification(void *arg, const uint8_t *key, size_t key_len, size_t resource_len,
+                               const struct px_exchange *x)
+{
+    struct px_forward *fwd = arg;
+
+    if (fwd->cache == NULL || !co_code_cacheable(x->resp_code)) {
+        return;
+    }
+    struct px_cache_entry *e = px_cache_store(fwd->cache, key, key_len, resource_len, x->resp_code, &x->resp,
+                                              x->resp_payload, x->resp_len, now_ms(fwd));
+    if (e != NULL) {
+        px_cache_entry_release(e);
+    }
 }
 
 /* ==== the pipeline =============================================================================== */
@@ -830,6 +911,7 @@ struct px_forward *px_forward_create(const struct cfg *cfg, struct px_transport 
         free(fwd);
         return NULL;
     }
+    px_observe_set_store(fwd->observe, store_notification, fwd);
     return fwd;
 }
 

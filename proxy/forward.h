@@ -95,7 +95,8 @@ struct px_answer {
     enum px_answer_kind kind;
     int status;            /* the HTTP status (0 for a prebuildable hit not mapped yet) */
     enum px_xcache xcache; /* PX_XC_NONE: say nothing (no cache, or no route) */
-    bool no_store;         /* add Cache-Control: no-store (streams) */
+    bool no_store;         /* Cache-Control: no-store instead of max-age (streams, long-poll answers) */
+    bool vary_accept;      /* Vary: Accept: the representation was chosen by the request's Accept */
     bool close;            /* close the connection after this answer (a 413's unread body) */
     long retry_after;      /* problems: Retry-After seconds when >= 0 */
     /* PX_ANSWER_PROBLEM */
@@ -117,6 +118,7 @@ struct px_answer {
     const struct cfg_upstream *upstream;
     const struct co_optset *opts;
     uint32_t remaining; /* entry's freshness left, seconds */
+    uint32_t lifetime;  /* entry's freshness lifetime (Max-Age), seconds */
 };
 
 /* Fills a->http for a PX_ANSWER_COAP answer when not done yet (fresh hits are mapped lazily, so a front

@@ -14,7 +14,8 @@ struct px_observe_obs {
     struct px_observe_obs *next; /* in reg->table while in_table */
     struct px_observe *reg;
     uint8_t *key;
-    size_t key_len;
+    size_t key_len, resource_len;
+    bool store; /* notifications go to reg->store */
     uint64_t id;
     bool in_table;
     bool ended;
@@ -30,6 +31,8 @@ struct px_observe {
     struct px_transport transport;
     cg_clock_fn clock;
     void *clock_arg;
+    px_observe_store_fn store;
+    void *store_arg;
     unsigned max_per_resource, max_total;
     pthread_mutex_t mu;
     struct px_observe_obs *table;
@@ -168,6 +171,9 @@ static void on_notify(struct px_exchange *x, void *arg)
     struct px_observe_obs *obs = arg;
     struct px_notification *n = notification_from(x);
 
+    if (obs->store && obs->reg->store != NULL) {
+        obs->reg->store(obs->reg->store_arg, obs->key, obs->key_len, obs->resource_len, x);
+    }
     if (n == NULL) {
         return;
     }
@@ -285,6 +291,8 @@ enum px_status px_observe_subscribe(struct px_observe *reg, size_t upstream, con
             st = PX_ERR_INTERNAL;
             goto out_unlock;
         }
+        obs->store = s->store;
+        obs->resource_len = s->resource_len <= key_len ? s->resource_len : key_len;
         obs->id = reg->transport.observe(reg->transport.impl, &obs->x);
         if (obs->id == 0) {
             obs_free(obs);
@@ -436,6 +444,12 @@ struct px_observe *px_observe_create(struct px_transport transport, cg_clock_fn 
         return NULL;
     }
     return reg;
+}
+
+void px_observe_set_store(struct px_observe *reg, px_observe_store_fn fn, void *arg)
+{
+    reg->store = fn;
+    reg->store_arg = arg;
 }
 
 void px_observe_destroy(struct px_observe *reg)

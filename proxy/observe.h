@@ -40,6 +40,8 @@ struct px_subscriber {
     void (*wake)(struct px_subscriber *s); /* called under the registry lock, once per park */
     bool want_next;                        /* long-poll: skip the registration's answer (current state) */
     uint64_t wake_at_ms; /* set by px_observe_next: the ticker wakes a parked subscriber then (0: never) */
+    bool store;          /* the first subscriber decides: hand each notification to the store hook */
+    size_t resource_len; /* the key's resource part (px_cache_key), for the store hook */
     /* Private. */
     struct px_subscriber *next;
     struct px_observe_obs *obs;
@@ -56,6 +58,14 @@ struct px_observe;
  * subscribers whose wake_at_ms has passed. NULL on failure. */
 struct px_observe *px_observe_create(struct px_transport transport, cg_clock_fn clock, void *clock_arg,
                                      unsigned max_per_resource, unsigned max_total);
+/* Called on a CoAP worker, outside the registry's lock, with each notification (x's resp_* valid during the
+ * call) of an observation whose first subscriber set store: the pipeline stores it in the cache, so a GET
+ * never answers an older representation than the one the subscribers just got. Set once, before the first
+ * subscription. */
+typedef void (*px_observe_store_fn)(void *arg, const uint8_t *key, size_t key_len, size_t resource_len,
+                                    const struct px_exchange *x);
+void px_observe_set_store(struct px_observe *reg, px_observe_store_fn fn, void *arg);
+
 /* Every subscriber must have unsubscribed. NULL ok. */
 void px_observe_destroy(struct px_observe *reg);
 

@@ -34,13 +34,64 @@ static bool token_is(const char *s, size_t n, const char *token)
     return strlen(token) == n && strncasecmp(s, token, n) == 0;
 }
 
+/* The delta-seconds argument of "name=..." (RFC 9111 §1.2.2), as a token or a quoted-string (RFC 9111
+ * §5.2: senders use the token form, recipients accept both): -1 when s is not that directive or the argument
+ * is no number. Values beyond 2^31 are 2^31 (§1.2.2). */
+static long delta_seconds(const char *s, size_t n, const char *name)
+{
+    size_t k = strlen(name);
+    if (n <= k + 1 || strncasecmp(s, name, k) != 0 || s[k] != '=') {
+        return -1;
+    }
+    s += k + 1;
+    n -= k + 1;
+    if (n >= 2 && s[0] == '"' && s[n - 1] == '"') {
+        s++;
+        n -= 2;
+    }
+    if (n == 0) {
+        return -1;
+    }
+    long v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9') {
+            return -1;
+        }
+        v = v < 214748364L ? v * 10 + (s[i] - '0') : 2147483648L;
+    }
+    return v;
+}
+
+/* Keeps the strictest of repeated directives. */
+static void keep_min(long *slot, long v)
+{
+    if (v >= 0 && (*slot < 0 || v < *slot)) {
+        *slot = v;
+    }
+}
+
 static void cache_directive(struct px_conditions *c, const char *s, size_t n)
 {
     if (token_is(s, n, "no-store")) {
         c->no_store = true;
-    } else if (token_is(s, n, "no-cache") || token_is(s, n, "max-age=0")) {
+    } else if (token_is(s, n, "no-cache")) {
         c->no_cache = true;
+    } else {
+        keep_min(&c->max_age, delta_seconds(s, n, "max-age"));
+        long min_fresh = delta_seconds(s, n, "min-fresh");
+        if (min_fresh > c->min_fresh) {
+            c->min_fresh = min_fresh; /* the strictest min-fresh is the largest */
+        }
     }
+}
+
+bool px_conditions_accept_fresh(const struct px_conditions *c, uint32_t age, uint32_t remaining)
+{
+    /* max-age=0 asks for revalidation whatever the age: whole seconds cannot tell "0.9 s" from "now". */
+    if (c->no_cache || c->max_age == 0 || (c->max_age > 0 && (long)age > c->max_age)) {
+        return false;
+    }
+    return c->min_fresh < 0 || (long)remaining >= c->min_fresh;
 }
 
 void px_conditions_parse_cache(struct px_conditions *c, const char *cache_control, const char *pragma)
@@ -109,5 +160,5 @@ bool px_conditions_not_modified(const struct px_conditions *c, const struct co_o
 void px_conditions_fini(struct px_conditions *c)
 {
     free(c->inm);
-    *c = (struct px_conditions){0};
+    *c = (struct px_conditions)PX_CONDITIONS_INIT;
 }

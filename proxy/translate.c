@@ -564,12 +564,28 @@ static void parse_row(const struct media_row *row, struct media *e)
     parse_media(row->media, row->media + strlen(row->media), e, false);
 }
 
+/* US-ASCII and its IANA aliases (IANA Character Sets registry): a subset of UTF-8, so text in it is
+ * Content-Format 0 as it is (RFC 6657 §4). */
+static bool is_ascii_charset(const struct param *p)
+{
+    static const char *const names[] = {"us-ascii", "ascii", "us", "iso-ir-6", "ansi_x3.4-1968",
+                                        "ansi_x3.4-1986", "iso_646.irv:1991", "iso646-us", "ibm367", "cp367",
+                                        "csascii"};
+    for (size_t i = 0; i < COUNT(names); i++) {
+        if (ieq(p->val, p->vlen, names[i], strlen(names[i]))) {
+            return true;
+        }
+    }
+    return false;
+}
+
 static bool row_params_match(const struct media *e, const struct media *in)
 {
     for (unsigned i = 0; i < e->np; i++) {
         const struct param *ep = &e->p[i];
         const struct param *ip = find_param(in, ep->name, ep->nlen);
-        if (ip == NULL && media_is(in, "text/plain") && ieq(ep->name, ep->nlen, "charset", 7)) {
+        bool charset = media_is(in, "text/plain") && ieq(ep->name, ep->nlen, "charset", 7);
+        if (charset && (ip == NULL || is_ascii_charset(ip))) {
             continue;
         }
         if (ip == NULL || !ieq(ip->val, ip->vlen, ep->val, ep->vlen)) {
@@ -950,6 +966,18 @@ static int add_if_none_match(struct co_optset *set, const char *v, uint8_t code)
     return co_optset_add(set, CO_OPT_IF_NONE_MATCH, NULL, 0);
 }
 
+/* CoAP's If-None-Match is empty: it can only say "*" (RFC 7252 §5.10.8.2). Entity-tags on a method that
+ * changes the resource would be a precondition the device cannot evaluate, so they are refused, never
+ * dropped. On GET and FETCH they are the cache's business (a 304 from a stored entry). */
+static enum px_status check_if_none_match(const char *v, uint8_t code, const char **detail)
+{
+    if (v == NULL || is_star(v) || code == CO_GET || code == CO_FETCH) {
+        return PX_OK;
+    }
+    *detail = "If-None-Match with entity-tags cannot be expressed in CoAP (only If-None-Match: *)";
+    return PX_ERR_NOT_IMPLEMENTED;
+}
+
 /* ==== Request: HTTP -> CoAP ======================================================================= */
 
 struct formats {
@@ -1042,7 +1070,8 @@ enum px_status px_request_to_coap(const struct px_http_request *in, const char *
     out->has_body = in->body_len > 0 && co_method_has_payload(out->code);
     if ((st = check_uri(in, base, base_len, detail)) != PX_OK ||
         (st = plan_formats(in, out->has_body, &f, detail)) != PX_OK ||
-        (st = check_if_match(in->if_match, detail)) != PX_OK) {
+        (st = check_if_match(in->if_match, detail)) != PX_OK ||
+        (st = check_if_none_match(in->if_none_match, out->code, detail)) != PX_OK) {
         return st;
     }
     return emit(in, base, base_len, &f, out, detail);

@@ -359,7 +359,7 @@ START_TEST(test_a_fresh_hit_is_answered_at_once_with_its_age)
     ck_assert_int_eq(a.age, 2);
     ck_assert(px_answer_map(&a));
     ck_assert_int_eq(a.status, 200);
-    ck_assert_int_eq(a.http.max_age, 58);
+    ck_assert_int_eq(a.http.max_age, 60); /* the lifetime, with Age beside it (RFC 9111 §4.2.3) */
     body_is(&a, "22.5");
     px_answer_release(&a);
     px_req_free(req);
@@ -615,17 +615,24 @@ START_TEST(test_an_event_stream_request_starts_a_stream_and_gets_each_notificati
     bool ended = true;
     h.accept = "text/event-stream";
     struct px_req *req = request(&c, "GET", "/api/temp", NULL, &h, &step, &a);
-    ck_assert_int_eq(step, PX_STEP_ANSWER);
+    ck_assert_int_eq(step, PX_STEP_WAIT); /* until the registration is answered */
+    ck_assert(!has_option(fake.observed[0]->req, CO_OPT_ACCEPT, NULL)); /* the stream is ours */
+    notify(fake.observed[0], 4, "20.5");
+    ck_assert_int_eq(c.resumed, 1);
+    ck_assert_int_eq(px_req_resume(req, &a), PX_STEP_ANSWER);
     ck_assert_int_eq(a.kind, PX_ANSWER_STREAM);
     ck_assert(a.no_store);
-    ck_assert(!has_option(fake.observed[0]->req, CO_OPT_ACCEPT, NULL)); /* the stream is ours */
     px_answer_release(&a);
+    struct px_notification *n = px_req_next_event(req, T0 + 15000, &ended);
+    ck_assert_ptr_nonnull(n); /* the registration's answer is the first event */
+    ck_assert_uint_eq(n->seq, 4);
+    px_notification_release(n);
     ck_assert_ptr_null(px_req_next_event(req, T0 + 15000, &ended));
     ck_assert(!ended);
-    ck_assert_int_eq(c.suspended, 1); /* parked */
+    ck_assert_int_eq(c.suspended, 2); /* parked */
     notify(fake.observed[0], 5, "21.0");
-    ck_assert_int_eq(c.resumed, 1);
-    struct px_notification *n = px_req_next_event(req, T0 + 15000, &ended);
+    ck_assert_int_eq(c.resumed, 2);
+    n = px_req_next_event(req, T0 + 15000, &ended);
     ck_assert_ptr_nonnull(n);
     ck_assert_uint_eq(n->seq, 5);
     ck_assert_uint_eq(n->len, 4);
@@ -642,14 +649,117 @@ START_TEST(test_a_second_subscriber_shares_the_observation)
     enum px_step step;
     h.accept = "text/event-stream";
     struct px_req *r1 = request(&c1, "GET", "/api/temp", NULL, &h, &step, &a);
+    ck_assert_int_eq(step, PX_STEP_WAIT);
+    notify(fake.observed[0], 1, "20.0");
+    ck_assert_int_eq(px_req_resume(r1, &a), PX_STEP_ANSWER);
     px_answer_release(&a);
     struct px_req *r2 = request(&c2, "GET", "/api/temp", NULL, &h, &step, &a);
+    ck_assert_int_eq(step, PX_STEP_ANSWER); /* a live observation: the latest notification at once */
+    ck_assert_int_eq(a.kind, PX_ANSWER_STREAM);
     px_answer_release(&a);
     ck_assert_uint_eq(fake.nobserved, 1);
     px_req_free(r1);
     ck_assert_uint_eq(fake.nunobserved, 0);
     px_req_free(r2);
     ck_assert_uint_eq(fake.nunobserved, 1);
+}
+END_TEST
+
+START_TEST(test_an_event_stream_whose_registration_fails_gets_the_error_status)
+{
+    struct conn c = {0};
+    struct px_headers h = no_headers;
+    struct px_answer a;
+    enum px_step step;
+    h.accept = "text/event-stream";
+    struct px_req *req = request(&c, "GET", "/api/none", NULL, &h, &step, &a);
+    ck_assert_int_eq(step, PX_STEP_WAIT);
+    struct px_exchange *x = fake.observed[0];
+    x->resp_code = CO_CODE(4, 4);
+    co_optset_clear(&x->resp);
+    x->resp_len = 0;
+    x->notify(x, x->arg); /* the error answer, then the end (as the client does) */
+    fake.observed[0] = NULL;
+    x->status = PX_OK;
+    x->done(x, x->arg);
+    ck_assert_int_eq(px_req_resume(req, &a), PX_STEP_ANSWER);
+    ck_assert_int_eq(a.kind, PX_ANSWER_COAP);
+    ck_assert_int_eq(a.status, 404);
+    ck_assert(a.no_store);
+    px_answer_release(&a);
+    px_req_free(req);
+}
+END_TEST
+
+START_TEST(test_notifications_refresh_the_cache_entry_of_a_caching_route)
+{
+    struct conn c = {0}, g = {0};
+    struct px_answer a;
+    enum px_step step;
+    warm("/api/obs", "\x01", "old");
+    struct px_req *req = request(&c, "GET", "/api/obs", "observe=next", NULL, &step, &a);
+    ck_assert_int_eq(step, PX_STEP_WAIT);
+    notify(fake.observed[0], 7, "newer");
+    struct px_req *get = request(&g, "GET", "/api/obs", NULL, NULL, &step, &a);
+    ck_assert_int_eq(step, PX_STEP_ANSWER);
+    ck_assert_int_eq(a.xcache, PX_XC_HIT);
+    body_is(&a, "newer");
+    ck_assert_uint_eq(fake.nsent, 1); /* only the warming GET reached the device */
+    px_answer_release(&a);
+    px_req_free(get);
+    px_req_free(req);
+}
+END_TEST
+
+START_TEST(test_request_max_age_in_any_spelling_and_min_fresh_are_honoured)
+{
+    static const char *const revalidate[] = {"max-age=0", "max-age=00", "max-age=\"0\"", "MAX-AGE=0",
+                                             "max-age=1", "min-fresh=59"};
+    struct conn c = {0};
+    struct px_headers h = no_headers;
+    struct px_answer a;
+    enum px_step step;
+    warm("/api/ma", "\x05", "v");
+    atomic_store(&fake_now, T0 + 2000); /* Age 2, 58 s left */
+    for (size_t i = 0; i < sizeof(revalidate) / sizeof(revalidate[0]); i++) {
+        h.cache_control = revalidate[i];
+        struct px_req *req = request(&c, "GET", "/api/ma", NULL, &h, &step, &a);
+        ck_assert_msg(step == PX_STEP_WAIT, "%s must not be answered from the cache", revalidate[i]);
+        complete(fake.sent[fake.nsent - 1], CO_CODE(2, 3), 60, "\x05", NULL);
+        ck_assert_int_eq(px_req_resume(req, &a), PX_STEP_ANSWER);
+        ck_assert_int_eq(a.xcache, PX_XC_REVALIDATED);
+        px_answer_release(&a);
+        px_req_free(req);
+        atomic_store(&fake_now, atomic_load(&fake_now) + 2000); /* age the refreshed entry again */
+    }
+    h.cache_control = "max-age=5, min-fresh=10";
+    struct px_req *req = request(&c, "GET", "/api/ma", NULL, &h, &step, &a);
+    ck_assert_int_eq(step, PX_STEP_ANSWER);
+    ck_assert_int_eq(a.xcache, PX_XC_HIT);
+    px_answer_release(&a);
+    px_req_free(req);
+}
+END_TEST
+
+START_TEST(test_get_answers_carry_vary_accept_and_long_polls_no_store)
+{
+    struct conn c = {0};
+    struct px_answer a;
+    enum px_step step;
+    warm("/api/v", NULL, "v");
+    struct px_req *req = request(&c, "GET", "/api/v", NULL, NULL, &step, &a);
+    ck_assert(a.vary_accept);
+    ck_assert(!a.no_store);
+    px_answer_release(&a);
+    px_req_free(req);
+    req = request(&c, "GET", "/api/v", "observe=next", NULL, &step, &a);
+    notify(fake.observed[0], 1, "now");
+    notify(fake.observed[0], 2, "next");
+    ck_assert_int_eq(px_req_resume(req, &a), PX_STEP_ANSWER);
+    ck_assert(a.no_store);
+    ck_assert_int_eq(a.http.max_age, -1);
+    px_answer_release(&a);
+    px_req_free(req);
 }
 END_TEST
 
@@ -693,6 +803,10 @@ static Suite *forward_suite(void)
     tcase_add_test(live, test_a_long_poll_with_nothing_new_gets_204_at_its_deadline);
     tcase_add_test(live, test_an_event_stream_request_starts_a_stream_and_gets_each_notification);
     tcase_add_test(live, test_a_second_subscriber_shares_the_observation);
+    tcase_add_test(live, test_an_event_stream_whose_registration_fails_gets_the_error_status);
+    tcase_add_test(live, test_notifications_refresh_the_cache_entry_of_a_caching_route);
+    tcase_add_test(caching, test_request_max_age_in_any_spelling_and_min_fresh_are_honoured);
+    tcase_add_test(caching, test_get_answers_carry_vary_accept_and_long_polls_no_store);
     suite_add_tcase(s, live);
     return s;
 }

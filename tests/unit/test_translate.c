@@ -469,8 +469,12 @@ START_TEST(test_media_type_case_and_whitespace_are_tolerated)
 }
 END_TEST
 
-START_TEST(test_text_plain_is_mapped_only_as_utf8)
+START_TEST(test_text_plain_is_mapped_only_as_utf8_or_its_subset_ascii)
 {
+    ck_assert_int_eq(format_of("text/plain; charset=us-ascii"), 0);
+    ck_assert_int_eq(format_of("text/plain; charset=US-ASCII"), 0);
+    ck_assert_int_eq(format_of("text/plain; charset=\"ANSI_X3.4-1968\""), 0);
+    ck_assert_int_eq(format_of("text/plain; charset=windows-1252"), -1);
     ck_assert_int_eq(format_of("text/plain"), 0);
     ck_assert_int_eq(format_of("text/plain;charset=UTF-8"), 0);
     ck_assert_int_eq(format_of("text/plain; charset=\"utf-8\""), 0);
@@ -978,6 +982,18 @@ START_TEST(test_if_none_match_entity_tag_is_left_to_the_cache)
 }
 END_TEST
 
+START_TEST(test_if_none_match_entity_tags_on_a_changing_method_are_refused_not_dropped)
+{
+    ck_assert_int_eq(
+        to_coap((struct px_http_request){.method = "PUT", .rest = "x", .if_none_match = "\"0a1b\""}),
+        PX_ERR_NOT_IMPLEMENTED);
+    ck_assert_ptr_nonnull(detail);
+    ck_assert_int_eq(
+        to_coap((struct px_http_request){.method = "POST", .rest = "x", .if_none_match = "W/\"x\", \"y\""}),
+        PX_ERR_NOT_IMPLEMENTED);
+}
+END_TEST
+
 /* ==== ETag ======================================================================================== */
 
 START_TEST(test_observe_freshness_follows_rfc_7641_section_3_4)
@@ -1240,7 +1256,7 @@ static Suite *translate_suite(void)
     tcase_add_test(tc, test_every_known_format_round_trips);
     tcase_add_test(tc, test_unknown_format_is_coap_payload_and_maps_back);
     tcase_add_test(tc, test_media_type_case_and_whitespace_are_tolerated);
-    tcase_add_test(tc, test_text_plain_is_mapped_only_as_utf8);
+    tcase_add_test(tc, test_text_plain_is_mapped_only_as_utf8_or_its_subset_ascii);
     tcase_add_test(tc, test_distinguishing_parameters_must_match_an_entry);
     tcase_add_test(tc, test_unmappable_or_malformed_media_types_have_no_format);
     tcase_add_test(tc, test_format_to_media_does_not_overflow);
@@ -1296,6 +1312,7 @@ static Suite *translate_suite(void)
     tcase_add_test(tc, test_checks_answer_in_http_order);
     tcase_add_test(tc, test_if_none_match_star_goes_upstream_on_put_only);
     tcase_add_test(tc, test_if_none_match_entity_tag_is_left_to_the_cache);
+    tcase_add_test(tc, test_if_none_match_entity_tags_on_a_changing_method_are_refused_not_dropped);
     suite_add_tcase(s, tc);
 
     tc = tcase("etag");
