@@ -45,6 +45,7 @@ enum kind {
     KIND_ENDPOINT, /* "HOST:PORT", stored as struct cfg_endpoint */
     KIND_METHODS,  /* array of method names (custom parser) */
     KIND_CIDRS,    /* array of CIDR strings (custom parser) */
+    KIND_STRINGS,  /* array of strings, stored as struct cfg_strings (custom parser checks each) */
     KIND_OBJECT,   /* a section: its members are the rows whose `in` is this row's key */
     KIND_MAP,      /* an object of named elements, each holding rows as a section does (custom parser) */
     KIND_LIST,     /* an array of elements, each holding rows as a section does (custom parser) */
@@ -91,6 +92,7 @@ struct field {
 #define ENUM_AT(T, m, type) .kind = KIND_ENUM, .offset = OFFSET(T, m, type)
 #define ENDPOINT_AT(T, m) .kind = KIND_ENDPOINT, .offset = OFFSET(T, m, struct cfg_endpoint)
 #define METHODS_AT(T, m) .kind = KIND_METHODS, .offset = OFFSET(T, m, unsigned)
+#define STRINGS_AT(T, m) .kind = KIND_STRINGS, .offset = OFFSET(T, m, struct cfg_strings)
 
 /* Enums are stored through an int (memcpy), whatever their declared type. */
 _Static_assert(sizeof(enum cfg_msg_type) == sizeof(int), "enum cfg_msg_type is stored as an int");
@@ -98,7 +100,8 @@ _Static_assert(sizeof(enum cfg_msg_type) == sizeof(int), "enum cfg_msg_type is s
 static const char *const msg_type_names[] = {[CFG_MSG_CON] = "con", [CFG_MSG_NON] = "non", NULL};
 
 static parse_fn parse_upstreams, parse_upstream_uri, parse_routes, parse_route_prefix, parse_route_upstream,
-    parse_methods, parse_forward_enabled, parse_prefix, parse_allow, parse_log_level;
+    parse_methods, parse_forward_enabled, parse_prefix, parse_allow, parse_log_level, parse_origins,
+    parse_header_names;
 
 /* Row order is check order: the error reported is the one in the earliest row. */
 static const struct field fields[] = {
@@ -109,6 +112,7 @@ static const struct field fields[] = {
     {"", "forward_proxy", .kind = KIND_OBJECT},
     {"", "cache", .kind = KIND_OBJECT},
     {"", "demo_server", .kind = KIND_OBJECT},
+    {"", "rate_limit", .kind = KIND_OBJECT},
     {"", "limits", .kind = KIND_OBJECT},
     {"", "log", .kind = KIND_OBJECT},
 
@@ -136,6 +140,14 @@ static const struct field fields[] = {
          "Allow"},
     {"routes", "cache", BOOL_AT(struct cfg_route, cache), .def = "true",
      .doc = "whether responses on this route may be cached"},
+    {"routes", "cors", .kind = KIND_OBJECT},
+    {"cors", "allow_origins", STRINGS_AT(struct cfg_route, cors.allow_origins), .parse = parse_origins,
+     .def_doc = "none (CORS off)",
+     .doc = "origins allowed to read answers from a browser: exact (`https://app.example`) or `*`"},
+    {"cors", "allow_headers", STRINGS_AT(struct cfg_route, cors.allow_headers), .parse = parse_header_names,
+     .def_doc = "none", .doc = "request headers a CORS preflight may ask for (`Content-Type`, ...)"},
+    {"cors", "max_age_s", UINT_AT(struct cfg_route, cors.max_age_s), .def = "600", .min = 0, .max = 86400,
+     .doc = "how long a browser may keep a preflight's answer (Access-Control-Max-Age)"},
 
     {"forward_proxy", "enabled", BOOL_AT(struct cfg, forward_proxy.enabled), .def = "false",
      .parse = parse_forward_enabled,
@@ -158,8 +170,24 @@ static const struct field fields[] = {
     {"demo_server", "listen", ENDPOINT_AT(struct cfg, demo.listen), .def = "\"127.0.0.1:5683\"",
      .doc = "CoAP address of the embedded demo server"},
 
+    {"rate_limit", "per_ip_rps", UINT_AT(struct cfg, rate_limit.per_ip_rps), .def = "0", .min = 0,
+     .max = 1000000, .def_doc = "`0` (off)",
+     .doc = "requests per second per client address (IPv6: per /64); beyond it 429 + Retry-After, before any "
+            "CoAP is sent; admin paths exempt"},
+    {"rate_limit", "burst", UINT_AT(struct cfg, rate_limit.burst), .def = "0", .min = 0, .max = 1000000,
+     .def_doc = "`0` (twice per_ip_rps)", .doc = "requests a client may send at once before the rate applies"},
+
     {"limits", "max_connections", UINT_AT(struct cfg, limits.max_connections), .def = "10000", .min = 1,
      .max = 1000000, .doc = "concurrent HTTP connections"},
+    {"limits", "max_connections_per_ip", UINT_AT(struct cfg, limits.max_connections_per_ip), .def = "256",
+     .min = 0, .max = 1000000, .doc = "concurrent HTTP connections from one address; beyond it new ones are "
+                                      "closed at once (0: no cap)"},
+    {"limits", "max_header_bytes", SIZE_AT(struct cfg, limits.max_header_bytes), .def = "8192", .min = 1024,
+     .max = 1048576, .doc = "the whole request header section; beyond it 431"},
+    {"limits", "max_uri_bytes", SIZE_AT(struct cfg, limits.max_uri_bytes), .def = "2048", .min = 16,
+     .max = 65536, .doc = "the raw request target, query included; beyond it 414"},
+    {"limits", "max_inflight_total", UINT_AT(struct cfg, limits.max_inflight_total), .def = "4096", .min = 1,
+     .max = 1000000, .doc = "CoAP exchanges on the wire at once, all upstreams together; beyond it 503"},
     {"limits", "max_body_bytes", SIZE_AT(struct cfg, limits.max_body_bytes), .def = "1048576", .min = 0,
      .max = 1073741824,
      .doc = "largest body either way: a larger request gets 413 before the device is asked, a larger answer "
@@ -306,6 +334,8 @@ static const char *type_problem(enum kind kind, const json_t *v)
         return json_is_array(v) ? NULL : "must be an array of method names";
     case KIND_CIDRS:
         return json_is_array(v) ? NULL : "must be an array of CIDR strings";
+    case KIND_STRINGS:
+        return json_is_array(v) ? NULL : "must be an array of strings";
     case KIND_OBJECT:
     case KIND_MAP:
         return json_is_object(v) ? NULL : "must be an object";
@@ -399,6 +429,7 @@ static enum cfg_status store_value(const struct scope *s, const struct field *f,
         return parse_section(s, f, v);
     case KIND_METHODS:
     case KIND_CIDRS:
+    case KIND_STRINGS:
     case KIND_MAP:
     case KIND_LIST:
         break;
@@ -475,7 +506,7 @@ static enum cfg_status apply_cfg_defaults(const struct scope *s)
     return st;
 }
 
-/* A top-level section such as "cache": its members are in the snapshot itself. */
+/* A section such as "cache" (or "cors" inside a route): its members are stored in the scope's struct. */
 static enum cfg_status parse_section(const struct scope *s, const struct field *f, const json_t *v)
 {
     char base[FIELD_LEN];
@@ -486,6 +517,9 @@ static enum cfg_status parse_section(const struct scope *s, const struct field *
     sub.obj = v;
     sub.base = base;
     st = check_known(&sub, f->key);
+    if (st == CFG_OK && f->in[0] != '\0') {
+        st = apply_defaults(&sub, f->key); /* a section inside an element: its defaults come with it */
+    }
     return st == CFG_OK ? parse_fields(&sub, f->key) : st;
 }
 
@@ -1153,6 +1187,88 @@ static enum cfg_status parse_forward_enabled(const struct scope *s, const struct
     return store_value(s, f, v);
 }
 
+/* ---- lists of strings (CORS) ---- */
+
+/* Stores each string of the array v after check() accepts it; errors name the element ("x.y[2]"). */
+static enum cfg_status store_strings(const struct scope *s, const struct field *f, const json_t *v,
+                                     const char *(*check)(const char *text))
+{
+    struct cfg_strings *out = slot(s, f);
+    char field[FIELD_LEN];
+    json_t *c;
+    size_t i;
+
+    if (json_array_size(v) == 0) {
+        return CFG_OK;
+    }
+    if ((out->v = calloc(json_array_size(v), sizeof(*out->v))) == NULL) {
+        return nomem(s->err);
+    }
+    json_array_foreach(v, i, c)
+    {
+        mark_cut(field, sizeof(field), snprintf(field, sizeof(field), "%s.%s[%zu]", s->base, f->key, i));
+        const char *problem = json_is_string(c) ? check(json_string_value(c)) : "must be a string";
+        if (problem != NULL) {
+            return fail(s->err, field, "%s", problem);
+        }
+        if ((out->v[out->len] = strdup(json_string_value(c))) == NULL) {
+            return nomem(s->err);
+        }
+        out->len++;
+    }
+    return CFG_OK;
+}
+
+/* An origin as browsers send it (RFC 6454 §6.1): "http(s)://host[:port]", nothing after; or "*". */
+static const char *origin_problem(const char *text)
+{
+    const char *rest = strncmp(text, "https://", 8) == 0 ? text + 8
+                       : strncmp(text, "http://", 7) == 0 ? text + 7
+                                                          : NULL;
+    if (strcmp(text, "*") == 0) {
+        return NULL;
+    }
+    if (rest == NULL || *rest == '\0') {
+        return "must be \"*\" or an origin such as \"https://app.example\" (scheme://host[:port])";
+    }
+    for (const char *p = rest; *p != '\0'; p++) {
+        if (*p == '/' || *p == '?' || *p == '#' || (unsigned char)*p <= ' ' || *p == 0x7f) {
+            return "an origin has no path, query, fragment or spaces (e.g. \"https://app.example:8443\")";
+        }
+    }
+    return NULL;
+}
+
+/* A field name is a token (RFC 9110 §5.1). */
+static const char *header_name_problem(const char *text)
+{
+    if (*text == '\0') {
+        return "must not be empty";
+    }
+    for (const char *p = text; *p != '\0'; p++) {
+        if (!is_alnum(*p) && strchr("!#$%&'*+-.^_`|~", *p) == NULL) {
+            return "must be a header field name (letters, digits and !#$%&'*+-.^_`|~)";
+        }
+    }
+    return NULL;
+}
+
+static enum cfg_status parse_origins(const struct scope *s, const struct field *f, const json_t *v)
+{
+    enum cfg_status st = store_strings(s, f, v, origin_problem);
+    struct cfg_route *route = s->dst;
+
+    for (size_t i = 0; st == CFG_OK && i < route->cors.allow_origins.len; i++) {
+        route->cors.any_origin = route->cors.any_origin || strcmp(route->cors.allow_origins.v[i], "*") == 0;
+    }
+    return st;
+}
+
+static enum cfg_status parse_header_names(const struct scope *s, const struct field *f, const json_t *v)
+{
+    return store_strings(s, f, v, header_name_problem);
+}
+
 /* ---- log ---- */
 
 static enum cfg_status parse_log_level(const struct scope *s, const struct field *f, const json_t *v)
@@ -1381,6 +1497,14 @@ static void upstream_clear(struct cfg_upstream *u)
     free(u->uri);
 }
 
+static void strings_free(struct cfg_strings *s)
+{
+    for (size_t i = 0; i < s->len; i++) {
+        free(s->v[i]);
+    }
+    free(s->v);
+}
+
 void cfg_free(struct cfg *cfg)
 {
     if (cfg == NULL) {
@@ -1392,6 +1516,8 @@ void cfg_free(struct cfg *cfg)
     free(cfg->upstreams);
     for (size_t i = 0; i < cfg->routes_len; i++) {
         free(cfg->routes[i].prefix);
+        strings_free(&cfg->routes[i].cors.allow_origins);
+        strings_free(&cfg->routes[i].cors.allow_headers);
     }
     free(cfg->routes);
     free(cfg->forward_proxy.prefix);
@@ -1401,20 +1527,32 @@ void cfg_free(struct cfg *cfg)
 
 /* ---- the README reference table ---- */
 
-/* "listen", "cache.max_bytes", "upstreams.NAME.timeout_ms", "routes[].prefix". */
+/* The container row whose key is in (a top-level one first), NULL at the top level. */
+static const struct field *parent_of(const char *in)
+{
+    const struct field *top = in[0] != '\0' ? find_field("", in) : NULL;
+
+    for (size_t i = 0; top == NULL && in[0] != '\0' && i < ARRAY_LEN(fields); i++) {
+        if (strcmp(fields[i].key, in) == 0 && is_container(fields[i].kind)) {
+            top = &fields[i];
+        }
+    }
+    return top;
+}
+
+/* "listen", "cache.max_bytes", "upstreams.NAME.timeout_ms", "routes[].prefix", "routes[].cors.max_age_s". */
 static void doc_path(const struct field *f, char *buf, size_t len)
 {
-    const struct field *parent = f->in[0] != '\0' ? find_field("", f->in) : NULL;
+    const struct field *parent = parent_of(f->in);
+    char up[FIELD_LEN] = "";
 
     if (parent == NULL) {
         snprintf(buf, len, "%s", f->key);
-    } else if (parent->kind == KIND_MAP) {
-        snprintf(buf, len, "%s.NAME.%s", f->in, f->key);
-    } else if (parent->kind == KIND_LIST) {
-        snprintf(buf, len, "%s[].%s", f->in, f->key);
-    } else {
-        snprintf(buf, len, "%s.%s", f->in, f->key);
+        return;
     }
+    doc_path(parent, up, sizeof(up));
+    const char *sep = parent->kind == KIND_MAP ? ".NAME." : parent->kind == KIND_LIST ? "[]." : ".";
+    snprintf(buf, len, "%s%s%s", up, sep, f->key);
 }
 
 /* The row's own wording, "required", or the JSON literal in code style (a string without its quotes). */

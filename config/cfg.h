@@ -53,11 +53,26 @@ struct cfg_upstream {
     enum cfg_msg_type type; /* "con" or "non" */
 };
 
+/* A list of strings (owned). */
+struct cfg_strings {
+    char **v;
+    size_t len;
+};
+
+/* CORS for browser apps (Fetch standard, CORS protocol). Off when allow_origins is empty. */
+struct cfg_cors {
+    struct cfg_strings allow_origins; /* exact origins ("https://app.example"), or "*" */
+    bool any_origin;                  /* "*" is listed */
+    struct cfg_strings allow_headers; /* request headers a preflight may ask for */
+    unsigned max_age_s;               /* Access-Control-Max-Age of preflight answers */
+};
+
 struct cfg_route {
     char *prefix;     /* starts and ends with '/', e.g. "/api/" */
     size_t upstream;  /* index into cfg.upstreams */
     unsigned methods; /* cfg_method bits */
     bool cache;
+    struct cfg_cors cors;
 };
 
 struct cfg_cidr {
@@ -88,7 +103,15 @@ struct cfg {
         struct cfg_endpoint listen;
     } demo;
     struct {
+        unsigned per_ip_rps; /* 0: no rate limit */
+        unsigned burst;
+    } rate_limit;
+    struct {
         unsigned max_connections;
+        unsigned max_connections_per_ip; /* 0: no per-address cap */
+        size_t max_header_bytes;         /* the whole header section */
+        size_t max_uri_bytes;            /* the raw request target, query included */
+        unsigned max_inflight_total;     /* CoAP exchanges on the wire at once, all upstreams together */
         size_t max_body_bytes;
         unsigned connection_timeout_s;
         unsigned max_subscribers; /* live-data subscribers in total */

@@ -49,6 +49,38 @@ static void add_xcache(struct MHD_Response *resp, const struct px_answer *a)
     }
 }
 
+/* Joins the strings with ", " into buf (cut at a whole element when it does not fit). */
+static void join_list(const struct cfg_strings *list, char *buf, size_t len)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < list->len; i++) {
+        int n = snprintf(buf + used, len - used, "%s%s", used > 0 ? ", " : "", list->v[i]);
+        if (n < 0 || (size_t)n >= len - used) {
+            buf[used] = '\0';
+            return;
+        }
+        used += (size_t)n;
+    }
+}
+
+/* CORS on every answer of a route that has it: the answer depends on Origin (Vary), and an allowed origin
+ * may read it, with the headers a script needs beyond the CORS-safelisted ones. */
+static void add_cors(struct MHD_Response *resp, const struct px_answer *a)
+{
+    if (a->cors == NULL) {
+        return;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_VARY, "Origin");
+    if (a->cors_origin == NULL) {
+        return;
+    }
+    MHD_add_response_header(resp, "Access-Control-Allow-Origin", a->cors_origin);
+    if (a->kind != PX_ANSWER_PREFLIGHT) {
+        MHD_add_response_header(resp, "Access-Control-Expose-Headers", "ETag, Location, Retry-After, X-Cache");
+    }
+}
+
 static struct MHD_Response *problem_response(const struct px_answer *a)
 {
     char body[PROBLEM_MAX];
@@ -135,6 +167,22 @@ static struct MHD_Response *empty_response(const struct px_answer *a)
     return resp;
 }
 
+/* A preflight's answer (Fetch standard §4.8): the route's methods and the configured request headers. */
+static struct MHD_Response *preflight_response(const struct px_answer *a)
+{
+    char headers[1024];
+    struct MHD_Response *resp = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+
+    if (resp == NULL) {
+        return NULL;
+    }
+    MHD_add_response_header(resp, "Access-Control-Allow-Methods", a->allow);
+    join_list(&a->cors->allow_headers, headers, sizeof(headers));
+    add_header_if(resp, "Access-Control-Allow-Headers", headers);
+    add_number_header(resp, "Access-Control-Max-Age", "", (long)a->cors->max_age_s);
+    return resp;
+}
+
 static struct MHD_Response *stream_response(struct request *r, const struct px_answer *a)
 {
     struct MHD_Response *resp = gw_sse_response(r);
@@ -155,6 +203,8 @@ static struct MHD_Response *build(struct request *r, struct px_answer *a)
         return empty_response(a);
     case PX_ANSWER_STREAM:
         return stream_response(r, a);
+    case PX_ANSWER_PREFLIGHT:
+        return preflight_response(a);
     }
     return NULL;
 }
@@ -195,6 +245,7 @@ static enum MHD_Result render_hit(struct request *r, struct px_answer *a)
         struct MHD_Response *resp = build(r, a);
         if (resp != NULL) {
             add_xcache(resp, a);
+            add_cors(resp, a); /* Vary: Origin only: a prebuilt hit never carries an allowed origin */
         }
         if (a->entry == e) {
             px_cache_entry_release(e); /* not taken by the response */
@@ -233,6 +284,7 @@ enum MHD_Result gw_render(struct request *r, struct px_answer *a)
         struct MHD_Response *resp = build(r, a);
         if (resp != NULL) {
             add_xcache(resp, a);
+            add_cors(resp, a);
         }
         ret = gw_queue(r, resp, a->status);
     }

@@ -69,6 +69,7 @@ struct px_req {
     char *query_copy;                  /* the query without the long-poll item */
     const struct cfg_route *route;
     const char *rest;
+    bool preflight;         /* a CORS preflight the route answers itself */
     enum px_status refusal; /* decided from the headers, answered when the request is complete */
     const char *refusal_detail;
     struct cg_buf body;
@@ -114,6 +115,20 @@ const char *px_xcache_name(enum px_xcache xc)
     return NULL;
 }
 
+/* Exact match, as browsers serialise origins (RFC 6454 §6.1), or "*". */
+static bool origin_allowed(const struct cfg_cors *cors, const char *origin)
+{
+    if (origin == NULL) {
+        return false;
+    }
+    for (size_t i = 0; i < cors->allow_origins.len; i++) {
+        if (strcmp(cors->allow_origins.v[i], "*") == 0 || strcmp(cors->allow_origins.v[i], origin) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
 static void answer_init(struct px_req *req, struct px_answer *a, enum px_answer_kind kind, int status)
 {
     memset(a, 0, sizeof(*a));
@@ -126,6 +141,8 @@ static void answer_init(struct px_req *req, struct px_answer *a, enum px_answer_
     a->age = -1;
     a->route = req->route;
     a->upstream = req->route != NULL ? &req->fwd->cfg->upstreams[req->route->upstream] : NULL;
+    a->cors = req->route != NULL && req->route->cors.allow_origins.len > 0 ? &req->route->cors : NULL;
+    a->cors_origin = a->cors != NULL && origin_allowed(a->cors, req->h.origin) ? req->h.origin : NULL;
     req->state = REQ_ANSWERED;
 }
 
@@ -211,7 +228,7 @@ static enum px_step coap_answer(struct px_req *req, struct px_answer *a, uint8_t
         }
     }
     a->prebuildable = entry != NULL && req->xc == PX_XC_HIT && !px_conditions_has_inm(&req->cond) &&
-                      !px_forward_draining(req->fwd);
+                      a->cors_origin == NULL && !px_forward_draining(req->fwd);
     if (a->prebuildable) {
         return PX_STEP_ANSWER;
     }
@@ -316,6 +333,26 @@ static bool declared_too_large(const struct px_req *req)
     return errno != 0 || n > req->fwd->cfg->limits.max_body_bytes;
 }
 
+/* An OPTIONS with Origin and Access-Control-Request-Method on a route with CORS (Fetch standard §4.8).
+ * Without CORS on the route, OPTIONS stays a method with no CoAP equivalent (501). */
+static bool is_preflight(const struct px_req *req)
+{
+    return strcmp(req->method, "OPTIONS") == 0 && req->route != NULL &&
+           req->route->cors.allow_origins.len > 0 && req->h.origin != NULL &&
+           req->h.access_control_method != NULL;
+}
+
+/* 204 with the route's methods and headers for an allowed origin; a disallowed one learns nothing. */
+static enum px_step preflight_answer(struct px_req *req, struct px_answer *a)
+{
+    answer_init(req, a, PX_ANSWER_PREFLIGHT, 204);
+    if (a->cors_origin == NULL) {
+        return problem(req, a, PX_ERR_FORBIDDEN, "this origin may not use the route from a browser");
+    }
+    cfg_methods_format(req->route->methods, a->allow, sizeof(a->allow));
+    return PX_STEP_ANSWER;
+}
+
 enum px_begin px_req_begin(struct px_req *req, const char *method, const char *path, const char *query,
                            const struct px_headers *headers)
 {
@@ -326,11 +363,14 @@ enum px_begin px_req_begin(struct px_req *req, const char *method, const char *p
     req->query = query;
     req->h = *headers;
     req->state = REQ_BODY;
+    req->route = px_route_match(req->fwd->cfg, path, strlen(path), &req->rest);
     if (px_forward_draining(req->fwd)) {
         refuse(req, PX_ERR_UNAVAILABLE, "the gateway is shutting down");
+    } else if (is_preflight(req)) {
+        req->preflight = true; /* answered before authentication: browsers send it without credentials */
     } else if (co_method_from_http(method, &head) == 0) {
         refuse(req, PX_ERR_NOT_IMPLEMENTED, "this method has no CoAP equivalent");
-    } else if ((req->route = px_route_match(req->fwd->cfg, path, strlen(path), &req->rest)) == NULL) {
+    } else if (req->route == NULL) {
         refuse(req, PX_ERR_NO_ROUTE, "no route matches this path");
     } else if ((req->route->methods & px_route_method_bit(method)) == 0) {
         refuse(req, PX_ERR_METHOD_NOT_ALLOWED, "the route does not allow this method");
@@ -343,7 +383,7 @@ enum px_begin px_req_begin(struct px_req *req, const char *method, const char *p
 
 void px_req_body(struct px_req *req, const void *data, size_t len)
 {
-    if (req->refusal != PX_OK || req->body_too_large) {
+    if (req->refusal != PX_OK || req->preflight || req->body_too_large) {
         return; /* read and dropped: the answer does not depend on it */
     }
     if (cg_buf_append(&req->body, data, len, req->fwd->cfg->limits.max_body_bytes) != 0) {
@@ -365,6 +405,9 @@ enum px_step px_req_run(struct px_req *req, struct px_answer *out)
 
     if (req->refusal != PX_OK) {
         return problem(req, out, req->refusal, req->refusal_detail);
+    }
+    if (req->preflight) {
+        return preflight_answer(req, out);
     }
     if (req->body_too_large) {
         return problem(req, out, PX_ERR_TOO_LARGE, "the request body is larger than limits.max_body_bytes");

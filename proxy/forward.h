@@ -53,6 +53,12 @@ struct px_headers {
     const char *if_none_match;
     const char *cache_control;
     const char *pragma;
+    const char *origin;                   /* CORS (Fetch standard §3.2) */
+    const char *access_control_method;    /* Access-Control-Request-Method of a preflight */
+    const char *authorization;
+    /* Any other field by name (an API key's header), NULL when absent. NULL get: none. */
+    const char *(*get)(void *ctx, const char *name);
+    void *get_ctx;
 };
 
 /* A new request. front is copied. NULL on OOM. Thread: the request's. */
@@ -87,6 +93,7 @@ enum px_answer_kind {
     PX_ANSWER_COAP,    /* a device's answer, mapped by RFC 8075: http, body */
     PX_ANSWER_EMPTY,   /* 204 with no header of interest (a long-poll that saw nothing new) */
     PX_ANSWER_STREAM,  /* 200 text/event-stream: read events with px_req_next_event */
+    PX_ANSWER_PREFLIGHT, /* 204 to a CORS preflight: the Access-Control-Allow-* headers of cors */
 };
 
 /* An answer to render. Owns what it references until px_answer_release; the front end may take the body
@@ -99,6 +106,10 @@ struct px_answer {
     bool vary_accept;      /* Vary: Accept: the representation was chosen by the request's Accept */
     bool close;            /* close the connection after this answer (a 413's unread body) */
     long retry_after;      /* problems: Retry-After seconds when >= 0 */
+    /* CORS (any kind): the route's settings, and the request's Origin when that origin may read the
+     * answer (then Access-Control-Allow-Origin echoes it); Vary: Origin whenever cors is set. */
+    const struct cfg_cors *cors;
+    const char *cors_origin;
     /* PX_ANSWER_PROBLEM */
     enum px_status problem;
     const char *detail;

@@ -34,6 +34,9 @@ static const struct status_row status_table[] = {
     [PX_ERR_UNAVAILABLE] = {503, "Service Unavailable", "service-unavailable"},
     [PX_ERR_TIMEOUT] = {504, "Upstream Timeout", "upstream-timeout"},
     [PX_ERR_PRECONDITION_FAILED] = {412, "Precondition Failed", "precondition-failed"},
+    [PX_ERR_UNAUTHORIZED] = {401, "Unauthorized", "unauthorized"},
+    [PX_ERR_FORBIDDEN] = {403, "Forbidden", "forbidden"},
+    [PX_ERR_RATE_LIMITED] = {429, "Too Many Requests", "too-many-requests"},
 };
 
 /* HTTP reason phrases (RFC 9110 §15, RFC 6585 §4) for every status this gateway can send. */
@@ -46,6 +49,7 @@ static const struct {
     {204, "No Content"},
     {304, "Not Modified"},
     {400, "Bad Request"},
+    {401, "Unauthorized"},
     {403, "Forbidden"},
     {404, "Not Found"},
     {405, "Method Not Allowed"},
@@ -283,6 +287,9 @@ static const struct status_row *status_row(enum px_status status)
     case PX_ERR_UNAVAILABLE:
     case PX_ERR_TIMEOUT:
     case PX_ERR_PRECONDITION_FAILED:
+    case PX_ERR_UNAUTHORIZED:
+    case PX_ERR_FORBIDDEN:
+    case PX_ERR_RATE_LIMITED:
         return &status_table[status];
     }
     return &status_table[PX_ERR_INTERNAL];

@@ -26,6 +26,9 @@ enum px_status {
     PX_ERR_UNAVAILABLE,         /* 503: upstream queue full or gateway shutting down (Retry-After) */
     PX_ERR_TIMEOUT,             /* 504: upstream silent past timeout_ms */
     PX_ERR_PRECONDITION_FAILED, /* 412: If-Match lists only entity-tags the upstream cannot have */
+    PX_ERR_UNAUTHORIZED,        /* 401: the route wants credentials and none came (WWW-Authenticate) */
+    PX_ERR_FORBIDDEN,           /* 403: wrong credentials, a refused origin or forward-proxy target */
+    PX_ERR_RATE_LIMITED,        /* 429: the client address is over rate_limit (Retry-After) */
 };
 
 const char *px_strerror(enum px_status status); /* short title, e.g. "Upstream Timeout" */

@@ -1121,6 +1121,9 @@ static char *reference(void)
     return text;
 }
 
+/* Leaf fields of the schema: a new one must show in the README table (and this number). */
+#define FIELDS 36
+
 START_TEST(test_reference_table_has_one_line_per_field)
 {
     char *text = reference();
@@ -1129,7 +1132,7 @@ START_TEST(test_reference_table_has_one_line_per_field)
     for (const char *c = text; *c != '\0'; c++) {
         lines += *c == '\n';
     }
-    ck_assert_uint_eq(lines, 2 + 27);
+    ck_assert_uint_eq(lines, 2 + FIELDS);
     ck_assert_ptr_eq(strstr(text, "| field | meaning | default |\n|---|---|---|\n"), text);
     ck_assert_ptr_null(strstr(text, "``"));
     free(text);
@@ -1155,21 +1158,42 @@ START_TEST(test_reference_table_takes_ranges_and_defaults_from_the_rows)
 }
 END_TEST
 
-/* A config with the documented field set to an object, a wrong type for every field. */
+/* A config with the documented field set to an object, a wrong type for every field: each segment of the
+ * path ("routes[].cors.max_age_s", "upstreams.NAME.uri") opens an object, "[]" an array element, NAME a
+ * named element; a route needs an upstream to refer to. */
 static void config_with(const char *path, char *buf, size_t len)
 {
-    char section[64];
-    const char *dot = strchr(path, '.');
+    char open[256] = "", close[64] = "";
+    char seg[64];
+    size_t used = 0, depth = 0;
 
-    if (strncmp(path, "upstreams.NAME.", 15) == 0) {
-        snprintf(buf, len, "{'upstreams': {'s': {'%s': {}}}}", path + 15);
-    } else if (strncmp(path, "routes[].", 9) == 0) {
-        snprintf(buf, len, "{'upstreams': {'s': {'uri': 'coap://h'}}, 'routes': [{'%s': {}}]}", path + 9);
-    } else if (dot != NULL) {
-        snprintf(section, sizeof(section), "%.*s", (int)(dot - path), path);
-        snprintf(buf, len, "{'%s': {'%s': {}}}", section, dot + 1);
+    for (const char *p = path; *p != '\0';) {
+        size_t n = strcspn(p, ".");
+        snprintf(seg, sizeof(seg), "%.*s", (int)n, p);
+        p += n + (p[n] == '.');
+        if (strcmp(seg, "NAME") == 0) {
+            used += (size_t)snprintf(open + used, sizeof(open) - used, "{'s': ");
+            close[depth++] = '}';
+            continue;
+        }
+        size_t sl = strlen(seg);
+        bool list = sl > 2 && strcmp(seg + sl - 2, "[]") == 0;
+        used += (size_t)snprintf(open + used, sizeof(open) - used, "{'%.*s': %s", (int)(list ? sl - 2 : sl),
+                                 seg, list ? "[" : "");
+        close[depth++] = '}';
+        if (list) {
+            close[depth++] = ']';
+        }
+    }
+    used += (size_t)snprintf(open + used, sizeof(open) - used, "{}");
+    while (depth > 0 && used < sizeof(open) - 1) {
+        open[used++] = close[--depth];
+    }
+    open[used] = '\0';
+    if (strncmp(path, "routes[]", 8) == 0) {
+        snprintf(buf, len, "{'upstreams': {'s': {'uri': 'coap://h'}}, %s", open + 1);
     } else {
-        snprintf(buf, len, "{'%s': {}}", path);
+        snprintf(buf, len, "%s", open);
     }
 }
 
@@ -1191,8 +1215,70 @@ START_TEST(test_every_field_in_the_reference_table_is_known)
         ck_assert_msg(strstr(msg, "unknown field") == NULL, "%s: %s", path, msg);
         fields++;
     }
-    ck_assert_uint_eq(fields, 27);
+    ck_assert_uint_eq(fields, FIELDS);
     free(text);
+}
+END_TEST
+
+#define CORS(x) "{'upstreams': {'s': {'uri': 'coap://h'}}, 'routes': [{'prefix': '/a/', 'upstream': 's', " \
+                "'cors': " x "}]}"
+
+START_TEST(test_cors_origins_headers_and_max_age_are_read)
+{
+    enum cfg_status st;
+    char msg[512];
+    struct cfg *cfg = parse(CORS("{'allow_origins': ['https://app.example', 'http://x:8080'],"
+                                 " 'allow_headers': ['Content-Type', 'Authorization']}"),
+                            &st, msg, sizeof(msg));
+    ck_assert_int_eq(st, CFG_OK);
+    const struct cfg_cors *c = &cfg->routes[0].cors;
+    ck_assert_uint_eq(c->allow_origins.len, 2);
+    ck_assert_str_eq(c->allow_origins.v[1], "http://x:8080");
+    ck_assert(!c->any_origin);
+    ck_assert_uint_eq(c->allow_headers.len, 2);
+    ck_assert_uint_eq(c->max_age_s, 600); /* the default comes with the section */
+    cfg_free(cfg);
+    cfg = parse(CORS("{'allow_origins': ['*'], 'max_age_s': 0}"), &st, msg, sizeof(msg));
+    ck_assert(cfg->routes[0].cors.any_origin);
+    ck_assert_uint_eq(cfg->routes[0].cors.max_age_s, 0);
+    cfg_free(cfg);
+}
+END_TEST
+
+START_TEST(test_bad_cors_values_are_rejected_with_the_element)
+{
+    ck_assert_rejected(CORS("{'allow_origins': ['https://app.example/']}"),
+                       "t.json: routes[0].cors.allow_origins[0]: an origin has no path, query, fragment or "
+                       "spaces (e.g. \"https://app.example:8443\")");
+    ck_assert_rejected(CORS("{'allow_origins': ['app.example']}"),
+                       "t.json: routes[0].cors.allow_origins[0]: must be \"*\" or an origin such as "
+                       "\"https://app.example\" (scheme://host[:port])");
+    ck_assert_rejected(CORS("{'allow_origins': [3]}"), "t.json: routes[0].cors.allow_origins[0]: must be a string");
+    ck_assert_rejected(CORS("{'allow_headers': ['X Bad']}"),
+                       "t.json: routes[0].cors.allow_headers[0]: must be a header field name (letters, digits "
+                       "and !#$%&'*+-.^_`|~)");
+    ck_assert_rejected(CORS("{'max_age_s': 86401}"), "t.json: routes[0].cors.max_age_s: must be between 0 and 86400");
+    ck_assert_rejected(CORS("{'origins': []}"), "t.json: routes[0].cors.origins: unknown field");
+}
+END_TEST
+
+START_TEST(test_rate_limit_and_new_limits_are_read)
+{
+    enum cfg_status st;
+    char msg[512];
+    struct cfg *cfg = parse("{'rate_limit': {'per_ip_rps': 100, 'burst': 200}, 'limits': {"
+                            "'max_connections_per_ip': 8, 'max_header_bytes': 4096, 'max_uri_bytes': 512,"
+                            " 'max_inflight_total': 10}}",
+                            &st, msg, sizeof(msg));
+    ck_assert_int_eq(st, CFG_OK);
+    ck_assert_uint_eq(cfg->rate_limit.per_ip_rps, 100);
+    ck_assert_uint_eq(cfg->rate_limit.burst, 200);
+    ck_assert_uint_eq(cfg->limits.max_connections_per_ip, 8);
+    ck_assert_uint_eq(cfg->limits.max_header_bytes, 4096);
+    ck_assert_uint_eq(cfg->limits.max_uri_bytes, 512);
+    ck_assert_uint_eq(cfg->limits.max_inflight_total, 10);
+    cfg_free(cfg);
+    ck_assert_rejected("{'limits': {'max_uri_bytes': 15}}", "t.json: limits.max_uri_bytes: must be between 16 and 65536");
 }
 END_TEST
 
@@ -1248,6 +1334,10 @@ static Suite *config_suite(void)
         (const TTest *const[]){test_route_to_missing_upstream_is_rejected, test_duplicate_prefix_is_rejected,
                                test_bad_prefix_is_rejected, test_route_prefix_and_upstream_are_required,
                                test_methods_become_bits, test_bad_methods_are_rejected, NULL});
+    add(s, "security",
+        (const TTest *const[]){test_cors_origins_headers_and_max_age_are_read,
+                               test_bad_cors_values_are_rejected_with_the_element,
+                               test_rate_limit_and_new_limits_are_read, NULL});
     add(s, "forward proxy",
         (const TTest *const[]){test_forward_proxy_enabled_is_rejected, test_forward_proxy_allow_parses_cidrs,
                                test_bad_cidr_is_rejected, test_forward_proxy_prefix_is_validated, NULL});

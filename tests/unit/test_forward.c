@@ -15,7 +15,10 @@ static const char config_json[] =
     "{\"upstreams\": {\"dev\": {\"uri\": \"coap://127.0.0.1:5683/base\"}},"
     " \"routes\": [{\"prefix\": \"/api/\", \"upstream\": \"dev\"},"
     "              {\"prefix\": \"/ro/\", \"upstream\": \"dev\", \"methods\": [\"GET\"]},"
-    "              {\"prefix\": \"/raw/\", \"upstream\": \"dev\", \"cache\": false}],"
+    "              {\"prefix\": \"/raw/\", \"upstream\": \"dev\", \"cache\": false},"
+    "              {\"prefix\": \"/web/\", \"upstream\": \"dev\", \"methods\": [\"GET\", \"PUT\"],"
+    "               \"cors\": {\"allow_origins\": [\"https://app.example\"],"
+    "                        \"allow_headers\": [\"Content-Type\"], \"max_age_s\": 60}}],"
     " \"limits\": {\"max_body_bytes\": 16, \"longpoll_timeout_s\": 30}}";
 
 /* ---- fixture: config, fake clock, fake transport, cache, pipeline ---- */
@@ -108,7 +111,7 @@ static void on_resume(void *p)
     atomic_fetch_add(&((struct conn *)p)->resumed, 1);
 }
 
-static const struct px_headers no_headers = {NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+static const struct px_headers no_headers = {.content_type = NULL};
 
 /* A request through begin and run (no body). */
 static struct px_req *request(struct conn *c, const char *method, const char *path, const char *query,
@@ -763,6 +766,86 @@ START_TEST(test_get_answers_carry_vary_accept_and_long_polls_no_store)
 }
 END_TEST
 
+/* ---- CORS ---- */
+
+START_TEST(test_a_preflight_from_an_allowed_origin_is_answered_by_the_gateway)
+{
+    struct conn c = {0};
+    struct px_headers h = no_headers;
+    struct px_answer a;
+    enum px_step step;
+    h.origin = "https://app.example";
+    h.access_control_method = "PUT";
+    struct px_req *req = request(&c, "OPTIONS", "/web/led", NULL, &h, &step, &a);
+    ck_assert_int_eq(step, PX_STEP_ANSWER);
+    ck_assert_int_eq(a.kind, PX_ANSWER_PREFLIGHT);
+    ck_assert_int_eq(a.status, 204);
+    ck_assert_str_eq(a.cors_origin, "https://app.example");
+    ck_assert_str_eq(a.allow, "GET, HEAD, PUT");
+    ck_assert_uint_eq(a.cors->max_age_s, 60);
+    ck_assert_uint_eq(fake.nsent, 0);
+    px_answer_release(&a);
+    px_req_free(req);
+}
+END_TEST
+
+START_TEST(test_a_preflight_from_another_origin_gets_403_without_cors_headers)
+{
+    struct conn c = {0};
+    struct px_headers h = no_headers;
+    struct px_answer a;
+    enum px_step step;
+    h.origin = "https://evil.example";
+    h.access_control_method = "PUT";
+    struct px_req *req = request(&c, "OPTIONS", "/web/led", NULL, &h, &step, &a);
+    ck_assert_int_eq(a.status, 403);
+    ck_assert_ptr_null(a.cors_origin);
+    ck_assert_ptr_nonnull(a.cors); /* Vary: Origin still */
+    ck_assert_uint_eq(fake.nsent, 0);
+    px_answer_release(&a);
+    px_req_free(req);
+}
+END_TEST
+
+START_TEST(test_options_on_a_route_without_cors_stays_501)
+{
+    struct conn c = {0};
+    struct px_headers h = no_headers;
+    struct px_answer a;
+    enum px_step step;
+    h.origin = "https://app.example";
+    h.access_control_method = "GET";
+    struct px_req *req = request(&c, "OPTIONS", "/api/x", NULL, &h, &step, &a);
+    ck_assert_int_eq(a.status, 501);
+    ck_assert_ptr_null(a.cors);
+    px_answer_release(&a);
+    px_req_free(req);
+}
+END_TEST
+
+START_TEST(test_answers_to_an_allowed_origin_name_it_and_are_not_prebuilt)
+{
+    struct conn c = {0};
+    struct px_headers h = no_headers;
+    struct px_answer a;
+    enum px_step step;
+    warm("/web/t", NULL, "x");
+    h.origin = "https://app.example";
+    struct px_req *req = request(&c, "GET", "/web/t", NULL, &h, &step, &a);
+    ck_assert_int_eq(a.xcache, PX_XC_HIT);
+    ck_assert_str_eq(a.cors_origin, "https://app.example");
+    ck_assert(!a.prebuildable);
+    px_answer_release(&a);
+    px_req_free(req);
+    h.origin = "https://evil.example";
+    req = request(&c, "GET", "/web/t", NULL, &h, &step, &a);
+    ck_assert_ptr_null(a.cors_origin);
+    ck_assert(a.prebuildable);
+    px_answer_release(&a);
+    px_req_free(req);
+}
+END_TEST
+
 static Suite *forward_suite(void)
 {
     Suite *s = suite_create("forward");
@@ -796,6 +879,14 @@ static Suite *forward_suite(void)
     tcase_add_test(caching, test_no_store_bypasses_and_no_cache_revalidates);
     tcase_add_test(caching, test_a_route_without_cache_always_asks_the_device);
     suite_add_tcase(s, caching);
+
+    TCase *cors = tcase_create("cors");
+    tcase_add_checked_fixture(cors, setup, teardown);
+    tcase_add_test(cors, test_a_preflight_from_an_allowed_origin_is_answered_by_the_gateway);
+    tcase_add_test(cors, test_a_preflight_from_another_origin_gets_403_without_cors_headers);
+    tcase_add_test(cors, test_options_on_a_route_without_cors_stays_501);
+    tcase_add_test(cors, test_answers_to_an_allowed_origin_name_it_and_are_not_prebuilt);
+    suite_add_tcase(s, cors);
 
     TCase *live = tcase_create("live data");
     tcase_add_checked_fixture(live, setup, teardown);
