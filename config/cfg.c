@@ -79,6 +79,7 @@ struct field {
     const char *const *names; /* KIND_ENUM: the accepted strings in enum order, NULL-terminated */
     parse_fn *parse;          /* custom parsing; NULL: the kind's own */
     bool required;            /* absence is an error */
+    bool own;                 /* KIND_OBJECT: the members' offsets are in the struct at this row's offset */
     const char *def_doc;      /* README default, when the JSON literal alone would mislead */
     const char *doc;          /* README meaning, one line; NULL for sections, maps and lists */
 };
@@ -98,10 +99,13 @@ struct field {
 _Static_assert(sizeof(enum cfg_msg_type) == sizeof(int), "enum cfg_msg_type is stored as an int");
 
 static const char *const msg_type_names[] = {[CFG_MSG_CON] = "con", [CFG_MSG_NON] = "non", NULL};
+_Static_assert(sizeof(enum cfg_auth_type) == sizeof(int), "enum cfg_auth_type is stored as an int");
+static const char *const auth_type_names[] = {
+    [CFG_AUTH_NONE] = "none", [CFG_AUTH_BEARER] = "bearer", [CFG_AUTH_API_KEY] = "api_key", NULL};
 
 static parse_fn parse_upstreams, parse_upstream_uri, parse_routes, parse_route_prefix, parse_route_upstream,
     parse_methods, parse_forward_enabled, parse_prefix, parse_allow, parse_log_level, parse_origins,
-    parse_header_names;
+    parse_header_names, parse_auth;
 
 /* Row order is check order: the error reported is the one in the earliest row. */
 static const struct field fields[] = {
@@ -112,6 +116,7 @@ static const struct field fields[] = {
     {"", "forward_proxy", .kind = KIND_OBJECT},
     {"", "cache", .kind = KIND_OBJECT},
     {"", "demo_server", .kind = KIND_OBJECT},
+    {"", "admin", .kind = KIND_OBJECT},
     {"", "rate_limit", .kind = KIND_OBJECT},
     {"", "limits", .kind = KIND_OBJECT},
     {"", "log", .kind = KIND_OBJECT},
@@ -140,6 +145,18 @@ static const struct field fields[] = {
          "Allow"},
     {"routes", "cache", BOOL_AT(struct cfg_route, cache), .def = "true",
      .doc = "whether responses on this route may be cached"},
+    {"routes", "auth", .kind = KIND_OBJECT, .offset = OFFSET(struct cfg_route, auth, struct cfg_auth),
+     .own = true, .parse = parse_auth},
+    {"auth", "type", ENUM_AT(struct cfg_auth, type, enum cfg_auth_type), .names = auth_type_names,
+     .required = true, .doc = "`bearer` (`Authorization: Bearer <token>`) or `api_key` (a header); missing "
+                              "credentials get 401 + WWW-Authenticate, wrong ones 403. `admin.auth` (same "
+                              "fields) guards `/metrics`"},
+    {"auth", "tokens_file", STRING_AT(struct cfg_auth, file), .def_doc = "required for `bearer`",
+     .doc = "bearer tokens, one per line (`#` comments); relative to the configuration file; mode 600"},
+    {"auth", "keys_file", STRING_AT(struct cfg_auth, keys_file), .def_doc = "required for `api_key`",
+     .doc = "API keys, one per line, as `tokens_file`"},
+    {"auth", "header", STRING_AT(struct cfg_auth, header), .def = "\"X-API-Key\"",
+     .doc = "`api_key`: the request header holding the key"},
     {"routes", "cors", .kind = KIND_OBJECT},
     {"cors", "allow_origins", STRINGS_AT(struct cfg_route, cors.allow_origins), .parse = parse_origins,
      .def_doc = "none (CORS off)",
@@ -169,6 +186,9 @@ static const struct field fields[] = {
      .def_doc = "`false` with a file", .doc = "the embedded demo CoAP server"},
     {"demo_server", "listen", ENDPOINT_AT(struct cfg, demo.listen), .def = "\"127.0.0.1:5683\"",
      .doc = "CoAP address of the embedded demo server"},
+
+    {"admin", "auth", .kind = KIND_OBJECT, .offset = OFFSET(struct cfg, admin.auth, struct cfg_auth),
+     .own = true, .parse = parse_auth},
 
     {"rate_limit", "per_ip_rps", UINT_AT(struct cfg, rate_limit.per_ip_rps), .def = "0", .min = 0,
      .max = 1000000, .def_doc = "`0` (off)",
@@ -516,6 +536,9 @@ static enum cfg_status parse_section(const struct scope *s, const struct field *
     join(base, sizeof(base), s->base, f->key);
     sub.obj = v;
     sub.base = base;
+    if (f->own) {
+        sub.dst = slot(s, f);
+    }
     st = check_known(&sub, f->key);
     if (st == CFG_OK && f->in[0] != '\0') {
         st = apply_defaults(&sub, f->key); /* a section inside an element: its defaults come with it */
@@ -1269,6 +1292,74 @@ static enum cfg_status parse_header_names(const struct scope *s, const struct fi
     return store_strings(s, f, v, header_name_problem);
 }
 
+/* ---- authentication ---- */
+
+/* path as written, or resolved against the folder of the configuration file (err->file) when relative. */
+static char *resolve_path(const struct scope *s, const char *path)
+{
+    const char *file = s->err->file;
+    const char *slash = strrchr(file, '/');
+    char *out;
+
+    if (path[0] == '/' || slash == NULL) {
+        return strdup(path);
+    }
+    if (asprintf(&out, "%.*s/%s", (int)(slash - file), file, path) < 0) {
+        return NULL;
+    }
+    return out;
+}
+
+/* Reads the secrets of an auth section now, so a missing or group/world-readable file is a configuration
+ * error, not a surprise at the first request. */
+static enum cfg_status load_secrets(const struct scope *s, struct cfg_auth *auth, const char *key)
+{
+    char reason[CG_SECRET_REASON_MAX];
+    char *path = resolve_path(s, auth->file);
+
+    if (path == NULL) {
+        return nomem(s->err);
+    }
+    free(auth->file);
+    auth->file = path;
+    if (cg_secret_list_read(path, &auth->secrets, reason, sizeof(reason)) != 0) {
+        return fail_at(s->err, s->base, key, "%.160s: %s", path, reason);
+    }
+    return CFG_OK;
+}
+
+/* An auth section: its members, then what they must say together. keys_file is stored where tokens_file
+ * is (one file per route), so which of them is set must match the type. */
+static enum cfg_status parse_auth(const struct scope *s, const struct field *f, const json_t *v)
+{
+    char base[FIELD_LEN];
+    struct cfg_auth *auth = slot(s, f);
+    const json_t *keys = json_object_get(v, "keys_file");
+    const json_t *tokens = json_object_get(v, "tokens_file"); /* both type-checked by the section's rows */
+    enum cfg_status st = parse_section(s, f, v);
+
+    join(base, sizeof(base), s->base, f->key);
+    if (st != CFG_OK || auth->type == CFG_AUTH_NONE) {
+        return st;
+    }
+    bool bearer = auth->type == CFG_AUTH_BEARER;
+    if ((bearer && keys != NULL) || (!bearer && tokens != NULL)) {
+        return fail_at(s->err, base, bearer ? "keys_file" : "tokens_file",
+                       bearer ? "is for type \"api_key\"; a bearer route takes tokens_file"
+                              : "is for type \"bearer\"; an api_key route takes keys_file");
+    }
+    if (!bearer) {
+        auth->file = auth->keys_file;
+        auth->keys_file = NULL;
+    }
+    if (auth->file == NULL) {
+        return fail_at(s->err, base, bearer ? "tokens_file" : "keys_file", "missing required field");
+    }
+    struct scope sub = *s;
+    sub.base = base;
+    return load_secrets(&sub, auth, bearer ? "tokens_file" : "keys_file");
+}
+
 /* ---- log ---- */
 
 static enum cfg_status parse_log_level(const struct scope *s, const struct field *f, const json_t *v)
@@ -1497,6 +1588,14 @@ static void upstream_clear(struct cfg_upstream *u)
     free(u->uri);
 }
 
+static void auth_clear(struct cfg_auth *a)
+{
+    free(a->header);
+    free(a->file);
+    free(a->keys_file);
+    cg_secret_list_free(&a->secrets);
+}
+
 static void strings_free(struct cfg_strings *s)
 {
     for (size_t i = 0; i < s->len; i++) {
@@ -1518,7 +1617,9 @@ void cfg_free(struct cfg *cfg)
         free(cfg->routes[i].prefix);
         strings_free(&cfg->routes[i].cors.allow_origins);
         strings_free(&cfg->routes[i].cors.allow_headers);
+        auth_clear(&cfg->routes[i].auth);
     }
+    auth_clear(&cfg->admin.auth);
     free(cfg->routes);
     free(cfg->forward_proxy.prefix);
     free(cfg->forward_proxy.allow);

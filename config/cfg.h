@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "base/secret.h"
 #include "coap/code.h"
 
 /* HTTP methods a route may allow, as bits of the CoAP method codes (coap/code). HEAD is implied by GET. */
@@ -67,12 +68,25 @@ struct cfg_cors {
     unsigned max_age_s;               /* Access-Control-Max-Age of preflight answers */
 };
 
+/* Authentication of a route (or of /metrics). Off when type is CFG_AUTH_NONE. */
+enum cfg_auth_type { CFG_AUTH_NONE = 0, CFG_AUTH_BEARER, CFG_AUTH_API_KEY };
+
+struct cfg_auth {
+    enum cfg_auth_type type;
+    char *header;                  /* api_key: the request header holding the key */
+    char *file;                    /* tokens_file (bearer) or keys_file (api_key), resolved against the
+                                      configuration file's folder */
+    char *keys_file;               /* as parsed; moved to file for api_key */
+    struct cg_secret_list secrets; /* read from file at load time */
+};
+
 struct cfg_route {
     char *prefix;     /* starts and ends with '/', e.g. "/api/" */
     size_t upstream;  /* index into cfg.upstreams */
     unsigned methods; /* cfg_method bits */
     bool cache;
     struct cfg_cors cors;
+    struct cfg_auth auth;
 };
 
 struct cfg_cidr {
@@ -102,6 +116,9 @@ struct cfg {
         bool enabled; /* false when loaded from a file, true in cfg_default() */
         struct cfg_endpoint listen;
     } demo;
+    struct {
+        struct cfg_auth auth; /* for /metrics; /healthz and /readyz stay open for probes */
+    } admin;
     struct {
         unsigned per_ip_rps; /* 0: no rate limit */
         unsigned burst;

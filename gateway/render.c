@@ -92,6 +92,7 @@ static struct MHD_Response *problem_response(const struct px_answer *a)
     }
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/problem+json");
     add_header_if(resp, MHD_HTTP_HEADER_ALLOW, a->allow);
+    add_header_if(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, a->challenge);
     add_number_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "", a->retry_after);
     if (a->close) {
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");

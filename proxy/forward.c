@@ -24,6 +24,8 @@ struct px_forward {
     cg_clock_fn clock;
     void *clock_arg;
     atomic_bool draining;
+    struct px_auth **route_auth; /* per cfg->routes[i], NULL where the route has none */
+    struct px_auth *admin_auth;
 };
 
 enum req_state {
@@ -129,6 +131,8 @@ static bool origin_allowed(const struct cfg_cors *cors, const char *origin)
     return false;
 }
 
+static const struct px_auth *route_auth(const struct px_req *req);
+
 static void answer_init(struct px_req *req, struct px_answer *a, enum px_answer_kind kind, int status)
 {
     memset(a, 0, sizeof(*a));
@@ -156,6 +160,9 @@ static enum px_step problem(struct px_req *req, struct px_answer *a, enum px_sta
     }
     if (st == PX_ERR_UNAVAILABLE) {
         a->retry_after = 1;
+    }
+    if (st == PX_ERR_UNAUTHORIZED && req->route != NULL) {
+        px_auth_challenge(route_auth(req), a->challenge, sizeof(a->challenge));
     }
     a->close = st == PX_ERR_TOO_LARGE; /* the unread body must not be taken for the next request */
     return PX_STEP_ANSWER;
@@ -320,6 +327,29 @@ static void refuse(struct px_req *req, enum px_status st, const char *detail)
     req->refusal_detail = detail;
 }
 
+static const char *header_get(const struct px_headers *h, const char *name)
+{
+    return h->get != NULL && name != NULL ? h->get(h->get_ctx, name) : NULL;
+}
+
+static enum px_auth_result authenticate(const struct px_auth *auth, const struct px_headers *h)
+{
+    if (auth == NULL) {
+        return PX_AUTH_OK; /* the route has no authentication */
+    }
+    return px_auth_check(auth, h->authorization, header_get(h, px_auth_header(auth)));
+}
+
+/* 401 (with the challenge of the route's scheme) or 403; the reason names no secret. */
+static void refuse_auth(struct px_req *req, enum px_auth_result result)
+{
+    if (result == PX_AUTH_MISSING) {
+        refuse(req, PX_ERR_UNAUTHORIZED, "this route needs credentials");
+    } else {
+        refuse(req, PX_ERR_FORBIDDEN, "the credentials are not valid for this route");
+    }
+}
+
 /* A Content-Length above the limit is refused before a byte of the body is read. */
 static bool declared_too_large(const struct px_req *req)
 {
@@ -353,9 +383,15 @@ static enum px_step preflight_answer(struct px_req *req, struct px_answer *a)
     return PX_STEP_ANSWER;
 }
 
+static const struct px_auth *route_auth(const struct px_req *req)
+{
+    return req->fwd->route_auth[req->route - req->fwd->cfg->routes];
+}
+
 enum px_begin px_req_begin(struct px_req *req, const char *method, const char *path, const char *query,
                            const struct px_headers *headers)
 {
+    enum px_auth_result auth;
     bool head;
 
     req->method = method;
@@ -372,6 +408,8 @@ enum px_begin px_req_begin(struct px_req *req, const char *method, const char *p
         refuse(req, PX_ERR_NOT_IMPLEMENTED, "this method has no CoAP equivalent");
     } else if (req->route == NULL) {
         refuse(req, PX_ERR_NO_ROUTE, "no route matches this path");
+    } else if ((auth = authenticate(route_auth(req), headers)) != PX_AUTH_OK) {
+        refuse_auth(req, auth); /* before anything else about the route is told */
     } else if ((req->route->methods & px_route_method_bit(method)) == 0) {
         refuse(req, PX_ERR_METHOD_NOT_ALLOWED, "the route does not allow this method");
     } else if (declared_too_large(req)) {
@@ -936,11 +974,65 @@ static void store_notification(void *arg, const uint8_t *key, size_t key_len, si
 
 /* ==== the pipeline =============================================================================== */
 
+/* The px_auth of an auth section, NULL (and ok) when it has none. */
+static int auth_build(const struct cfg_auth *a, struct px_auth **out)
+{
+    char reason[CG_SECRET_REASON_MAX];
+    struct px_auth_desc d = {
+        .scheme = a->type == CFG_AUTH_BEARER ? PX_AUTH_BEARER : PX_AUTH_API_KEY,
+        .header = a->header,
+        .secrets = a->secrets.items,
+        .secrets_len = a->secrets.count,
+    };
+    *out = NULL;
+    return a->type == CFG_AUTH_NONE ? 0 : px_auth_new(&d, out, reason, sizeof(reason));
+}
+
+static int auth_build_all(struct px_forward *fwd)
+{
+    const struct cfg *cfg = fwd->cfg;
+
+    if ((fwd->route_auth = calloc(cfg->routes_len + 1, sizeof(*fwd->route_auth))) == NULL) {
+        return -1;
+    }
+    for (size_t i = 0; i < cfg->routes_len; i++) {
+        if (auth_build(&cfg->routes[i].auth, &fwd->route_auth[i]) != 0) {
+            return -1;
+        }
+    }
+    return auth_build(&cfg->admin.auth, &fwd->admin_auth);
+}
+
+enum px_auth_result px_forward_admin_auth(const struct px_forward *fwd, const struct px_headers *headers,
+                                          char *challenge, size_t len)
+{
+    enum px_auth_result r = authenticate(fwd->admin_auth, headers);
+    if (r == PX_AUTH_MISSING) {
+        px_auth_challenge(fwd->admin_auth, challenge, len);
+    }
+    return r;
+}
+
+static void auth_free_all(struct px_forward *fwd)
+{
+    for (size_t i = 0; fwd->route_auth != NULL && i < fwd->cfg->routes_len; i++) {
+        px_auth_free(fwd->route_auth[i]);
+    }
+    free(fwd->route_auth);
+    px_auth_free(fwd->admin_auth);
+}
+
 struct px_forward *px_forward_create(const struct cfg *cfg, struct px_transport transport, struct px_cache *cache,
                                      cg_clock_fn clock, void *clock_arg)
 {
     struct px_forward *fwd = calloc(1, sizeof(*fwd));
     if (fwd == NULL) {
+        return NULL;
+    }
+    fwd->cfg = cfg;
+    if (auth_build_all(fwd) != 0) {
+        auth_free_all(fwd);
+        free(fwd);
         return NULL;
     }
     fwd->cfg = cfg;
@@ -951,6 +1043,7 @@ struct px_forward *px_forward_create(const struct cfg *cfg, struct px_transport 
     fwd->observe = px_observe_create(transport, fwd->clock, fwd->clock_arg, cfg->limits.max_subscribers_per_resource,
                                      cfg->limits.max_subscribers);
     if (fwd->observe == NULL) {
+        auth_free_all(fwd);
         free(fwd);
         return NULL;
     }
@@ -964,6 +1057,7 @@ void px_forward_destroy(struct px_forward *fwd)
         return;
     }
     px_observe_destroy(fwd->observe);
+    auth_free_all(fwd);
     free(fwd);
 }
 

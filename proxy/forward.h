@@ -11,6 +11,7 @@
 
 #include "base/clock.h"
 #include "config/cfg.h"
+#include "proxy/auth.h"
 #include "proxy/cache.h"
 #include "proxy/exchange.h"
 #include "proxy/observe.h"
@@ -18,6 +19,7 @@
 
 struct px_forward;
 struct px_req;
+struct px_headers;
 
 /* Creates the pipeline over cfg (borrowed), a transport (the CoAP client or a fake) and cache (borrowed;
  * NULL: no caching). clock NULL means cg_clock_monotonic. Starts the observation registry. NULL on failure.
@@ -26,6 +28,11 @@ struct px_forward *px_forward_create(const struct cfg *cfg, struct px_transport 
                                      cg_clock_fn clock, void *clock_arg);
 /* Every request must have been freed. NULL ok. Thread: main. */
 void px_forward_destroy(struct px_forward *fwd);
+
+/* Authenticates a request for /metrics against admin.auth (OK when there is none). On PX_AUTH_MISSING the
+ * WWW-Authenticate value is written to challenge. */
+enum px_auth_result px_forward_admin_auth(const struct px_forward *fwd, const struct px_headers *headers,
+                                          char *challenge, size_t len);
 
 /* Draining: new requests get 503, live streams end now (they would never become idle). Thread: any. */
 void px_forward_quiesce(struct px_forward *fwd);
@@ -114,6 +121,7 @@ struct px_answer {
     enum px_status problem;
     const char *detail;
     char allow[96]; /* Allow for 405, "" otherwise */
+    char challenge[96]; /* WWW-Authenticate for 401, "" otherwise */
     /* PX_ANSWER_COAP */
     uint8_t coap_code;
     bool mapped;                  /* http is filled (px_answer_map) */

@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -1122,7 +1124,7 @@ static char *reference(void)
 }
 
 /* Leaf fields of the schema: a new one must show in the README table (and this number). */
-#define FIELDS 36
+#define FIELDS 40
 
 START_TEST(test_reference_table_has_one_line_per_field)
 {
@@ -1282,6 +1284,98 @@ START_TEST(test_rate_limit_and_new_limits_are_read)
 }
 END_TEST
 
+/* Loads a config file written to a fresh folder beside a tokens file of the given mode. */
+static enum cfg_status load_with_tokens(const char *config, mode_t mode, char *msg, size_t len, char *dir)
+{
+    char path[160];
+    struct cfg *cfg = NULL;
+    struct cfg_error err;
+
+    snprintf(dir, 64, "/tmp/coapgw-cfg-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/tokens.txt", dir);
+    FILE *f = fopen(path, "w");
+    fputs("t0k3n\n", f);
+    fclose(f);
+    chmod(path, mode);
+    snprintf(path, sizeof(path), "%s/gw.json", dir);
+    f = fopen(path, "w");
+    char buf[1024];
+    json(config, buf, sizeof(buf));
+    fputs(buf, f);
+    fclose(f);
+    enum cfg_status st = cfg_load(path, &cfg, &err);
+    msg[0] = '\0';
+    if (st != CFG_OK) {
+        cfg_error_format(&err, msg, len);
+    }
+    cfg_free(cfg);
+    return st;
+}
+
+static void remove_dir(const char *dir)
+{
+    char path[160];
+    snprintf(path, sizeof(path), "%s/tokens.txt", dir);
+    unlink(path);
+    snprintf(path, sizeof(path), "%s/gw.json", dir);
+    unlink(path);
+    rmdir(dir);
+}
+
+#define AUTH(x) "{'upstreams': {'s': {'uri': 'coap://h'}}, 'routes': [{'prefix': '/a/', 'upstream': 's', " \
+                "'auth': " x "}]}"
+
+START_TEST(test_a_private_tokens_file_next_to_the_config_is_loaded)
+{
+    char dir[64], msg[512];
+    ck_assert_int_eq(load_with_tokens(AUTH("{'type': 'bearer', 'tokens_file': 'tokens.txt'}"), 0600, msg,
+                                      sizeof(msg), dir),
+                     CFG_OK);
+    remove_dir(dir);
+    ck_assert_int_eq(load_with_tokens("{'admin': {'auth': {'type': 'bearer', 'tokens_file': 'tokens.txt'}}}",
+                                      0400, msg, sizeof(msg), dir),
+                     CFG_OK);
+    remove_dir(dir);
+}
+END_TEST
+
+START_TEST(test_a_readable_or_missing_secret_file_is_a_config_error)
+{
+    char dir[64], msg[512], want[512];
+    ck_assert_int_eq(load_with_tokens(AUTH("{'type': 'bearer', 'tokens_file': 'tokens.txt'}"), 0644, msg,
+                                      sizeof(msg), dir),
+                     CFG_ERR_INVALID);
+    snprintf(want, sizeof(want),
+             "%s/gw.json: routes[0].auth.tokens_file: %s/tokens.txt: is readable by group or others; chmod 600 it",
+             dir, dir);
+    ck_assert_str_eq(msg, want);
+    remove_dir(dir);
+    ck_assert_int_eq(load_with_tokens(AUTH("{'type': 'api_key', 'keys_file': 'nope.txt'}"), 0600, msg,
+                                      sizeof(msg), dir),
+                     CFG_ERR_INVALID);
+    ck_assert_msg(strstr(msg, "routes[0].auth.keys_file: ") != NULL && strstr(msg, "/nope.txt: ") != NULL, "%s",
+                  msg);
+    remove_dir(dir);
+}
+END_TEST
+
+START_TEST(test_auth_fields_must_fit_the_type)
+{
+    ck_assert_rejected(AUTH("{'type': 'bearer'}"), "t.json: routes[0].auth.tokens_file: missing required field");
+    ck_assert_rejected(AUTH("{'type': 'api_key', 'tokens_file': 'x'}"),
+                       "t.json: routes[0].auth.tokens_file: is for type \"bearer\"; an api_key route takes "
+                       "keys_file");
+    ck_assert_rejected(AUTH("{'type': 'bearer', 'keys_file': 'x'}"),
+                       "t.json: routes[0].auth.keys_file: is for type \"api_key\"; a bearer route takes "
+                       "tokens_file");
+    ck_assert_rejected(AUTH("{'type': 'basic'}"),
+                       "t.json: routes[0].auth.type: must be \"none\", \"bearer\" or \"api_key\"");
+    ck_assert_rejected(AUTH("{'tokens_file': 'x'}"), "t.json: routes[0].auth.type: missing required field");
+    ck_assert_rejected(AUTH("{'type': 'bearer', 'token_file': 'x'}"), "t.json: routes[0].auth.token_file: unknown field");
+}
+END_TEST
+
 static void add(Suite *s, const char *name, const TTest *const *tests)
 {
     TCase *tc = tcase_create(name);
@@ -1337,7 +1431,10 @@ static Suite *config_suite(void)
     add(s, "security",
         (const TTest *const[]){test_cors_origins_headers_and_max_age_are_read,
                                test_bad_cors_values_are_rejected_with_the_element,
-                               test_rate_limit_and_new_limits_are_read, NULL});
+                               test_rate_limit_and_new_limits_are_read,
+                               test_a_private_tokens_file_next_to_the_config_is_loaded,
+                               test_a_readable_or_missing_secret_file_is_a_config_error,
+                               test_auth_fields_must_fit_the_type, NULL});
     add(s, "forward proxy",
         (const TTest *const[]){test_forward_proxy_enabled_is_rejected, test_forward_proxy_allow_parses_cidrs,
                                test_bad_cidr_is_rejected, test_forward_proxy_prefix_is_validated, NULL});

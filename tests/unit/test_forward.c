@@ -4,7 +4,11 @@
 #include <check.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "proxy/forward.h"
 
@@ -66,10 +70,32 @@ static void fake_unobserve(void *impl, size_t upstream, uint64_t id)
     fake.unobserved[fake.nunobserved++] = id;
 }
 
-static void setup(void)
+static char secret_dir[64];
+
+static void teardown(void);
+
+/* A private file (mode 600) in secret_dir. */
+static void write_secret(const char *name, const char *text)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "%s/%s", secret_dir, name);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(text, f);
+    fclose(f);
+    ck_assert_int_eq(chmod(path, 0600), 0);
+}
+
+/* The pipeline over text (a config whose secret files are relative to secret_dir). */
+static void setup_with(const char *text)
 {
     struct cfg_error err;
-    ck_assert_int_eq(cfg_parse(config_json, sizeof(config_json) - 1, "test.json", &cfg, &err), CFG_OK);
+    char name[96];
+    snprintf(name, sizeof(name), "%s/gw.json", secret_dir);
+    enum cfg_status st = cfg_parse(text, strlen(text), name, &cfg, &err);
+    char msg[512];
+    cfg_error_format(&err, msg, sizeof(msg));
+    ck_assert_msg(st == CFG_OK, "%s", msg);
     memset(&fake, 0, sizeof(fake));
     atomic_store(&fake_now, T0);
     cache = px_cache_create(100, 1 << 20);
@@ -77,6 +103,45 @@ static void setup(void)
         .impl = NULL, .submit = fake_submit, .observe = fake_observe, .unobserve = fake_unobserve};
     fwd = px_forward_create(cfg, t, cache, fake_clock, NULL);
     ck_assert_ptr_nonnull(fwd);
+}
+
+static void setup(void)
+{
+    snprintf(secret_dir, sizeof(secret_dir), ".");
+    setup_with(config_json);
+}
+
+static const char auth_json[] =
+    "{\"upstreams\": {\"dev\": {\"uri\": \"coap://127.0.0.1:5683\"}},"
+    " \"routes\": [{\"prefix\": \"/sec/\", \"upstream\": \"dev\","
+    "               \"auth\": {\"type\": \"bearer\", \"tokens_file\": \"tokens.txt\"}},"
+    "              {\"prefix\": \"/key/\", \"upstream\": \"dev\","
+    "               \"auth\": {\"type\": \"api_key\", \"keys_file\": \"keys.txt\"}},"
+    "              {\"prefix\": \"/web/\", \"upstream\": \"dev\","
+    "               \"auth\": {\"type\": \"bearer\", \"tokens_file\": \"tokens.txt\"},"
+    "               \"cors\": {\"allow_origins\": [\"https://app.example\"]}}],"
+    " \"admin\": {\"auth\": {\"type\": \"bearer\", \"tokens_file\": \"admin.txt\"}}}";
+
+static void setup_auth(void)
+{
+    snprintf(secret_dir, sizeof(secret_dir), "/tmp/coapgw-fwd-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(secret_dir));
+    write_secret("tokens.txt", "# route tokens\ns3cret-token\n\nother.token\n");
+    write_secret("keys.txt", "key-1\n");
+    write_secret("admin.txt", "admin-token\n");
+    setup_with(auth_json);
+}
+
+static void teardown_auth(void)
+{
+    static const char *const names[] = {"tokens.txt", "keys.txt", "admin.txt"};
+    char path[128];
+    teardown();
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(path, sizeof(path), "%s/%s", secret_dir, names[i]);
+        unlink(path);
+    }
+    rmdir(secret_dir);
 }
 
 static void teardown(void)
@@ -846,6 +911,93 @@ START_TEST(test_answers_to_an_allowed_origin_name_it_and_are_not_prebuilt)
 }
 END_TEST
 
+/* ---- authentication ---- */
+
+static const char *lookup_api_key(void *ctx, const char *name)
+{
+    return strcasecmp(name, "X-API-Key") == 0 ? ctx : NULL;
+}
+
+static int auth_status(const char *path, const char *authorization, const char *api_key, struct px_answer *a)
+{
+    struct conn c = {0};
+    struct px_headers h = no_headers;
+    enum px_step step;
+    h.authorization = authorization;
+    h.get = lookup_api_key;
+    h.get_ctx = (void *)api_key;
+    struct px_req *req = request(&c, "GET", path, NULL, &h, &step, a);
+    if (step == PX_STEP_WAIT) {
+        complete(fake.sent[fake.nsent - 1], CO_CODE(2, 5), 60, NULL, "ok");
+        px_req_resume(req, a);
+    }
+    int status = a->status;
+    px_req_free(req);
+    return status;
+}
+
+START_TEST(test_a_bearer_route_wants_a_listed_token_and_says_which_scheme)
+{
+    struct px_answer a;
+    ck_assert_int_eq(auth_status("/sec/x", NULL, NULL, &a), 401);
+    ck_assert_str_eq(a.challenge, "Bearer realm=\"coapgw\"");
+    px_answer_release(&a);
+    ck_assert_int_eq(auth_status("/sec/x", "Bearer wrong", NULL, &a), 403);
+    ck_assert_str_eq(a.challenge, "");
+    px_answer_release(&a);
+    ck_assert_int_eq(auth_status("/sec/x", "Basic czNjcmV0", NULL, &a), 403);
+    px_answer_release(&a);
+    ck_assert_uint_eq(fake.nsent, 0); /* refused before the device is asked */
+    ck_assert_int_eq(auth_status("/sec/x", "Bearer s3cret-token", NULL, &a), 200);
+    px_answer_release(&a);
+    ck_assert_int_eq(auth_status("/sec/y", "bearer other.token", NULL, &a), 200);
+    px_answer_release(&a);
+}
+END_TEST
+
+START_TEST(test_an_api_key_route_reads_its_header)
+{
+    struct px_answer a;
+    ck_assert_int_eq(auth_status("/key/x", NULL, NULL, &a), 401);
+    ck_assert_str_eq(a.challenge, "ApiKey header=\"X-API-Key\"");
+    px_answer_release(&a);
+    ck_assert_int_eq(auth_status("/key/x", NULL, "key-2", &a), 403);
+    px_answer_release(&a);
+    ck_assert_int_eq(auth_status("/key/x", NULL, "key-1", &a), 200);
+    px_answer_release(&a);
+}
+END_TEST
+
+START_TEST(test_a_preflight_is_answered_before_authentication)
+{
+    struct conn c = {0};
+    struct px_headers h = no_headers;
+    struct px_answer a;
+    enum px_step step;
+    h.origin = "https://app.example";
+    h.access_control_method = "GET";
+    struct px_req *req = request(&c, "OPTIONS", "/web/x", NULL, &h, &step, &a);
+    ck_assert_int_eq(a.status, 204);
+    px_answer_release(&a);
+    px_req_free(req);
+    ck_assert_int_eq(auth_status("/web/x", NULL, NULL, &a), 401); /* the actual request still needs it */
+    px_answer_release(&a);
+}
+END_TEST
+
+START_TEST(test_metrics_auth_is_checked_by_the_pipeline_for_the_front_end)
+{
+    struct px_headers h = no_headers;
+    char challenge[96] = "";
+    ck_assert_int_eq(px_forward_admin_auth(fwd, &h, challenge, sizeof(challenge)), PX_AUTH_MISSING);
+    ck_assert_str_eq(challenge, "Bearer realm=\"coapgw\"");
+    h.authorization = "Bearer s3cret-token"; /* a route's token is not the admin's */
+    ck_assert_int_eq(px_forward_admin_auth(fwd, &h, challenge, sizeof(challenge)), PX_AUTH_WRONG);
+    h.authorization = "Bearer admin-token";
+    ck_assert_int_eq(px_forward_admin_auth(fwd, &h, challenge, sizeof(challenge)), PX_AUTH_OK);
+}
+END_TEST
+
 static Suite *forward_suite(void)
 {
     Suite *s = suite_create("forward");
@@ -887,6 +1039,14 @@ static Suite *forward_suite(void)
     tcase_add_test(cors, test_options_on_a_route_without_cors_stays_501);
     tcase_add_test(cors, test_answers_to_an_allowed_origin_name_it_and_are_not_prebuilt);
     suite_add_tcase(s, cors);
+
+    TCase *auth = tcase_create("authentication");
+    tcase_add_checked_fixture(auth, setup_auth, teardown_auth);
+    tcase_add_test(auth, test_a_bearer_route_wants_a_listed_token_and_says_which_scheme);
+    tcase_add_test(auth, test_an_api_key_route_reads_its_header);
+    tcase_add_test(auth, test_a_preflight_is_answered_before_authentication);
+    tcase_add_test(auth, test_metrics_auth_is_checked_by_the_pipeline_for_the_front_end);
+    suite_add_tcase(s, auth);
 
     TCase *live = tcase_create("live data");
     tcase_add_checked_fixture(live, setup, teardown);
