@@ -3,12 +3,13 @@
  * entries are refcounted so readers use them unlocked. No I/O, no clock (time is a parameter), no globals. */
 #include "proxy/cache.h"
 
+#include "base/siphash.h"
+
 #include <assert.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 
 #define MIN_BUCKETS 64
@@ -48,7 +49,7 @@ struct flight {
 
 struct px_cache {
     pthread_mutex_t lock;
-    uint64_t seed[2];
+    struct cg_siphash_key seed;
     size_t max_entries, max_bytes;
     size_t nbuckets; /* power of two, shared by both entry tables */
     struct px_cache_entry **keys, **resources;
@@ -64,74 +65,13 @@ struct px_cache {
     void (*user_free)(void *user); /* frees an entry's user slot when the entry goes */
 };
 
-/* ---- hashing: SipHash-1-3 with a per-cache random key, because keys come from HTTP clients ---- */
-
-#define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
-
-static void sipround(uint64_t v[4])
+/* Hashing: SipHash-1-3 (base/siphash) with a per-cache random key, because keys come from HTTP clients. */
+static uint64_t siphash(const struct cg_siphash_key *k, const uint8_t *in, size_t len)
 {
-    v[0] += v[1];
-    v[1] = ROTL(v[1], 13) ^ v[0];
-    v[0] = ROTL(v[0], 32);
-    v[2] += v[3];
-    v[3] = ROTL(v[3], 16) ^ v[2];
-    v[0] += v[3];
-    v[3] = ROTL(v[3], 21) ^ v[0];
-    v[2] += v[1];
-    v[1] = ROTL(v[1], 17) ^ v[2];
-    v[2] = ROTL(v[2], 32);
+    return cg_siphash13(k, in, len);
 }
 
-static uint64_t load_le64(const uint8_t *p)
-{
-    uint64_t m = 0;
-    for (int i = 7; i >= 0; i--) {
-        m = (m << 8) | p[i];
-    }
-    return m;
-}
-
-static void sip_absorb(uint64_t v[4], uint64_t m)
-{
-    v[3] ^= m;
-    sipround(v);
-    v[0] ^= m;
-}
-
-static uint64_t siphash(const uint64_t k[2], const uint8_t *in, size_t len)
-{
-    uint64_t v[4] = {k[0] ^ 0x736f6d6570736575ULL, k[1] ^ 0x646f72616e646f6dULL, k[0] ^ 0x6c7967656e657261ULL,
-                     k[1] ^ 0x7465646279746573ULL};
-    uint64_t last = (uint64_t)len << 56;
-    size_t i = 0;
-
-    for (; i + 8 <= len; i += 8) {
-        sip_absorb(v, load_le64(in + i));
-    }
-    for (size_t j = 0; i + j < len; j++) {
-        last |= (uint64_t)in[i + j] << (8 * j);
-    }
-    sip_absorb(v, last);
-    v[2] ^= 0xff;
-    sipround(v);
-    sipround(v);
-    sipround(v);
-    return v[0] ^ v[1] ^ v[2] ^ v[3];
-}
-
-static void seed_init(uint64_t seed[2], const void *salt)
-{
-    if (getrandom(seed, 2 * sizeof(uint64_t), GRND_NONBLOCK) == (ssize_t)(2 * sizeof(uint64_t))) {
-        return;
-    }
-    /* No entropy yet (early boot): still unpredictable enough to spread keys, just not flood-proof. */
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    seed[0] = (uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15ULL ^ (uint64_t)(uintptr_t)salt;
-    seed[1] = (uint64_t)ts.tv_sec * 0xc2b2ae3d27d4eb4fULL ^ (uint64_t)(uintptr_t)&ts;
-}
-
-/* ---- option helpers (no dependency on translate.c) ---- */
+/* ---- option helpers ---- */
 
 /* Indices of the set's options sorted by number, stable, so the set's insertion order of different
  * numbers does not matter while the order of repeated options (path segments) does. */
@@ -622,7 +562,7 @@ struct px_cache *px_cache_create(size_t max_entries, size_t max_bytes)
         pthread_mutex_init(&cache->lock, NULL) != 0) {
         goto out_free_tables;
     }
-    seed_init(cache->seed, cache);
+    cg_siphash_key_random(&cache->seed);
     return cache;
 
 out_free_tables:
@@ -665,7 +605,7 @@ void px_cache_destroy(struct px_cache *cache)
 struct px_cache_entry *px_cache_lookup(struct px_cache *cache, const uint8_t *key, size_t key_len,
                                        uint64_t now_ms, bool *fresh)
 {
-    uint64_t hash = siphash(cache->seed, key, key_len);
+    uint64_t hash = siphash(&cache->seed, key, key_len);
     bool is_fresh = false;
 
     pthread_mutex_lock(&cache->lock);
@@ -767,8 +707,8 @@ struct px_cache_entry *px_cache_store_since(struct px_cache *cache, const uint8_
         return NULL;
     }
     e->user_free = cache->user_free;
-    e->hash = siphash(cache->seed, key, key_len);
-    e->rhash = siphash(cache->seed, key, resource_len);
+    e->hash = siphash(&cache->seed, key, key_len);
+    e->rhash = siphash(&cache->seed, key, resource_len);
     freshness_write(e, now_ms, max_age);
     atomic_store_explicit(&e->refs, 2, memory_order_relaxed); /* the cache's and the caller's */
     if (!insert_entry(cache, e, since)) {
@@ -797,7 +737,7 @@ void px_cache_refresh(struct px_cache *cache, struct px_cache_entry *entry, cons
 
 size_t px_cache_invalidate(struct px_cache *cache, const uint8_t *resource, size_t len)
 {
-    uint64_t rhash = siphash(cache->seed, resource, len);
+    uint64_t rhash = siphash(&cache->seed, resource, len);
     struct px_cache_entry *victims = NULL;
     size_t n = 0;
 
@@ -876,7 +816,7 @@ static void flight_start(struct px_cache *cache, struct flight **slot, uint64_t 
 bool px_cache_flight_join(struct px_cache *cache, const uint8_t *key, size_t key_len,
                           struct px_cache_waiter *w)
 {
-    uint64_t hash = siphash(cache->seed, key, key_len);
+    uint64_t hash = siphash(&cache->seed, key, key_len);
     bool leader = false;
 
     w->next = NULL;
@@ -896,7 +836,7 @@ bool px_cache_flight_join(struct px_cache *cache, const uint8_t *key, size_t key
 
 size_t px_cache_flight_finish(struct px_cache *cache, const uint8_t *key, size_t key_len, void *result)
 {
-    uint64_t hash = siphash(cache->seed, key, key_len);
+    uint64_t hash = siphash(&cache->seed, key, key_len);
     struct px_cache_waiter *w = NULL;
 
     pthread_mutex_lock(&cache->lock);
