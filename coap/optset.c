@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+const uint8_t co_optset_no_bytes[1] = {0};
+
 void co_optset_init(struct co_optset *set)
 {
     *set = (struct co_optset)CO_OPTSET_INIT;

@@ -70,9 +70,12 @@ void co_optset_move(struct co_optset *dst, struct co_optset *src);
 /* The first option with this number at index >= from, or NULL. Use the returned pointer's index+1 to go on.
  */
 const struct co_opt *co_optset_find(const struct co_optset *set, uint16_t number, unsigned from);
+/* What an empty set's values point at: never NULL, so callers may pass it to memcpy with length 0. */
+extern const uint8_t co_optset_no_bytes[1];
+
 static inline const uint8_t *co_opt_value(const struct co_optset *set, const struct co_opt *o)
 {
-    return set->buf + o->off;
+    return set->buf != NULL ? set->buf + o->off : co_optset_no_bytes;
 }
 /* Decodes an uint option value (0..4 bytes, big endian); longer values read as UINT32_MAX. */
 uint32_t co_opt_uint(const uint8_t *value, size_t len);
