@@ -11,6 +11,7 @@
 
 #include "base/buf.h"
 #include "proxy/policy.h"
+#include "proxy/ratelimit.h"
 #include "proxy/route.h"
 
 #define LONGPOLL_ITEM "observe=next"
@@ -24,6 +25,7 @@ struct px_forward {
     cg_clock_fn clock;
     void *clock_arg;
     atomic_bool draining;
+    struct px_rl *rl;            /* rate_limit, NULL when off */
     struct px_auth **route_auth; /* per cfg->routes[i], NULL where the route has none */
     struct px_auth *admin_auth;
 };
@@ -73,6 +75,7 @@ struct px_req {
     const char *rest;
     bool preflight;         /* a CORS preflight the route answers itself */
     enum px_status refusal; /* decided from the headers, answered when the request is complete */
+    unsigned retry_after;   /* a 429's Retry-After */
     const char *refusal_detail;
     struct cg_buf body;
     bool body_too_large;
@@ -160,6 +163,9 @@ static enum px_step problem(struct px_req *req, struct px_answer *a, enum px_sta
     }
     if (st == PX_ERR_UNAVAILABLE) {
         a->retry_after = 1;
+    }
+    if (st == PX_ERR_RATE_LIMITED) {
+        a->retry_after = req->retry_after;
     }
     if (st == PX_ERR_UNAUTHORIZED && req->route != NULL) {
         px_auth_challenge(route_auth(req), a->challenge, sizeof(a->challenge));
@@ -363,6 +369,15 @@ static bool declared_too_large(const struct px_req *req)
     return errno != 0 || n > req->fwd->cfg->limits.max_body_bytes;
 }
 
+/* Constrained devices must not be flooded through the gateway: each request takes a token of its client
+ * address's bucket before anything else is decided (admin paths never come here). */
+static bool rate_limited(struct px_req *req)
+{
+    struct px_rl *rl = req->fwd->rl;
+    return rl != NULL && req->front.remote != NULL &&
+           !px_rl_take(rl, req->front.remote, now_ms(req->fwd), &req->retry_after);
+}
+
 /* An OPTIONS with Origin and Access-Control-Request-Method on a route with CORS (Fetch standard §4.8).
  * Without CORS on the route, OPTIONS stays a method with no CoAP equivalent (501). */
 static bool is_preflight(const struct px_req *req)
@@ -402,6 +417,8 @@ enum px_begin px_req_begin(struct px_req *req, const char *method, const char *p
     req->route = px_route_match(req->fwd->cfg, path, strlen(path), &req->rest);
     if (px_forward_draining(req->fwd)) {
         refuse(req, PX_ERR_UNAVAILABLE, "the gateway is shutting down");
+    } else if (rate_limited(req)) {
+        refuse(req, PX_ERR_RATE_LIMITED, "this client address is over rate_limit.per_ip_rps");
     } else if (is_preflight(req)) {
         req->preflight = true; /* answered before authentication: browsers send it without credentials */
     } else if (co_method_from_http(method, &head) == 0) {
@@ -1013,6 +1030,21 @@ enum px_auth_result px_forward_admin_auth(const struct px_forward *fwd, const st
     return r;
 }
 
+/* Clients tracked by the rate limiter: beyond it the longest-idle are forgotten (px_rl_create). */
+#define RL_MAX_CLIENTS 65536
+
+static int rl_build(struct px_forward *fwd)
+{
+    unsigned rps = fwd->cfg->rate_limit.per_ip_rps;
+    unsigned burst = fwd->cfg->rate_limit.burst != 0 ? fwd->cfg->rate_limit.burst : 2 * rps;
+
+    if (rps == 0) {
+        return 0;
+    }
+    fwd->rl = px_rl_create((double)rps, burst, RL_MAX_CLIENTS);
+    return fwd->rl != NULL ? 0 : -1;
+}
+
 static void auth_free_all(struct px_forward *fwd)
 {
     for (size_t i = 0; fwd->route_auth != NULL && i < fwd->cfg->routes_len; i++) {
@@ -1020,6 +1052,7 @@ static void auth_free_all(struct px_forward *fwd)
     }
     free(fwd->route_auth);
     px_auth_free(fwd->admin_auth);
+    px_rl_destroy(fwd->rl);
 }
 
 struct px_forward *px_forward_create(const struct cfg *cfg, struct px_transport transport, struct px_cache *cache,
@@ -1030,7 +1063,7 @@ struct px_forward *px_forward_create(const struct cfg *cfg, struct px_transport 
         return NULL;
     }
     fwd->cfg = cfg;
-    if (auth_build_all(fwd) != 0) {
+    if (auth_build_all(fwd) != 0 || rl_build(fwd) != 0) {
         auth_free_all(fwd);
         free(fwd);
         return NULL;

@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "base/clock.h"
 #include "config/cfg.h"
@@ -48,6 +49,7 @@ struct px_front {
     void (*suspend)(void *conn);
     void (*resume)(void *conn);
     void *conn;
+    const struct sockaddr *remote; /* the client's address (rate limiting); NULL: unknown, not limited */
 };
 
 /* The request header fields the pipeline reads, each the field's whole value (a list field sent on several

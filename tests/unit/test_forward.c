@@ -1,6 +1,7 @@
 /* Unit tests for proxy/forward, the request pipeline, with a fake transport (exchanges are recorded and
  * completed by the test, acting as the CoAP worker) and a fake clock. The real cache and observation
  * registry are used: they are pure data structures. */
+#include <arpa/inet.h>
 #include <check.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -998,6 +999,52 @@ START_TEST(test_metrics_auth_is_checked_by_the_pipeline_for_the_front_end)
 }
 END_TEST
 
+/* ---- rate limit ---- */
+
+static void setup_rate(void)
+{
+    snprintf(secret_dir, sizeof(secret_dir), ".");
+    setup_with("{\"upstreams\": {\"dev\": {\"uri\": \"coap://127.0.0.1:5683\"}},"
+               " \"routes\": [{\"prefix\": \"/api/\", \"upstream\": \"dev\"}],"
+               " \"rate_limit\": {\"per_ip_rps\": 2, \"burst\": 3}}");
+}
+
+static int status_from(const struct sockaddr_in *from, struct px_answer *a)
+{
+    struct conn c = {0};
+    struct px_front front = {.suspend = on_suspend, .resume = on_resume, .conn = &c,
+                             .remote = (const struct sockaddr *)from};
+    struct px_req *req = px_req_new(fwd, &front);
+    px_req_begin(req, "GET", "/nope-route-free/x", NULL, &no_headers);
+    px_req_run(req, a);
+    int status = a->status;
+    px_req_free(req);
+    return status;
+}
+
+START_TEST(test_a_client_over_its_rate_gets_429_with_retry_after_and_others_do_not)
+{
+    struct sockaddr_in a1 = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001)};
+    struct sockaddr_in a2 = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000002)};
+    struct px_answer a;
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(status_from(&a1, &a), 404); /* within the burst: the request goes on (no route) */
+        px_answer_release(&a);
+    }
+    ck_assert_int_eq(status_from(&a1, &a), 429);
+    ck_assert_int_eq(a.retry_after, 1);
+    px_answer_release(&a);
+    ck_assert_int_eq(status_from(&a2, &a), 404); /* another client has its own bucket */
+    px_answer_release(&a);
+    atomic_store(&fake_now, T0 + 500); /* half a second at 2/s: one token back */
+    ck_assert_int_eq(status_from(&a1, &a), 404);
+    px_answer_release(&a);
+    ck_assert_int_eq(status_from(&a1, &a), 429);
+    px_answer_release(&a);
+    ck_assert_uint_eq(fake.nsent, 0);
+}
+END_TEST
+
 static Suite *forward_suite(void)
 {
     Suite *s = suite_create("forward");
@@ -1047,6 +1094,11 @@ static Suite *forward_suite(void)
     tcase_add_test(auth, test_a_preflight_is_answered_before_authentication);
     tcase_add_test(auth, test_metrics_auth_is_checked_by_the_pipeline_for_the_front_end);
     suite_add_tcase(s, auth);
+
+    TCase *rate = tcase_create("rate limit");
+    tcase_add_checked_fixture(rate, setup_rate, teardown);
+    tcase_add_test(rate, test_a_client_over_its_rate_gets_429_with_retry_after_and_others_do_not);
+    suite_add_tcase(s, rate);
 
     TCase *live = tcase_create("live data");
     tcase_add_checked_fixture(live, setup, teardown);
