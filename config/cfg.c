@@ -16,7 +16,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define COAP_DEFAULT_PORT 5683
 #define MAX_FILE_BYTES (16L * 1024 * 1024)
@@ -105,7 +108,7 @@ static const char *const auth_type_names[] = {
 
 static parse_fn parse_upstreams, parse_upstream_uri, parse_routes, parse_route_prefix, parse_route_upstream,
     parse_methods, parse_forward_enabled, parse_prefix, parse_allow, parse_log_level, parse_origins,
-    parse_header_names, parse_auth;
+    parse_header_names, parse_auth, parse_tls_file;
 
 /* Row order is check order: the error reported is the one in the earliest row. */
 static const struct field fields[] = {
@@ -116,6 +119,7 @@ static const struct field fields[] = {
     {"", "forward_proxy", .kind = KIND_OBJECT},
     {"", "cache", .kind = KIND_OBJECT},
     {"", "demo_server", .kind = KIND_OBJECT},
+    {"", "tls", .kind = KIND_OBJECT},
     {"", "admin", .kind = KIND_OBJECT},
     {"", "rate_limit", .kind = KIND_OBJECT},
     {"", "limits", .kind = KIND_OBJECT},
@@ -186,6 +190,11 @@ static const struct field fields[] = {
      .def_doc = "`false` with a file", .doc = "the embedded demo CoAP server"},
     {"demo_server", "listen", ENDPOINT_AT(struct cfg, demo.listen), .def = "\"127.0.0.1:5683\"",
      .doc = "CoAP address of the embedded demo server"},
+
+    {"tls", "cert", STRING_AT(struct cfg, tls.cert), .parse = parse_tls_file, .def_doc = "none (plain HTTP)",
+     .doc = "HTTPS: the server certificate chain (PEM), relative to the configuration file"},
+    {"tls", "key", STRING_AT(struct cfg, tls.key), .parse = parse_tls_file, .def_doc = "none",
+     .doc = "HTTPS: its private key (PEM), mode 600; `cert` and `key` go together"},
 
     {"admin", "auth", .kind = KIND_OBJECT, .offset = OFFSET(struct cfg, admin.auth, struct cfg_auth),
      .own = true, .parse = parse_auth},
@@ -1360,6 +1369,46 @@ static enum cfg_status parse_auth(const struct scope *s, const struct field *f, 
     return load_secrets(&sub, auth, bearer ? "tokens_file" : "keys_file");
 }
 
+/* ---- HTTPS ---- */
+
+/* tls.cert or tls.key: read now (the key as a secret: private, zeroed when freed), so a bad file is a
+ * configuration error; both or neither (checked once the section is done, in check_tls). */
+static int read_public_file(const char *path, uint8_t **data, size_t *len, char *reason, size_t rlen);
+
+static enum cfg_status parse_tls_file(const struct scope *s, const struct field *f, const json_t *v)
+{
+    char reason[CG_SECRET_REASON_MAX];
+    struct cfg *cfg = s->cfg;
+    bool key = strcmp(f->key, "key") == 0;
+    char *path = resolve_path(s, json_string_value(v));
+    uint8_t **data = key ? &cfg->tls.key_pem : &cfg->tls.cert_pem;
+    size_t *len = key ? &cfg->tls.key_len : &cfg->tls.cert_len;
+    int rc;
+
+    if (path == NULL) {
+        return nomem(s->err);
+    }
+    *(char **)slot(s, f) = path;
+    if (key) {
+        rc = cg_secret_file_read(path, data, len, reason, sizeof(reason));
+    } else {
+        rc = read_public_file(path, data, len, reason, sizeof(reason));
+    }
+    if (rc != 0) {
+        return fail_at(s->err, s->base, f->key, "%.160s: %s", path, reason);
+    }
+    return CFG_OK;
+}
+
+static enum cfg_status check_tls(const struct cfg *cfg, struct cfg_error *err)
+{
+    if ((cfg->tls.cert == NULL) != (cfg->tls.key == NULL)) {
+        return fail(err, cfg->tls.cert == NULL ? "tls.cert" : "tls.key",
+                    "tls.cert and tls.key go together (HTTPS needs both)");
+    }
+    return CFG_OK;
+}
+
 /* ---- log ---- */
 
 static enum cfg_status parse_log_level(const struct scope *s, const struct field *f, const json_t *v)
@@ -1389,7 +1438,10 @@ static enum cfg_status parse_root(struct cfg *cfg, const json_t *root, struct cf
     if (st == CFG_OK) {
         st = check_known(&s, "");
     }
-    return st == CFG_OK ? parse_fields(&s, "") : st;
+    if (st == CFG_OK) {
+        st = parse_fields(&s, "");
+    }
+    return st == CFG_OK ? check_tls(cfg, err) : st;
 }
 
 static enum cfg_status syntax_error(struct cfg_error *err, const json_error_t *jerr)
@@ -1454,11 +1506,67 @@ static int read_all(FILE *f, char **buf, size_t *len)
     }
 }
 
+/* Opens path for reading only if it is a regular file: a FIFO with no writer (or a device) would block the
+ * open or the read for ever. Opened non-blocking, so a swap after the check cannot hang either. */
+static FILE *open_regular(const char *path, int *e)
+{
+    struct stat st;
+    int fd;
+
+    if (stat(path, &st) != 0) {
+        *e = errno;
+        return NULL;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        *e = EINVAL;
+        return NULL;
+    }
+    if ((fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)) < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        *e = fd < 0 ? errno : EINVAL;
+        if (fd >= 0) {
+            close(fd);
+        }
+        return NULL;
+    }
+    FILE *f = fdopen(fd, "rb");
+    if (f == NULL) {
+        *e = errno;
+        close(fd);
+    }
+    return f;
+}
+
+static const char *read_error(int e)
+{
+    return e == EINVAL ? "not a regular file" : strerror(e);
+}
+
+/* A file that is not secret (a certificate): read whole, NUL-terminated. 0, or -1 with a reason. */
+static int read_public_file(const char *path, uint8_t **data, size_t *len, char *reason, size_t rlen)
+{
+    int e = 0;
+    FILE *f = open_regular(path, &e);
+    char *text = NULL;
+
+    *len = 0;
+    if (f != NULL) {
+        e = read_all(f, &text, len);
+        fclose(f);
+    }
+    if (e != 0) {
+        free(text);
+        snprintf(reason, rlen, "cannot read: %s", read_error(e));
+        return -1;
+    }
+    *data = (uint8_t *)text;
+    return 0;
+}
+
 /* Reads the whole file into a new buffer; on error fills err as "cannot read: why". */
 static enum cfg_status read_file(const char *path, char **text, size_t *len, struct cfg_error *err)
 {
-    FILE *f = fopen(path, "rb");
-    int e = f == NULL ? errno : 0;
+    int e = 0;
+    FILE *f = open_regular(path, &e);
 
     *text = NULL;
     *len = 0;
@@ -1468,7 +1576,7 @@ static enum cfg_status read_file(const char *path, char **text, size_t *len, str
     }
     if (e != 0) {
         free(*text);
-        fail(err, "", "cannot read: %s", strerror(e));
+        fail(err, "", "cannot read: %s", read_error(e));
         return e == ENOMEM ? CFG_ERR_NOMEM : CFG_ERR_IO;
     }
     return CFG_OK;
@@ -1620,6 +1728,10 @@ void cfg_free(struct cfg *cfg)
         auth_clear(&cfg->routes[i].auth);
     }
     auth_clear(&cfg->admin.auth);
+    free(cfg->tls.cert);
+    free(cfg->tls.key);
+    free(cfg->tls.cert_pem);
+    cg_secret_free(cfg->tls.key_pem, cfg->tls.key_len);
     free(cfg->routes);
     free(cfg->forward_proxy.prefix);
     free(cfg->forward_proxy.allow);

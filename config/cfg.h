@@ -120,6 +120,11 @@ struct cfg {
         struct cfg_auth auth; /* for /metrics; /healthz and /readyz stay open for probes */
     } admin;
     struct {
+        char *cert, *key;          /* PEM file paths, resolved against the configuration file's folder */
+        uint8_t *cert_pem, *key_pem; /* their contents, NUL-terminated, read at load time (HTTPS when set) */
+        size_t cert_len, key_len;
+    } tls;
+    struct {
         unsigned per_ip_rps; /* 0: no rate limit */
         unsigned burst;
     } rate_limit;

@@ -5,9 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "config/cfg.h"
@@ -980,8 +979,28 @@ START_TEST(test_load_of_a_directory_is_an_io_error)
     rmdir(dir);
     ck_assert_ptr_null(cfg);
     cfg_error_format(&err, msg, sizeof(msg));
-    snprintf(expected, sizeof(expected), "%s: cannot read: %s", dir, strerror(EISDIR));
+    snprintf(expected, sizeof(expected), "%s: cannot read: not a regular file", dir);
     ck_assert_str_eq(msg, expected);
+}
+END_TEST
+
+/* A FIFO with no writer would block open() for ever: --check-config must answer at once. */
+START_TEST(test_load_of_a_fifo_is_refused_without_blocking)
+{
+    char dir[] = "/tmp/coapgw-test-fifo-XXXXXX";
+    char path[64];
+    struct cfg_error err;
+    struct cfg *cfg = NULL;
+    char msg[512];
+
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/gw.json", dir);
+    ck_assert_int_eq(mkfifo(path, 0600), 0);
+    ck_assert_int_eq(cfg_load(path, &cfg, &err), CFG_ERR_IO);
+    unlink(path);
+    rmdir(dir);
+    cfg_error_format(&err, msg, sizeof(msg));
+    ck_assert_ptr_nonnull(strstr(msg, "gw.json: cannot read: not a regular file"));
 }
 END_TEST
 
@@ -1124,7 +1143,7 @@ static char *reference(void)
 }
 
 /* Leaf fields of the schema: a new one must show in the README table (and this number). */
-#define FIELDS 40
+#define FIELDS 42
 
 START_TEST(test_reference_table_has_one_line_per_field)
 {
@@ -1222,8 +1241,9 @@ START_TEST(test_every_field_in_the_reference_table_is_known)
 }
 END_TEST
 
-#define CORS(x) "{'upstreams': {'s': {'uri': 'coap://h'}}, 'routes': [{'prefix': '/a/', 'upstream': 's', " \
-                "'cors': " x "}]}"
+#define CORS(x)                                                                                              \
+    "{'upstreams': {'s': {'uri': 'coap://h'}}, 'routes': [{'prefix': '/a/', 'upstream': 's', "               \
+    "'cors': " x "}]}"
 
 START_TEST(test_cors_origins_headers_and_max_age_are_read)
 {
@@ -1255,11 +1275,14 @@ START_TEST(test_bad_cors_values_are_rejected_with_the_element)
     ck_assert_rejected(CORS("{'allow_origins': ['app.example']}"),
                        "t.json: routes[0].cors.allow_origins[0]: must be \"*\" or an origin such as "
                        "\"https://app.example\" (scheme://host[:port])");
-    ck_assert_rejected(CORS("{'allow_origins': [3]}"), "t.json: routes[0].cors.allow_origins[0]: must be a string");
-    ck_assert_rejected(CORS("{'allow_headers': ['X Bad']}"),
-                       "t.json: routes[0].cors.allow_headers[0]: must be a header field name (letters, digits "
-                       "and !#$%&'*+-.^_`|~)");
-    ck_assert_rejected(CORS("{'max_age_s': 86401}"), "t.json: routes[0].cors.max_age_s: must be between 0 and 86400");
+    ck_assert_rejected(CORS("{'allow_origins': [3]}"),
+                       "t.json: routes[0].cors.allow_origins[0]: must be a string");
+    ck_assert_rejected(
+        CORS("{'allow_headers': ['X Bad']}"),
+        "t.json: routes[0].cors.allow_headers[0]: must be a header field name (letters, digits "
+        "and !#$%&'*+-.^_`|~)");
+    ck_assert_rejected(CORS("{'max_age_s': 86401}"),
+                       "t.json: routes[0].cors.max_age_s: must be between 0 and 86400");
     ck_assert_rejected(CORS("{'origins': []}"), "t.json: routes[0].cors.origins: unknown field");
 }
 END_TEST
@@ -1280,7 +1303,8 @@ START_TEST(test_rate_limit_and_new_limits_are_read)
     ck_assert_uint_eq(cfg->limits.max_uri_bytes, 512);
     ck_assert_uint_eq(cfg->limits.max_inflight_total, 10);
     cfg_free(cfg);
-    ck_assert_rejected("{'limits': {'max_uri_bytes': 15}}", "t.json: limits.max_uri_bytes: must be between 16 and 65536");
+    ck_assert_rejected("{'limits': {'max_uri_bytes': 15}}",
+                       "t.json: limits.max_uri_bytes: must be between 16 and 65536");
 }
 END_TEST
 
@@ -1323,8 +1347,9 @@ static void remove_dir(const char *dir)
     rmdir(dir);
 }
 
-#define AUTH(x) "{'upstreams': {'s': {'uri': 'coap://h'}}, 'routes': [{'prefix': '/a/', 'upstream': 's', " \
-                "'auth': " x "}]}"
+#define AUTH(x)                                                                                              \
+    "{'upstreams': {'s': {'uri': 'coap://h'}}, 'routes': [{'prefix': '/a/', 'upstream': 's', "               \
+    "'auth': " x "}]}"
 
 START_TEST(test_a_private_tokens_file_next_to_the_config_is_loaded)
 {
@@ -1346,23 +1371,25 @@ START_TEST(test_a_readable_or_missing_secret_file_is_a_config_error)
     ck_assert_int_eq(load_with_tokens(AUTH("{'type': 'bearer', 'tokens_file': 'tokens.txt'}"), 0644, msg,
                                       sizeof(msg), dir),
                      CFG_ERR_INVALID);
-    snprintf(want, sizeof(want),
-             "%s/gw.json: routes[0].auth.tokens_file: %s/tokens.txt: is readable by group or others; chmod 600 it",
-             dir, dir);
+    snprintf(
+        want, sizeof(want),
+        "%s/gw.json: routes[0].auth.tokens_file: %s/tokens.txt: is readable by group or others; chmod 600 it",
+        dir, dir);
     ck_assert_str_eq(msg, want);
     remove_dir(dir);
-    ck_assert_int_eq(load_with_tokens(AUTH("{'type': 'api_key', 'keys_file': 'nope.txt'}"), 0600, msg,
-                                      sizeof(msg), dir),
-                     CFG_ERR_INVALID);
-    ck_assert_msg(strstr(msg, "routes[0].auth.keys_file: ") != NULL && strstr(msg, "/nope.txt: ") != NULL, "%s",
-                  msg);
+    ck_assert_int_eq(
+        load_with_tokens(AUTH("{'type': 'api_key', 'keys_file': 'nope.txt'}"), 0600, msg, sizeof(msg), dir),
+        CFG_ERR_INVALID);
+    ck_assert_msg(strstr(msg, "routes[0].auth.keys_file: ") != NULL && strstr(msg, "/nope.txt: ") != NULL,
+                  "%s", msg);
     remove_dir(dir);
 }
 END_TEST
 
 START_TEST(test_auth_fields_must_fit_the_type)
 {
-    ck_assert_rejected(AUTH("{'type': 'bearer'}"), "t.json: routes[0].auth.tokens_file: missing required field");
+    ck_assert_rejected(AUTH("{'type': 'bearer'}"),
+                       "t.json: routes[0].auth.tokens_file: missing required field");
     ck_assert_rejected(AUTH("{'type': 'api_key', 'tokens_file': 'x'}"),
                        "t.json: routes[0].auth.tokens_file: is for type \"bearer\"; an api_key route takes "
                        "keys_file");
@@ -1372,7 +1399,8 @@ START_TEST(test_auth_fields_must_fit_the_type)
     ck_assert_rejected(AUTH("{'type': 'basic'}"),
                        "t.json: routes[0].auth.type: must be \"none\", \"bearer\" or \"api_key\"");
     ck_assert_rejected(AUTH("{'tokens_file': 'x'}"), "t.json: routes[0].auth.type: missing required field");
-    ck_assert_rejected(AUTH("{'type': 'bearer', 'token_file': 'x'}"), "t.json: routes[0].auth.token_file: unknown field");
+    ck_assert_rejected(AUTH("{'type': 'bearer', 'token_file': 'x'}"),
+                       "t.json: routes[0].auth.token_file: unknown field");
 }
 END_TEST
 
@@ -1440,8 +1468,10 @@ static Suite *config_suite(void)
                                test_bad_cidr_is_rejected, test_forward_proxy_prefix_is_validated, NULL});
     add(s, "files",
         (const TTest *const[]){test_load_reads_a_real_file, test_load_of_missing_file_is_an_io_error,
-                               test_load_of_a_directory_is_an_io_error, test_load_names_the_file_in_errors,
-                               test_error_argument_is_optional, test_text_is_bounded_by_its_length, NULL});
+                               test_load_of_a_directory_is_an_io_error,
+                               test_load_of_a_fifo_is_refused_without_blocking,
+                               test_load_names_the_file_in_errors, test_error_argument_is_optional,
+                               test_text_is_bounded_by_its_length, NULL});
     add(s, "formatting",
         (const TTest *const[]){test_methods_format_lists_head_with_get, test_methods_format_never_overflows,
                                test_method_names_match_the_rfcs, test_every_status_has_a_message,
