@@ -43,7 +43,8 @@ struct holder {
     int32_t seen_mid[SEEN_CON_MIDS];    /* CON responses already passed to libcoap (-1: none) */
     unsigned seen_next;
     bool b2_started;                    /* a Block2 transfer is under way: b2_* are set */
-    uint32_t b2_next;                   /* the block number the next Block2 response must carry */
+    uint32_t b2_next;                   /* the offset the next Block2 response must carry */
+    int32_t b2_mid;                     /* message id of the last block */
     uint8_t b2_etag[8], b2_etag_len;    /* the transfer's ETag (length 0: none) */
 };
 
@@ -1323,7 +1324,8 @@ static void holder_fail(struct holder *h, const char *detail)
 }
 
 /* RFC 7959 §2.4: every block of one transfer carries the ETag of block 0 and the number asked for (libcoap
- * asks for them in order). A copy of the previous block is left to libcoap's duplicate detection. NULL when
+ * asks for them in order). A copy of the previous block's message (same message id) is left to libcoap's
+ * duplicate detection; the previous block answering the next request is a wrong block. NULL when
  * block m may go on, else why not. */
 static const char *check_block2(struct holder *h, const struct wire_msg *m)
 {
@@ -1344,19 +1346,21 @@ static const char *check_block2(struct holder *h, const struct wire_msg *m)
         h->b2_etag_len = (uint8_t)(etag != NULL && etag->len <= 8 ? etag->len : 0);
         memcpy(h->b2_etag, etag != NULL ? etag->value : h->b2_etag, h->b2_etag_len);
         h->b2_next = (uint32_t)m->payload_len; /* offset of the next block */
+        h->b2_mid = m->mid;
         return NULL;
     }
     size_t elen = etag != NULL ? etag->len : 0;
     if (elen != h->b2_etag_len || (elen != 0 && memcmp(etag->value, h->b2_etag, elen) != 0)) {
         return "the upstream's representation changed (another ETag) during a block-wise transfer";
     }
-    if (offset + m->payload_len == h->b2_next) {
-        return NULL; /* the previous block again */
+    if (offset + m->payload_len == h->b2_next && m->mid == h->b2_mid) {
+        return NULL; /* a copy of the previous block's message */
     }
     if (offset != h->b2_next) {
         return "the upstream answered with another block than the one asked for";
     }
     h->b2_next = (uint32_t)(offset + m->payload_len);
+    h->b2_mid = m->mid;
     return NULL;
 }
 
