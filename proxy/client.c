@@ -4,6 +4,9 @@
 #include "client.h"
 
 #include <coap3/coap.h>
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <netdb.h>
 #include <pthread.h>
@@ -21,28 +24,41 @@
 #include "base/log.h"
 
 #define MAX_WORKERS 4
+#define MAX_EVENTS 32
 
 struct worker;
 
-/* One request slot of an upstream: a session carrying at most one exchange. max_inflight slots put that
- * many exchanges on the wire at once, each within NSTART = 1 of its own session. */
+/* Every session of the client belongs to a holder: a request slot, an observation or the reachability probe.
+ * struct holder is the first member of each, so a session's app data can be told apart by its kind. */
 enum holder_kind { HOLD_SLOT, HOLD_OBS, HOLD_PROBE };
 
 #define PROBE_IDLE_MS 30000u /* an upstream with no news for this long gets a CoAP ping */
+#define SEEN_CON_MIDS 8      /* message ids of the last confirmable responses a holder's session received */
 
-struct slot {
-    enum holder_kind kind; /* first: a session's app data is a slot or an observation */
+struct holder {
+    enum holder_kind kind;
     struct upstream *up;
     coap_session_t *session;
+    int fd;                             /* the session's UDP socket, read first by the inbound filter; -1 */
+    int32_t seen_mid[SEEN_CON_MIDS];    /* CON responses already passed to libcoap (-1: none) */
+    unsigned seen_next;
+    bool b2_started;                    /* a Block2 transfer is under way: b2_* are set */
+    uint32_t b2_next;                   /* the offset the next Block2 response must carry */
+    int32_t b2_mid;                     /* message id of the last block */
+    uint8_t b2_etag[8], b2_etag_len;    /* the transfer's ETag (length 0: none) */
+};
+
+/* One request slot of an upstream: a session carrying at most one exchange. max_inflight slots put that
+ * many exchanges on the wire at once, each within NSTART = 1 of its own session. */
+struct slot {
+    struct holder h;
     struct px_exchange *x;
 };
 
 /* An RFC 7641 observation: its own session and token, alive until ended. */
 struct observation {
-    enum holder_kind kind;
+    struct holder h;
     struct observation *next;
-    struct upstream *up;
-    coap_session_t *session;
     struct px_exchange *x;
     uint64_t deadline_ms; /* registering: give up then; else re-register then (Max-Age passed) */
     bool seen;            /* a notification with an Observe value arrived: last_seq/last_ms are set */
@@ -60,9 +76,7 @@ struct ctl_msg {
 
 /* Reachability probe: an empty CON (CoAP ping, RFC 7252 §4.3) on a session of its own, answered by RST. */
 struct probe {
-    enum holder_kind kind;
-    struct upstream *up;
-    coap_session_t *session;
+    struct holder h;
     bool outstanding;
     uint64_t deadline_ms; /* outstanding: down if no pong by then */
     uint64_t due_ms;      /* next ping, unless traffic brings news first */
@@ -78,6 +92,7 @@ struct upstream {
     unsigned q_len;
     struct observation *observations;
     struct probe probe;
+    char uri_host[256]; /* RFC 7252 §6.4 step 5: the host name, lower case; "" for an IP literal */
     atomic_int health;            /* enum px_health, read by any thread */
     atomic_uint_fast64_t news_ms; /* when the health was last learned */
 };
@@ -88,6 +103,7 @@ struct worker {
     bool started;
     int efd;
     int epfd;
+    int coap_fd; /* libcoap's own epoll fd; the session sockets are also in epfd, for the inbound filter */
     coap_context_t *ctx;
     pthread_mutex_t mu;
     struct px_exchange *in_head, *in_tail; /* guarded by mu */
@@ -261,7 +277,7 @@ static void log_exchange(const struct upstream *up, const struct px_exchange *x,
 /* Detaches the slot's exchange, completes it, and feeds the slot from the queue. */
 static void slot_complete(struct slot *s, enum px_status status, const char *detail)
 {
-    struct upstream *up = s->up;
+    struct upstream *up = s->h.up;
     struct px_exchange *x = s->x;
 
     if (cg_log_enabled(CG_LOG_DEBUG)) {
@@ -300,27 +316,104 @@ static void park_session(struct worker *w, coap_session_t *session)
     w->graveyard[w->graveyard_len++] = session;
 }
 
-/* Detaches *session from its holder (slot, observation or probe) and drops it: at once, or (deferred, inside
- * a libcoap callback) parked until coap_io_process() returns. */
-static void session_detach(struct worker *w, coap_session_t **session, bool deferred)
+/* Forgets what the inbound filter learned about a session (a new session starts afresh). */
+static void holder_forget(struct holder *h)
 {
-    coap_session_t *s = *session;
+    for (unsigned i = 0; i < SEEN_CON_MIDS; i++) {
+        h->seen_mid[i] = -1;
+    }
+    h->seen_next = 0;
+    h->b2_started = false;
+}
+
+/* Detaches the holder's session (slot, observation or probe) and drops it: at once, or (deferred, inside a
+ * libcoap callback) parked until coap_io_process() returns. The inbound filter stops watching its socket
+ * first: the socket is closed with the session. */
+static void holder_detach(struct holder *h, bool deferred)
+{
+    coap_session_t *s = h->session;
 
     if (s == NULL) {
         return;
     }
-    *session = NULL;
+    if (h->fd >= 0) {
+        epoll_ctl(h->up->worker->epfd, EPOLL_CTL_DEL, h->fd, NULL);
+        h->fd = -1;
+    }
+    h->session = NULL;
     coap_session_set_app_data(s, NULL);
     if (deferred) {
-        park_session(w, s);
+        park_session(h->up->worker, s);
     } else {
         session_drop(s);
     }
 }
 
+/* The socket libcoap made for a client session, found by its local address. libcoap 4.3.1 gives no access
+ * to a session's socket and no way to hand it a datagram, but the inbound filter must read each datagram
+ * before libcoap does: it opens one connected UDP socket per client session, so the local address names it.
+ * -1 when not found (the session then works without the filter). */
+static int session_fd(const coap_session_t *session)
+{
+    const coap_address_t *local = coap_session_get_addr_local(session);
+    DIR *dir = opendir("/proc/self/fd");
+    int found = -1;
+
+    if (dir == NULL || local == NULL) {
+        if (dir != NULL) {
+            closedir(dir);
+        }
+        return -1;
+    }
+    for (struct dirent *e; found < 0 && (e = readdir(dir)) != NULL;) {
+        int fd = atoi(e->d_name);
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof(ss);
+        int type = 0;
+        socklen_t tlen = sizeof(type);
+        if (e->d_name[0] < '0' || e->d_name[0] > '9' || fd == dirfd(dir) ||
+            getsockname(fd, (struct sockaddr *)&ss, &len) != 0 || len != local->size ||
+            memcmp(&ss, &local->addr, len) != 0 || getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) != 0 ||
+            type != SOCK_DGRAM) {
+            continue;
+        }
+        found = fd;
+    }
+    closedir(dir);
+    return found;
+}
+
+/* Opens the holder's session when it has none: its own random token seed (libcoap numbers its block-wise
+ * follow-up requests from it), and its socket watched by the inbound filter. */
+static bool holder_open(struct holder *h)
+{
+    if (h->session != NULL) {
+        return true;
+    }
+    struct worker *w = h->up->worker;
+    h->session = coap_new_client_session(w->ctx, NULL, &h->up->addr, COAP_PROTO_UDP);
+    if (h->session == NULL) {
+        return false;
+    }
+    uint8_t seed[8];
+    if (coap_prng(seed, sizeof(seed))) {
+        coap_session_init_token(h->session, sizeof(seed), seed);
+    }
+    coap_session_set_app_data(h->session, h);
+    holder_forget(h);
+    h->fd = session_fd(h->session);
+    if (h->fd >= 0) {
+        struct epoll_event ev = {.events = EPOLLIN, .data.fd = h->fd};
+        if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, h->fd, &ev) != 0) {
+            h->fd = -1;
+        }
+    }
+    return true;
+}
+
 static void slot_reset_session(struct slot *s, bool deferred)
 {
-    session_detach(s->up->worker, &s->session, deferred);
+    holder_detach(&s->h, deferred);
 }
 
 static void bury_sessions(struct worker *w)
@@ -408,59 +501,85 @@ static bool add_options(coap_pdu_t *pdu, const struct co_optset *set, uint16_t e
     return true;
 }
 
-static coap_pdu_t *build_pdu(struct slot *s, struct px_exchange *x)
+/* RFC 7252 §5.3.1: a token is the client's defence against spoofed responses, so it carries 64 bits from the
+ * PRNG (gateway/main.c installs a buffered getrandom) rather than libcoap's per-session counter. */
+static void new_token(struct px_exchange *x)
 {
-    coap_session_t *session = s->session;
+    x->priv.token_len = sizeof(x->priv.token);
+    if (!coap_prng(x->priv.token, sizeof(x->priv.token))) {
+        uint64_t t = cg_now_ms() ^ (uint64_t)(uintptr_t)x;
+        memcpy(x->priv.token, &t, sizeof(t));
+    }
+}
 
-    coap_session_new_token(session, &x->priv.token_len, x->priv.token);
-    coap_pdu_t *pdu = request_pdu(session, s->up, x->code, x->priv.token, x->priv.token_len);
+/* Uri-Host when the upstream is named by a host name (RFC 7252 §6.4 step 5); an IP literal is the default
+ * and sends none. libcoap 4.3.1 inserts an option added out of order at its place. */
+static bool add_uri_host(coap_pdu_t *pdu, const struct upstream *up)
+{
+    size_t n = strlen(up->uri_host);
+    return n == 0 || coap_add_option(pdu, CO_OPT_URI_HOST, n, (const uint8_t *)up->uri_host) != 0;
+}
+
+/* A GET or FETCH asks for Size2 (RFC 7959 §4: Size2 0 in a request), so a representation above
+ * limits.max_body_bytes is refused with the first block instead of being fetched up to the limit. */
+static bool add_size2_query(coap_pdu_t *pdu, const struct px_exchange *x)
+{
+    if ((x->code != CO_GET && x->code != CO_FETCH) || co_optset_find(x->req, CO_OPT_SIZE2, 0) != NULL) {
+        return true;
+    }
+    return coap_add_option(pdu, CO_OPT_SIZE2, 0, NULL) != 0;
+}
+
+/* The request of x on the slot's session; PX_OK, PX_ERR_URI_TOO_LONG when its options do not fit one
+ * message (RFC 7252 §4.6: the device is not asked), or PX_ERR_INTERNAL. */
+static enum px_status build_pdu(struct slot *s, struct px_exchange *x, coap_pdu_t **out)
+{
+    coap_session_t *session = s->h.session;
+
+    *out = NULL;
+    new_token(x);
+    coap_pdu_t *pdu = request_pdu(session, s->h.up, x->code, x->priv.token, x->priv.token_len);
     if (pdu == NULL) {
-        return NULL;
+        return PX_ERR_INTERNAL;
     }
     x->priv.mid = coap_pdu_get_mid(pdu);
     /* After a 4.13 the body goes block-wise from the start, at the block size the device asked for: a Block1
      * option set before the payload makes libcoap use its size (RFC 7959 §2.9.3). */
     uint8_t block1 = (uint8_t)(0x08 | (x->priv.block1_szx - 1)); /* num 0, M=1 */
     if (!add_options(pdu, x->req, x->priv.block1_szx != 0 ? CO_OPT_BLOCK1 : 0, &block1, 1) ||
-        !add_payload(session, pdu, x)) {
+        !add_uri_host(pdu, s->h.up) || !add_size2_query(pdu, x)) {
         coap_delete_pdu(pdu);
-        return NULL;
+        return PX_ERR_URI_TOO_LONG;
     }
-    return pdu;
-}
-
-static bool slot_open(struct slot *s)
-{
-    if (s->session != NULL) {
-        return true;
+    if (!add_payload(session, pdu, x)) {
+        coap_delete_pdu(pdu);
+        return PX_ERR_INTERNAL;
     }
-    struct upstream *up = s->up;
-    s->session = coap_new_client_session(up->worker->ctx, NULL, &up->addr, COAP_PROTO_UDP);
-    if (s->session == NULL) {
-        return false;
-    }
-    coap_session_set_app_data(s->session, s);
-    return true;
+    *out = pdu;
+    return PX_OK;
 }
 
 static void slot_send(struct slot *s, struct px_exchange *x)
 {
-    struct upstream *up = s->up;
+    struct upstream *up = s->h.up;
 
     s->x = x;
     up->inflight++;
-    if (!slot_open(s)) {
+    if (!holder_open(&s->h)) {
         static const char why[] = "cannot open a CoAP session to the upstream";
         log_event(CG_LOG_WARN, up, x, "send_failed", "", why);
         slot_complete(s, PX_ERR_BAD_GATEWAY, why);
         return;
     }
-    coap_pdu_t *pdu = build_pdu(s, x);
-    if (pdu == NULL) {
-        slot_complete(s, PX_ERR_INTERNAL, "cannot build the CoAP request");
+    s->h.b2_started = false;
+    coap_pdu_t *pdu;
+    enum px_status st = build_pdu(s, x, &pdu);
+    if (st != PX_OK) {
+        slot_complete(s, st, st == PX_ERR_URI_TOO_LONG ? "the request's options do not fit one CoAP message"
+                                                       : "cannot build the CoAP request");
         return;
     }
-    if (coap_send(s->session, pdu) == COAP_INVALID_MID) {
+    if (coap_send(s->h.session, pdu) == COAP_INVALID_MID) {
         static const char why[] = "the upstream cannot be reached";
         log_event(CG_LOG_WARN, up, x, "send_failed", "", why);
         slot_reset_session(s, false);
@@ -578,29 +697,30 @@ static bool obs_send(struct observation *o, uint32_t value)
 {
     struct px_exchange *x = o->x;
     uint8_t obs[4];
-    coap_pdu_t *pdu = request_pdu(o->session, o->up, CO_GET, x->priv.token, x->priv.token_len);
+    coap_pdu_t *pdu = request_pdu(o->h.session, o->h.up, CO_GET, x->priv.token, x->priv.token_len);
 
     if (pdu == NULL) {
         return false;
     }
-    if (!add_options(pdu, x->req, CO_OPT_OBSERVE, obs, coap_encode_var_safe(obs, sizeof(obs), value))) {
+    if (!add_options(pdu, x->req, CO_OPT_OBSERVE, obs, coap_encode_var_safe(obs, sizeof(obs), value)) ||
+        !add_uri_host(pdu, o->h.up)) {
         coap_delete_pdu(pdu);
         return false;
     }
-    return coap_send(o->session, pdu) != COAP_INVALID_MID;
+    return coap_send(o->h.session, pdu) != COAP_INVALID_MID;
 }
 
 /* Ends the observation: unlinks it and calls done() once. */
 static void obs_end(struct observation *o, enum px_status status, const char *detail)
 {
-    struct observation **p = &o->up->observations;
+    struct observation **p = &o->h.up->observations;
     while (*p != NULL && *p != o) {
         p = &(*p)->next;
     }
     if (*p == o) {
         *p = o->next;
     }
-    session_detach(o->up->worker, &o->session, true); /* obs_end may run inside a libcoap callback */
+    holder_detach(&o->h, true); /* obs_end may run inside a libcoap callback */
     struct px_exchange *x = o->x;
     free(x->resp_payload);
     x->resp_payload = NULL;
@@ -620,7 +740,7 @@ static coap_response_t obs_response(struct observation *o, const coap_pdu_t *rec
     if (!token_matches(x, received)) {
         return COAP_RESPONSE_FAIL;
     }
-    set_health(o->up, PX_HEALTH_UP, x, "a notification arrived");
+    set_health(o->h.up, PX_HEALTH_UP, x, "a notification arrived");
     if (!co_code_is_response(code)) {
         obs_end(o, PX_ERR_BAD_GATEWAY, "the upstream sent a message that is not a response");
         return COAP_RESPONSE_OK;
@@ -635,7 +755,7 @@ static coap_response_t obs_response(struct observation *o, const coap_pdu_t *rec
             return COAP_RESPONSE_OK;
         }
     }
-    enum px_status st = take_block(x, received, o->up->worker->client->cfg->limits.max_body_bytes, &detail);
+    enum px_status st = take_block(x, received, o->h.up->worker->client->cfg->limits.max_body_bytes, &detail);
     if (st != PX_OK) {
         obs_end(o, st, detail);
         return COAP_RESPONSE_OK;
@@ -676,19 +796,18 @@ static void obs_start(struct upstream *up, struct px_exchange *x)
         finish(x, PX_ERR_INTERNAL, "out of memory");
         return;
     }
-    o->kind = HOLD_OBS;
-    o->up = up;
+    o->h.kind = HOLD_OBS;
+    o->h.up = up;
     o->x = x;
     o->next = up->observations;
     up->observations = o;
-    o->session = coap_new_client_session(up->worker->ctx, NULL, &up->addr, COAP_PROTO_UDP);
-    if (o->session == NULL) {
+    o->h.fd = -1;
+    if (!holder_open(&o->h)) {
         obs_end(o, PX_ERR_BAD_GATEWAY, "cannot open a CoAP session to the upstream");
         return;
     }
-    coap_session_set_app_data(o->session, o);
-    coap_session_set_no_observe_cancel(o->session); /* we deregister ourselves, once */
-    coap_session_new_token(o->session, &x->priv.token_len, x->priv.token);
+    coap_session_set_no_observe_cancel(o->h.session); /* we deregister ourselves, once */
+    new_token(x);
     o->registering = true;
     o->deadline_ms = cg_now_ms() + up->cfg->timeout_ms;
     if (!obs_send(o, 0)) {
@@ -703,15 +822,19 @@ static void obs_cancel(struct upstream *up, uint64_t id)
             /* RFC 7641 §3.6: deregister with a GET carrying Observe=1 and the same token. The session is
              * released, not disconnected, so libcoap still retransmits that CON until it is acknowledged. */
             coap_binary_t token = {.length = o->x->priv.token_len, .s = o->x->priv.token};
-            coap_pdu_type_t type = o->up->cfg->type == CFG_MSG_NON ? COAP_MESSAGE_NON : COAP_MESSAGE_CON;
+            coap_pdu_type_t type = o->h.up->cfg->type == CFG_MSG_NON ? COAP_MESSAGE_NON : COAP_MESSAGE_CON;
             /* In block mode libcoap tracks the observation and gives a request of ours a new token; its
              * own cancel sends the registration's token. */
-            if (!coap_cancel_observe(o->session, &token, type)) {
+            if (!coap_cancel_observe(o->h.session, &token, type)) {
                 obs_send(o, 1);
             }
-            coap_session_set_app_data(o->session, NULL);
-            coap_session_release(o->session);
-            o->session = NULL;
+            if (o->h.fd >= 0) {
+                epoll_ctl(up->worker->epfd, EPOLL_CTL_DEL, o->h.fd, NULL);
+                o->h.fd = -1;
+            }
+            coap_session_set_app_data(o->h.session, NULL);
+            coap_session_release(o->h.session);
+            o->h.session = NULL;
             obs_end(o, PX_OK, "the last subscriber left");
             return;
         }
@@ -736,7 +859,7 @@ static long expire_observations(struct upstream *up, uint64_t now)
                 continue;
             }
             o->registering = true;
-            o->deadline_ms = now + o->up->cfg->timeout_ms;
+            o->deadline_ms = now + o->h.up->cfg->timeout_ms;
             if (!obs_send(o, 0)) {
                 obs_end(o, PX_ERR_BAD_GATEWAY, "the upstream cannot be reached");
                 o = following;
@@ -765,14 +888,14 @@ static bool retry_smaller_blocks(struct slot *s, const coap_pdu_t *received)
         return false;
     }
     x->priv.block1_szx = (uint8_t)(block.szx + 1);
-    coap_pdu_t *pdu = build_pdu(s, x);
-    if (pdu == NULL || coap_send(s->session, pdu) == COAP_INVALID_MID) {
+    coap_pdu_t *pdu;
+    if (build_pdu(s, x, &pdu) != PX_OK || coap_send(s->h.session, pdu) == COAP_INVALID_MID) {
         return false; /* answer the 4.13 as it is */
     }
     if (cg_log_enabled(CG_LOG_INFO)) {
         char extra[32];
         snprintf(extra, sizeof(extra), "block_size=%u ", 16u << block.szx);
-        log_event(CG_LOG_INFO, s->up, x, "retry_smaller_blocks", extra,
+        log_event(CG_LOG_INFO, s->h.up, x, "retry_smaller_blocks", extra,
                   "the upstream answered 4.13 with a smaller Block1 size; sending the body again block-wise");
     }
     return true;
@@ -794,6 +917,13 @@ static void note_blocks(struct px_exchange *x, const coap_pdu_t *received)
     }
 }
 
+/* 2.03 Valid confirms an ETag the request carried (RFC 7252 §5.9.1.3); to a request without one it means
+ * nothing, and passing it on would answer an unconditional HTTP request with 304. */
+static bool unsolicited_valid(const struct px_exchange *x)
+{
+    return x->resp_code == CO_CODE(2, 3) && co_optset_find(x->req, CO_OPT_ETAG, 0) == NULL;
+}
+
 static coap_response_t on_response(coap_session_t *session, const coap_pdu_t *sent,
                                    const coap_pdu_t *received, const coap_mid_t mid)
 {
@@ -806,16 +936,23 @@ static coap_response_t on_response(coap_session_t *session, const coap_pdu_t *se
     if (*holder == HOLD_OBS) {
         return obs_response((struct observation *)holder, received);
     }
+    if (*holder != HOLD_SLOT) {
+        return COAP_RESPONSE_FAIL; /* a "response" on the probe's session answers nothing we asked */
+    }
     struct slot *s = (struct slot *)holder;
     if (s->x == NULL || !token_matches(s->x, received)) {
         return COAP_RESPONSE_FAIL;
     }
     struct px_exchange *x = s->x;
-    set_health(s->up, PX_HEALTH_UP, x, "a response arrived");
+    set_health(s->h.up, PX_HEALTH_UP, x, "a response arrived");
     note_blocks(x, received);
     x->resp_code = (uint8_t)coap_pdu_get_code(received);
     if (!co_code_is_response(x->resp_code)) {
         slot_complete(s, PX_ERR_BAD_GATEWAY, "the upstream sent a message that is not a response");
+        return COAP_RESPONSE_OK;
+    }
+    if (unsolicited_valid(x)) {
+        slot_complete(s, PX_ERR_BAD_GATEWAY, "the upstream answered 2.03 Valid to a request without an ETag");
         return COAP_RESPONSE_OK;
     }
     if (retry_smaller_blocks(s, received)) {
@@ -835,7 +972,7 @@ static coap_response_t on_response(coap_session_t *session, const coap_pdu_t *se
         return COAP_RESPONSE_OK;
     }
     const char *detail = NULL;
-    enum px_status st = take_block(x, received, s->up->worker->client->cfg->limits.max_body_bytes, &detail);
+    enum px_status st = take_block(x, received, s->h.up->worker->client->cfg->limits.max_body_bytes, &detail);
     if (st != PX_OK) {
         slot_reset_session(s, true); /* stops libcoap asking for the remaining blocks */
         slot_complete(s, st, detail);
@@ -853,9 +990,9 @@ static void probe_answered(struct probe *p, bool up, const char *reason)
 {
     p->outstanding = false;
     p->due_ms = cg_now_ms() + PROBE_IDLE_MS;
-    set_health(p->up, up ? PX_HEALTH_UP : PX_HEALTH_DOWN, NULL, reason);
+    set_health(p->h.up, up ? PX_HEALTH_UP : PX_HEALTH_DOWN, NULL, reason);
     if (!up) {
-        session_detach(p->up->worker, &p->session, true);
+        holder_detach(&p->h, true);
     }
 }
 
@@ -881,7 +1018,7 @@ static long expire_probe(struct upstream *up, uint64_t now)
         }
         p->outstanding = false;
         set_health(up, PX_HEALTH_DOWN, NULL, "no answer to a CoAP ping");
-        session_detach(up->worker, &p->session, false);
+        holder_detach(&p->h, false);
         p->due_ms = now + PROBE_IDLE_MS;
     }
     uint64_t news = atomic_load(&up->news_ms);
@@ -891,13 +1028,7 @@ static long expire_probe(struct upstream *up, uint64_t now)
     if (now < p->due_ms) {
         return (long)(p->due_ms - now);
     }
-    if (p->session == NULL) {
-        p->session = coap_new_client_session(up->worker->ctx, NULL, &up->addr, COAP_PROTO_UDP);
-        if (p->session != NULL) {
-            coap_session_set_app_data(p->session, p);
-        }
-    }
-    if (p->session == NULL || coap_session_send_ping(p->session) == COAP_INVALID_MID) {
+    if (!holder_open(&p->h) || coap_session_send_ping(p->h.session) == COAP_INVALID_MID) {
         set_health(up, PX_HEALTH_DOWN, NULL, "cannot send a CoAP ping");
         p->due_ms = now + PROBE_IDLE_MS;
         return (long)PROBE_IDLE_MS;
@@ -956,9 +1087,9 @@ static void log_nack(const struct upstream *up, const struct px_exchange *x, coa
 
 static void obs_nack(struct observation *o, const coap_pdu_t *sent, coap_nack_reason_t reason)
 {
-    set_health(o->up, reason == COAP_NACK_RST ? PX_HEALTH_UP : PX_HEALTH_DOWN, o->x, nack_text(reason));
+    set_health(o->h.up, reason == COAP_NACK_RST ? PX_HEALTH_UP : PX_HEALTH_DOWN, o->x, nack_text(reason));
     if (sent == NULL || token_matches(o->x, sent)) {
-        log_nack(o->up, o->x, reason);
+        log_nack(o->h.up, o->x, reason);
         obs_end(o, reason == COAP_NACK_TOO_MANY_RETRIES ? PX_ERR_TIMEOUT : PX_ERR_BAD_GATEWAY,
                 "the upstream did not accept the observation");
     }
@@ -983,12 +1114,12 @@ static void on_nack(coap_session_t *session, const coap_pdu_t *sent, const coap_
     }
     struct slot *s = (struct slot *)holder;
     bool ours = s->x != NULL && (sent == NULL || token_matches(s->x, sent));
-    set_health(s->up, reason == COAP_NACK_RST ? PX_HEALTH_UP : PX_HEALTH_DOWN, ours ? s->x : NULL,
+    set_health(s->h.up, reason == COAP_NACK_RST ? PX_HEALTH_UP : PX_HEALTH_DOWN, ours ? s->x : NULL,
                nack_text(reason));
     if (!ours) {
         return;
     }
-    log_nack(s->up, s->x, reason);
+    log_nack(s->h.up, s->x, reason);
     switch (reason) {
     case COAP_NACK_TOO_MANY_RETRIES:
         slot_reset_session(s, true);
@@ -1003,6 +1134,362 @@ static void on_nack(coap_session_t *session, const coap_pdu_t *sent, const coap_
         slot_reset_session(s, true);
         slot_complete(s, PX_ERR_BAD_GATEWAY, "the upstream is unreachable");
         return;
+    }
+}
+
+/* ---- inbound filter (RFC 7252 §4.2, §4.5, §5.4) ---- */
+
+/* libcoap 4.3.1 gets several things on the receive path wrong for a client, and offers no hook before them,
+ * so every datagram on a client session's socket is peeked at here before coap_io_process() reads it:
+ * - it drops a retransmitted copy of a CON response (handle_response: "Duplicate response") without
+ *   ACKing it again, although the copy says our first ACK was lost (§4.5): the filter ACKs such copies;
+ * - it discards a whole PDU when one option has a length outside its range ("discard malformed PDU") and
+ *   answers it with RST, even when it is an ACK, where an elective option should simply be ignored
+ *   (§5.4.1, §5.4.3) and an ACK is never answered with RST (§4.2): the filter passes the response on
+ *   without those options;
+ * - it silently drops an ACK with an unrecognised critical option, so nobody hears of the answer until the
+ *   deadline: the filter rejects it (RST for CON/NON, nothing for an ACK) and answers the client 502;
+ * - when the ETag changes between blocks it restarts the Block2 transfer with a token it then does not
+ *   match, and it answers a wrong block number by asking for nothing more: the filter ends the exchange
+ *   with 502 instead (RFC 7959 §2.4 allows either a restart or an error; a splice never). */
+
+#define WIRE_MAX 2048 /* larger than any datagram a session accepts */
+
+struct wire_opt {
+    uint16_t number, len;
+    const uint8_t *value;
+};
+
+struct wire_msg {
+    uint8_t type, code, tkl;
+    uint16_t mid;
+    const uint8_t *token;
+    struct wire_opt opt[CO_OPT_MAX];
+    unsigned count;
+    const uint8_t *payload;
+    size_t payload_len;
+};
+
+/* An option header's extended delta or length (RFC 7252 §3.1); false when it runs past the end or is 15. */
+static bool wire_ext(const uint8_t *d, size_t n, size_t *p, unsigned nibble, uint32_t *out)
+{
+    if (nibble < 13) {
+        *out = nibble;
+        return true;
+    }
+    if (nibble == 13 && *p < n) {
+        *out = 13u + d[(*p)++];
+        return true;
+    }
+    if (nibble == 14 && *p + 1 < n) {
+        *out = 269u + ((uint32_t)d[*p] << 8 | d[*p + 1]);
+        *p += 2;
+        return true;
+    }
+    return false;
+}
+
+/* Parses a CoAP datagram; false when it is not one (libcoap then judges it) or has more than CO_OPT_MAX
+ * options. */
+static bool wire_parse(const uint8_t *d, size_t n, struct wire_msg *m)
+{
+    size_t p;
+    uint32_t number = 0;
+
+    if (n < 4 || d[0] >> 6 != 1 || (d[0] & 15) > 8 || 4u + (d[0] & 15) > n) {
+        return false;
+    }
+    *m = (struct wire_msg){.type = (uint8_t)(d[0] >> 4 & 3), .code = d[1], .tkl = (uint8_t)(d[0] & 15),
+                           .mid = (uint16_t)(d[2] << 8 | d[3]), .token = d + 4};
+    for (p = 4u + m->tkl; p < n;) {
+        uint32_t delta, len;
+        if (d[p] == 0xff) {
+            m->payload = d + p + 1;
+            m->payload_len = n - p - 1;
+            return m->payload_len > 0;
+        }
+        unsigned hd = d[p] >> 4, hl = d[p] & 15;
+        p++;
+        if (!wire_ext(d, n, &p, hd, &delta) || !wire_ext(d, n, &p, hl, &len) || len > n - p ||
+            (number += delta) > 0xffff || m->count == CO_OPT_MAX) {
+            return false;
+        }
+        m->opt[m->count++] = (struct wire_opt){(uint16_t)number, (uint16_t)len, d + p};
+        p += len;
+    }
+    return true;
+}
+
+/* The length range of each option libcoap 4.3.1 checks (coap_pdu_parse_opt_base), RFC 7252 §5.10 and
+ * the RFCs after it; libcoap discards the PDU for any length outside it. */
+static const struct {
+    uint16_t number, min, max;
+} opt_lengths[] = {
+    {1, 0, 8},     {3, 1, 255}, {4, 1, 8},    {5, 0, 0},    {6, 0, 3},     {7, 0, 2},   {8, 0, 255},
+    {9, 0, 255},   {11, 0, 255}, {12, 0, 2},  {14, 0, 4},   {15, 1, 255},  {16, 1, 1},  {17, 0, 2},
+    {20, 0, 255},  {23, 0, 3},  {27, 0, 3},   {28, 0, 4},   {35, 1, 1034}, {39, 1, 255}, {60, 0, 4},
+    {252, 0, 40},  {258, 0, 1}, {292, 0, 8},
+};
+
+static bool opt_length_ok(const struct wire_opt *o)
+{
+    for (size_t i = 0; i < sizeof(opt_lengths) / sizeof(opt_lengths[0]); i++) {
+        if (opt_lengths[i].number == o->number) {
+            return o->len >= opt_lengths[i].min && o->len <= opt_lengths[i].max;
+        }
+    }
+    return true;
+}
+
+/* Critical options a response may carry that libcoap 4.3.1 knows (coap_option_check_critical). */
+static bool critical_known(uint16_t number)
+{
+    static const uint16_t known[] = {1, 3, 5, 7, 11, 15, 17, 23, 27, 35, 39};
+    for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++) {
+        if (known[i] == number) {
+            return true;
+        }
+    }
+    return false;
+}
+
+enum verdict { PASS, STRIP, REJECT };
+
+/* §5.4.1: an unrecognised critical option rejects the message; §5.4.3: a critical option with a bad length
+ * counts as unrecognised, an elective one is ignored (STRIP). */
+static enum verdict judge(const struct wire_msg *m)
+{
+    enum verdict v = PASS;
+    for (unsigned i = 0; i < m->count; i++) {
+        bool critical = m->opt[i].number & 1;
+        if (critical && (!critical_known(m->opt[i].number) || !opt_length_ok(&m->opt[i]))) {
+            return REJECT;
+        }
+        if (!opt_length_ok(&m->opt[i])) {
+            v = STRIP;
+        }
+    }
+    return v;
+}
+
+static const struct wire_opt *wire_find(const struct wire_msg *m, uint16_t number)
+{
+    for (unsigned i = 0; i < m->count; i++) {
+        if (m->opt[i].number == number) {
+            return &m->opt[i];
+        }
+    }
+    return NULL;
+}
+
+/* Sends an empty ACK or RST for mid on the session's socket (connected to the device). */
+static void send_empty(const struct holder *h, uint8_t type, uint16_t mid)
+{
+    uint8_t d[4] = {(uint8_t)(0x40 | type << 4), 0, (uint8_t)(mid >> 8), (uint8_t)mid};
+    ssize_t r = send(h->fd, d, sizeof(d), MSG_DONTWAIT);
+    (void)r;
+}
+
+static bool seen_con(const struct holder *h, uint16_t mid)
+{
+    for (unsigned i = 0; i < SEEN_CON_MIDS; i++) {
+        if (h->seen_mid[i] == (int32_t)mid) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static void remember_con(struct holder *h, uint16_t mid)
+{
+    h->seen_mid[h->seen_next] = mid;
+    h->seen_next = (h->seen_next + 1) % SEEN_CON_MIDS;
+}
+
+/* Ends the holder's exchange (slot) or observation with 502 because of message m, which has been consumed.
+ * Outside libcoap callbacks. */
+static void holder_fail(struct holder *h, const char *detail)
+{
+    if (h->kind == HOLD_SLOT) {
+        struct slot *s = (struct slot *)h;
+        if (s->x != NULL) {
+            set_health(h->up, PX_HEALTH_UP, s->x, "a response arrived");
+            log_event(CG_LOG_WARN, h->up, s->x, "bad_response", "", detail);
+            slot_reset_session(s, false); /* stops libcoap retransmitting or asking for more blocks */
+            slot_complete(s, PX_ERR_BAD_GATEWAY, detail);
+        }
+    } else if (h->kind == HOLD_OBS) {
+        obs_end((struct observation *)h, PX_ERR_BAD_GATEWAY, detail);
+    }
+}
+
+/* RFC 7959 §2.4: every block of one transfer carries the ETag of block 0 and the number asked for (libcoap
+ * asks for them in order). A copy of the previous block's message (same message id) is left to libcoap's
+ * duplicate detection; the previous block answering the next request is a wrong block. NULL when
+ * block m may go on, else why not. */
+static const char *check_block2(struct holder *h, const struct wire_msg *m)
+{
+    const struct wire_opt *b2 = wire_find(m, CO_OPT_BLOCK2), *etag = wire_find(m, CO_OPT_ETAG);
+    if (b2 == NULL || m->code >> 5 != 2) {
+        return NULL;
+    }
+    uint32_t v = co_opt_uint(b2->value, b2->len), szx = v & 7;
+    uint64_t offset = (uint64_t)(v >> 4) << (szx + 4);
+    if (szx == 7) {
+        return NULL; /* BERT: libcoap judges it */
+    }
+    if (!h->b2_started) {
+        if (offset != 0) {
+            return "the upstream answered with a block other than the first";
+        }
+        h->b2_started = true;
+        h->b2_etag_len = (uint8_t)(etag != NULL && etag->len <= 8 ? etag->len : 0);
+        memcpy(h->b2_etag, etag != NULL ? etag->value : h->b2_etag, h->b2_etag_len);
+        h->b2_next = (uint32_t)m->payload_len; /* offset of the next block */
+        h->b2_mid = m->mid;
+        return NULL;
+    }
+    size_t elen = etag != NULL ? etag->len : 0;
+    if (elen != h->b2_etag_len || (elen != 0 && memcmp(etag->value, h->b2_etag, elen) != 0)) {
+        return "the upstream's representation changed (another ETag) during a block-wise transfer";
+    }
+    if (offset + m->payload_len == h->b2_next && m->mid == h->b2_mid) {
+        return NULL; /* a copy of the previous block's message */
+    }
+    if (offset != h->b2_next) {
+        return "the upstream answered with another block than the one asked for";
+    }
+    h->b2_next = (uint32_t)(offset + m->payload_len);
+    h->b2_mid = m->mid;
+    return NULL;
+}
+
+/* A response with bad-length elective options, delivered here without them (libcoap would discard it):
+ * only a whole, non-block-wise response on a slot; anything else ends the exchange with 502. */
+static void deliver_stripped(struct slot *s, const struct wire_msg *m)
+{
+    struct px_exchange *x = s->x;
+    bool ours = m->tkl == x->priv.token_len && memcmp(m->token, x->priv.token, m->tkl) == 0;
+
+    if (!ours) {
+        return; /* not an answer to the exchange: consumed and ignored */
+    }
+    if (m->type == COAP_MESSAGE_CON) {
+        send_empty(&s->h, COAP_MESSAGE_ACK, m->mid);
+    }
+    if (wire_find(m, CO_OPT_BLOCK2) != NULL || wire_find(m, CO_OPT_BLOCK1) != NULL) {
+        holder_fail(&s->h, "the upstream's block-wise response has an option of invalid length");
+        return;
+    }
+    co_optset_clear(&x->resp);
+    for (unsigned i = 0; i < m->count; i++) {
+        if (opt_length_ok(&m->opt[i]) &&
+            co_optset_add(&x->resp, m->opt[i].number, m->opt[i].value, m->opt[i].len) != 0) {
+            holder_fail(&s->h, "the upstream's response has too many or too large options");
+            return;
+        }
+    }
+    x->resp_code = m->code;
+    free(x->resp_payload);
+    x->resp_payload = NULL;
+    x->resp_len = 0;
+    if (m->payload_len > s->h.up->worker->client->cfg->limits.max_body_bytes) {
+        holder_fail(&s->h, "the upstream's response is larger than limits.max_body_bytes");
+        return;
+    }
+    if (m->payload_len > 0 && (x->resp_payload = malloc(m->payload_len)) != NULL) {
+        memcpy(x->resp_payload, m->payload, m->payload_len);
+        x->resp_len = m->payload_len;
+    }
+    if (unsolicited_valid(x)) {
+        holder_fail(&s->h, "the upstream answered 2.03 Valid to a request without an ETag");
+        return;
+    }
+    set_health(s->h.up, PX_HEALTH_UP, x, "a response arrived");
+    slot_reset_session(s, false); /* a piggybacked answer: libcoap would retransmit the request */
+    slot_complete(s, PX_OK, NULL);
+}
+
+/* Handles the datagram at the head of the holder's socket when it is one of the cases above (it is then
+ * read); else leaves it for libcoap. True when it was read and the next one may be looked at. */
+static bool filter_one(struct holder *h)
+{
+    static _Thread_local uint8_t d[WIRE_MAX];
+    static _Thread_local struct wire_msg m;
+    ssize_t n = recv(h->fd, d, sizeof(d), MSG_PEEK | MSG_DONTWAIT | MSG_TRUNC);
+
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+            return false;
+        }
+        /* Peeking took the pending ICMP error that libcoap would have read: report it as libcoap does. */
+        on_nack(h->session, NULL, COAP_NACK_ICMP_ISSUE, COAP_INVALID_MID);
+        return false;
+    }
+    if ((size_t)n > sizeof(d) || !wire_parse(d, (size_t)n, &m) || m.code >> 5 < 2 || m.code >> 5 > 5 ||
+        m.type == COAP_MESSAGE_RST) {
+        return false; /* not a response: libcoap's to judge */
+    }
+    if (m.type == COAP_MESSAGE_CON && seen_con(h, m.mid)) {
+        ssize_t r = recv(h->fd, d, sizeof(d), MSG_DONTWAIT); /* processed once already: ACK it again */
+        (void)r;
+        send_empty(h, COAP_MESSAGE_ACK, m.mid);
+        return true;
+    }
+    enum verdict v = judge(&m);
+    const char *why = v == REJECT ? "the upstream's response has a critical option the gateway does not know"
+                                  : (h->kind == HOLD_SLOT && ((struct slot *)h)->x != NULL ? check_block2(h, &m)
+                                                                                            : NULL);
+    if (why == NULL && (v == PASS || h->kind != HOLD_SLOT || ((struct slot *)h)->x == NULL)) {
+        if (m.type == COAP_MESSAGE_CON) {
+            remember_con(h, m.mid);
+        }
+        return false;
+    }
+    ssize_t r = recv(h->fd, d, sizeof(d), MSG_DONTWAIT);
+    (void)r;
+    if (why != NULL) {
+        if (m.type != COAP_MESSAGE_ACK) {
+            /* §4.2: a rejected CON (or NON) gets RST; a rejected ACK is ignored. An accepted CON the
+             * exchange cannot use (another ETag, another block) is acknowledged. */
+            send_empty(h, v == REJECT ? COAP_MESSAGE_RST : COAP_MESSAGE_ACK, m.mid);
+        }
+        holder_fail(h, why);
+        return true;
+    }
+    deliver_stripped((struct slot *)h, &m);
+    return true;
+}
+
+static struct holder *holder_by_fd(struct worker *w, int fd)
+{
+    for (size_t i = 0; i < w->ups_len; i++) {
+        struct upstream *up = w->ups[i];
+        for (unsigned k = 0; k < up->cfg->max_inflight; k++) {
+            if (up->slots[k].h.fd == fd) {
+                return &up->slots[k].h;
+            }
+        }
+        for (struct observation *o = up->observations; o != NULL; o = o->next) {
+            if (o->h.fd == fd) {
+                return &o->h;
+            }
+        }
+        if (up->probe.h.fd == fd) {
+            return &up->probe.h;
+        }
+    }
+    return NULL;
+}
+
+/* Runs the filter on a readable session socket; a bounded number of datagrams, the rest next round. */
+static void filter_fd(struct worker *w, int fd)
+{
+    for (int i = 0; i < 16; i++) {
+        struct holder *h = holder_by_fd(w, fd); /* looked up again: the last datagram may have ended it */
+        if (h == NULL || !filter_one(h)) {
+            return;
+        }
     }
 }
 
@@ -1151,7 +1638,7 @@ static coap_tick_t ticks_now(void)
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
-    struct epoll_event ev[4];
+    struct epoll_event ev[MAX_EVENTS];
 
     for (;;) {
         bool stopping;
@@ -1168,10 +1655,12 @@ static void *worker_main(void *arg)
         if (next_deadline >= 0 && (timeout < 0 || next_deadline < timeout)) {
             timeout = next_deadline;
         }
-        int n = epoll_wait(w->epfd, ev, 4, (int)timeout);
+        int n = epoll_wait(w->epfd, ev, MAX_EVENTS, (int)timeout);
         for (int i = 0; i < n; i++) {
             if (ev[i].data.fd == w->efd) {
                 drain_eventfd(w->efd);
+            } else if (ev[i].data.fd != w->coap_fd) {
+                filter_fd(w, ev[i].data.fd);
             }
         }
         coap_io_process(w->ctx, COAP_IO_NO_WAIT);
@@ -1201,10 +1690,30 @@ static int resolve(const struct cfg_upstream *u, coap_address_t *out, char *err,
     return 0;
 }
 
+/* Uri-Host for a host name (lower case: RFC 3986 §6.2.2.1, as RFC 7252 §6.4 step 5 sends it); "" for an IP
+ * literal, whose Uri-Host would be the destination address, the default. */
+static void set_uri_host(struct upstream *up)
+{
+    const char *host = up->cfg->peer.host;
+    struct in6_addr a6;
+    struct in_addr a4;
+    size_t i = 0;
+
+    if (inet_pton(AF_INET, host, &a4) == 1 || inet_pton(AF_INET6, host, &a6) == 1) {
+        up->uri_host[0] = '\0';
+        return;
+    }
+    for (; host[i] != '\0' && i + 1 < sizeof(up->uri_host); i++) {
+        up->uri_host[i] = (char)tolower((unsigned char)host[i]);
+    }
+    up->uri_host[i] = '\0';
+}
+
 static int worker_init(struct worker *w, struct px_client *c, char *err, size_t err_len)
 {
     w->client = c;
     w->efd = -1;
+    w->coap_fd = -1;
     w->epfd = -1;
     pthread_mutex_init(&w->mu, NULL);
     w->ctx = coap_new_context(NULL);
@@ -1217,7 +1726,7 @@ static int worker_init(struct worker *w, struct px_client *c, char *err, size_t 
     coap_register_response_handler(w->ctx, on_response);
     coap_register_nack_handler(w->ctx, on_nack);
     coap_register_pong_handler(w->ctx, on_pong);
-    int coap_fd = coap_context_get_coap_fd(w->ctx);
+    int coap_fd = w->coap_fd = coap_context_get_coap_fd(w->ctx);
     w->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     w->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (coap_fd < 0 || w->efd < 0 || w->epfd < 0) {
@@ -1282,11 +1791,14 @@ static int upstreams_init(struct px_client *c, char *err, size_t err_len)
             return -1;
         }
         for (unsigned k = 0; k < up->cfg->max_inflight; k++) {
-            up->slots[k].kind = HOLD_SLOT;
-            up->slots[k].up = up;
+            up->slots[k].h.kind = HOLD_SLOT;
+            up->slots[k].h.up = up;
+            up->slots[k].h.fd = -1;
         }
-        up->probe.kind = HOLD_PROBE;
-        up->probe.up = up;
+        set_uri_host(up);
+        up->probe.h.kind = HOLD_PROBE;
+        up->probe.h.up = up;
+        up->probe.h.fd = -1;
         atomic_init(&up->health, PX_HEALTH_UNKNOWN);
         struct worker *w = up->worker;
         struct upstream **grown = realloc(w->ups, (w->ups_len + 1) * sizeof(*w->ups));

@@ -255,6 +255,23 @@ start_testsrv() {
     TESTSRV_PORT=$(awk '/^ready / { print $2; exit }' "$out")
 }
 
+# Starts rawcoap (tests/integration/rawcoap.c, a CoAP responder on a raw UDP socket) logging to $T/raw.N.txt
+# (extra args e.g. -r). Sets RAW_PORT, RAW_PID and RAW_LOG.
+start_rawcoap() {
+    local out bin=${RAWCOAP:-$(dirname "$TESTSRV")/rawcoap}
+    out=$(mktemp "$T/rawcoap.XXXX.out")
+    RAW_LOG=${out%.out}.txt
+    : >"$RAW_LOG"
+    "$bin" -l "$RAW_LOG" "$@" >"$out" 2>"${out%.out}.log" &
+    RAW_PID=$!
+    rawcoap_ready() {
+        alive "$RAW_PID" || fail "rawcoap $* exited before it was ready"
+        grep -q '^ready ' "$out"
+    }
+    wait_until "rawcoap ready" rawcoap_ready
+    RAW_PORT=$(awk '/^ready / { print $2; exit }' "$out")
+}
+
 # coap GET to a CoAP server directly (bypassing the gateway): coap_get PORT PATH -> payload on stdout.
 coap_get() {
     "$COAP_CLIENT" -B 10 "coap://127.0.0.1:$1$2"
