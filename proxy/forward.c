@@ -784,7 +784,7 @@ static bool accepts_event_stream(const char *accept)
 static bool take_longpoll_item(struct px_req *req)
 {
     const char *q = req->query;
-    bool found = false;
+    bool found = false, first = true;
 
     if (q == NULL || (req->query_copy = malloc(strlen(q) + 1)) == NULL) {
         return false;
@@ -796,9 +796,10 @@ static bool take_longpoll_item(struct px_req *req)
         if (n == strlen(LONGPOLL_ITEM) && memcmp(item, LONGPOLL_ITEM, n) == 0) {
             found = true;
         } else {
-            if (out != req->query_copy) {
-                *out++ = '&';
+            if (!first) {
+                *out++ = '&'; /* even after an empty item: "?&x=1" keeps its "" (RFC 7252 §6.4 step 8) */
             }
+            first = false;
             memcpy(out, item, n);
             out += n;
         }
@@ -806,7 +807,7 @@ static bool take_longpoll_item(struct px_req *req)
     }
     *out = '\0';
     if (found) {
-        req->query = req->query_copy[0] != '\0' ? req->query_copy : NULL;
+        req->query = !first ? req->query_copy : NULL; /* NULL only when observe=next was all there was */
     }
     return found;
 }
