@@ -8,6 +8,7 @@
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -44,7 +45,7 @@ struct holder {
     unsigned seen_next;
     bool b2_started;                    /* a Block2 transfer is under way: b2_* are set */
     uint32_t b2_next;                   /* the offset the next Block2 response must carry */
-    int32_t b2_mid;                     /* message id of the last block */
+    int32_t b2_mids[4];                 /* message ids of the last blocks seen (-1: none) */
     uint8_t b2_etag[8], b2_etag_len;    /* the transfer's ETag (length 0: none) */
 };
 
@@ -353,13 +354,42 @@ static void holder_detach(struct holder *h, bool deferred)
  * to a session's socket and no way to hand it a datagram, but the inbound filter must read each datagram
  * before libcoap does: it opens one connected UDP socket per client session, so the local address names it.
  * -1 when not found (the session then works without the filter). */
-static int session_fd(const coap_session_t *session)
+static bool fd_is_local(int fd, const coap_address_t *local)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    int type = 0;
+    socklen_t tlen = sizeof(type);
+
+    return fd >= 0 && getsockname(fd, (struct sockaddr *)&ss, &len) == 0 && len == local->size &&
+           memcmp(&ss, &local->addr, len) == 0 && getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) == 0 &&
+           type == SOCK_DGRAM;
+}
+
+/* The lowest free descriptor now: the number the next socket() gets unless another thread opens one first.
+ */
+static int next_fd(void)
+{
+    int fd = fcntl(0, F_DUPFD_CLOEXEC, 0);
+    if (fd >= 0) {
+        close(fd);
+    }
+    return fd;
+}
+
+static int session_fd(const coap_session_t *session, int hint)
 {
     const coap_address_t *local = coap_session_get_addr_local(session);
-    DIR *dir = opendir("/proc/self/fd");
     int found = -1;
 
-    if (dir == NULL || local == NULL) {
+    if (local == NULL) {
+        return -1;
+    }
+    if (fd_is_local(hint, local)) {
+        return hint; /* the usual case: no scan of every descriptor of the process */
+    }
+    DIR *dir = opendir("/proc/self/fd");
+    if (dir == NULL) {
         if (dir != NULL) {
             closedir(dir);
         }
@@ -367,17 +397,9 @@ static int session_fd(const coap_session_t *session)
     }
     for (struct dirent *e; found < 0 && (e = readdir(dir)) != NULL;) {
         int fd = atoi(e->d_name);
-        struct sockaddr_storage ss;
-        socklen_t len = sizeof(ss);
-        int type = 0;
-        socklen_t tlen = sizeof(type);
-        if (e->d_name[0] < '0' || e->d_name[0] > '9' || fd == dirfd(dir) ||
-            getsockname(fd, (struct sockaddr *)&ss, &len) != 0 || len != local->size ||
-            memcmp(&ss, &local->addr, len) != 0 || getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) != 0 ||
-            type != SOCK_DGRAM) {
-            continue;
+        if (e->d_name[0] >= '0' && e->d_name[0] <= '9' && fd != dirfd(dir) && fd_is_local(fd, local)) {
+            found = fd;
         }
-        found = fd;
     }
     closedir(dir);
     return found;
@@ -391,6 +413,7 @@ static bool holder_open(struct holder *h)
         return true;
     }
     struct worker *w = h->up->worker;
+    int hint = next_fd();
     h->session = coap_new_client_session(w->ctx, NULL, &h->up->addr, COAP_PROTO_UDP);
     if (h->session == NULL) {
         return false;
@@ -401,7 +424,7 @@ static bool holder_open(struct holder *h)
     }
     coap_session_set_app_data(h->session, h);
     holder_forget(h);
-    h->fd = session_fd(h->session);
+    h->fd = session_fd(h->session, hint);
     if (h->fd >= 0) {
         struct epoll_event ev = {.events = EPOLLIN, .data.fd = h->fd};
         if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, h->fd, &ev) != 0) {
@@ -1324,9 +1347,29 @@ static void holder_fail(struct holder *h, const char *detail)
 }
 
 /* RFC 7959 §2.4: every block of one transfer carries the ETag of block 0 and the number asked for (libcoap
- * asks for them in order). A copy of the previous block's message (same message id) is left to libcoap's
- * duplicate detection; the previous block answering the next request is a wrong block. NULL when
- * block m may go on, else why not. */
+ * asks for them in order). The filter may miss a datagram: one that arrives between its peek and libcoap's
+ * read goes to libcoap unseen. So a block further on than expected is taken as the new position (a real
+ * jump ahead is refused by take_block, which sees every block libcoap delivers), and only a block from
+ * behind is judged: a copy of a recent block (a message id seen) is left to libcoap's duplicate detection,
+ * any other is a wrong block, which libcoap 4.3.1 would answer by asking for nothing more. NULL when block m
+ * may go on, else why not. */
+static bool b2_mid_seen(const struct holder *h, int32_t mid)
+{
+    for (size_t i = 0; i < sizeof(h->b2_mids) / sizeof(h->b2_mids[0]); i++) {
+        if (h->b2_mids[i] == mid) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static void b2_advance(struct holder *h, uint64_t offset, const struct wire_msg *m)
+{
+    memmove(h->b2_mids + 1, h->b2_mids, sizeof(h->b2_mids) - sizeof(h->b2_mids[0]));
+    h->b2_mids[0] = m->mid;
+    h->b2_next = (uint32_t)(offset + m->payload_len);
+}
+
 static const char *check_block2(struct holder *h, const struct wire_msg *m)
 {
     const struct wire_opt *b2 = wire_find(m, CO_OPT_BLOCK2), *etag = wire_find(m, CO_OPT_ETAG);
@@ -1339,28 +1382,23 @@ static const char *check_block2(struct holder *h, const struct wire_msg *m)
         return NULL; /* BERT: libcoap judges it */
     }
     if (!h->b2_started) {
-        if (offset != 0) {
-            return "the upstream answered with a block other than the first";
-        }
         h->b2_started = true;
         h->b2_etag_len = (uint8_t)(etag != NULL && etag->len <= 8 ? etag->len : 0);
         memcpy(h->b2_etag, etag != NULL ? etag->value : h->b2_etag, h->b2_etag_len);
-        h->b2_next = (uint32_t)m->payload_len; /* offset of the next block */
-        h->b2_mid = m->mid;
+        for (size_t i = 0; i < sizeof(h->b2_mids) / sizeof(h->b2_mids[0]); i++) {
+            h->b2_mids[i] = -1;
+        }
+        b2_advance(h, offset, m);
         return NULL;
     }
     size_t elen = etag != NULL ? etag->len : 0;
     if (elen != h->b2_etag_len || (elen != 0 && memcmp(etag->value, h->b2_etag, elen) != 0)) {
         return "the upstream's representation changed (another ETag) during a block-wise transfer";
     }
-    if (offset + m->payload_len == h->b2_next && m->mid == h->b2_mid) {
-        return NULL; /* a copy of the previous block's message */
+    if (offset < h->b2_next) {
+        return b2_mid_seen(h, m->mid) ? NULL : "the upstream answered with another block than the one asked for";
     }
-    if (offset != h->b2_next) {
-        return "the upstream answered with another block than the one asked for";
-    }
-    h->b2_next = (uint32_t)(offset + m->payload_len);
-    h->b2_mid = m->mid;
+    b2_advance(h, offset, m);
     return NULL;
 }
 
