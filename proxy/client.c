@@ -122,6 +122,7 @@ struct px_client {
     struct worker workers[MAX_WORKERS];
     size_t workers_len;
     atomic_uint_fast64_t next_obs_id;
+    atomic_uint inflight_total; /* exchanges on the wire over all upstreams (limits.max_inflight_total) */
 };
 
 /* ---- logging (mod=client) ---- */
@@ -286,6 +287,7 @@ static void slot_complete(struct slot *s, enum px_status status, const char *det
     }
     s->x = NULL;
     up->inflight--;
+    atomic_fetch_sub(&up->worker->client->inflight_total, 1);
     finish(x, status, detail);
     struct px_exchange *next = queue_pop(up);
     if (next != NULL) {
@@ -620,9 +622,24 @@ static struct slot *free_slot(struct upstream *up)
     return NULL;
 }
 
+/* One of limits.max_inflight_total, the gateway's bound on exchanges on the wire over all upstreams, so
+ * many busy upstreams together cannot exhaust sockets and memory. False when none is left. */
+static bool take_total(struct px_client *c)
+{
+    if (atomic_fetch_add(&c->inflight_total, 1) >= c->cfg->limits.max_inflight_total) {
+        atomic_fetch_sub(&c->inflight_total, 1);
+        return false;
+    }
+    return true;
+}
+
 static void dispatch(struct upstream *up, struct px_exchange *x)
 {
     if (up->inflight < up->cfg->max_inflight) {
+        if (!take_total(up->worker->client)) {
+            finish(x, PX_ERR_UNAVAILABLE, "the gateway has reached limits.max_inflight_total");
+            return;
+        }
         slot_send(free_slot(up), x);
         return;
     }
