@@ -43,6 +43,7 @@ struct scan {
     unsigned te_n;       /* transfer codings, over every Transfer-Encoding line */
     const char *te_last; /* the last one (not NUL-terminated) */
     size_t te_last_len;
+    bool coded;    /* a Content-Encoding other than identity */
     bool bad_name; /* a field name that is not a token */
     bool bad_value;
 };
@@ -121,6 +122,8 @@ static enum MHD_Result scan_field(void *cls, enum MHD_ValueKind kind, const char
         s->cl = s->cl_n++ == 0 ? value : s->cl;
     } else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) {
         scan_codings(s, value);
+    } else if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_ENCODING) == 0) {
+        s->coded = s->coded || (value[0] != '\0' && strcasecmp(value, "identity") != 0);
     }
     return MHD_YES;
 }
@@ -239,6 +242,12 @@ static enum px_status vet_fields(const struct request *r, bool http11, const cha
         *detail = "an HTTP/1.1 request needs exactly one valid Host (RFC 9112 §3.2)";
         return PX_ERR_BAD_REQUEST;
     }
+    /* The gateway does not decode content codings (RFC 9110 §8.4): forwarding the bytes under the
+     * Content-Format they claim would hand the device gzip as JSON. */
+    if (s.coded && (s.te_n > 0 || (s.cl_n > 0 && strcmp(s.cl, "0") != 0))) {
+        *detail = "the request body has a Content-Encoding; the gateway forwards identity bodies only";
+        return PX_ERR_UNSUPPORTED_MEDIA;
+    }
     return PX_OK;
 }
 
@@ -257,5 +266,5 @@ enum px_status gw_vet(struct request *r, const char *version, const char **detai
 
 enum MHD_Result gw_refuse(struct request *r, enum px_status st, const char *detail)
 {
-    return gw_render_refusal(r, st, detail, NULL);
+    return gw_render_refusal(r, st, detail, st == PX_ERR_UNSUPPORTED_MEDIA ? "identity" : NULL);
 }

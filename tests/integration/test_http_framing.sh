@@ -133,6 +133,16 @@ if LC_ALL=C grep -q $'[\x01-\x08\x0b\x0c\x0e-\x1f\x7f]' "$GW_LOG"; then
     fail "a raw control byte reached the gateway's log"
 fi
 
+# ---- RFC 9110 §8.4: a content-coded body is refused, never forwarded as identity ----
+refused 415 unsupported-media-type "Content-Encoding: gzip" \
+    'PUT /api/r/ce HTTP/1.1\r\n'"$H"'\r\nContent-Type: text/plain\r\nContent-Encoding: gzip\r\nContent-Length: 3\r\n\r\nabc'
+assert_header Accept-Encoding identity
+refused 415 unsupported-media-type "Content-Encoding on a chunked body" \
+    'POST /api/r/ce HTTP/1.1\r\n'"$H"'\r\nContent-Type: text/plain\r\nContent-Encoding: br\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n'
+assert_eq 0 "$(asked ce)" "device requests for a content-coded body"
+served 200 "Content-Encoding: identity" \
+    'PUT /api/r/ce-id?plen=1 HTTP/1.1\r\n'"$H"'\r\nContent-Type: text/plain\r\nContent-Encoding: identity\r\nContent-Length: 3\r\n'"$CLOSE"'\r\nabc'
+
 # ---- keep-alive still works: two pipelined requests, two answers ----
 raw 'GET /api/r/ka1 HTTP/1.1\r\n'"$H"'\r\n\r\nGET /api/r/ka2 HTTP/1.1\r\n'"$H"'\r\n'"$CLOSE"'\r\n'
 assert_eq 2 "$(grep -ac '^HTTP/1\.1 200 ' "$T/raw")" "answers to two pipelined requests"
