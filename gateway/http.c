@@ -64,6 +64,7 @@ static enum MHD_Result begin(struct request *r, const char *version)
     struct px_answer a;
     const char *detail;
 
+    gw_vet_untrack(r);
     enum px_status st = gw_vet(r, version, &detail);
     if (st != PX_OK) {
         return gw_refuse(r, st, detail);
@@ -180,6 +181,7 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
         *q = '\0';
         r->query = q + 1;
     }
+    gw_vet_track(r);
     atomic_fetch_add(&http->active, 1);
     return r;
 }
@@ -231,6 +233,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     }
     unsigned klass = r->status >= 100 && r->status < 600 ? (unsigned)r->status / 100 : 0;
     atomic_fetch_add_explicit(&http->answered[klass], 1, memory_order_relaxed);
+    gw_vet_untrack(r);
     px_req_free(r->px);
     free(r->sse_buf);
     free(r->path);
@@ -309,6 +312,7 @@ struct gw_http *gw_http_start(const struct cfg *cfg, struct px_client *client, s
         free(http);
         return NULL;
     }
+    gw_mhdlog_set_refusal_hook(gw_vet_mhd_refusal);
     unsigned flags =
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     http->daemon = MHD_start_daemon(

@@ -42,6 +42,9 @@ struct request {
     bool line_bad; /* whitespace or a control byte in the target, or a method that is not a token */
     enum cfg_admin admin;
     struct px_headers headers;
+    /* vet.c: this thread's requests in their header section. */
+    struct request *parse_prev, *parse_next;
+    bool parse_tracked;
     struct px_req *px; /* NULL for admin requests */
     uint64_t start_us;
     int status; /* HTTP status sent, for the access log */
@@ -59,6 +62,12 @@ bool gw_target_clean(const char *target);
 enum px_status gw_vet(struct request *r, const char *version, const char **detail);
 /* Answers a refusal once, as problem+json, and closes the connection. */
 enum MHD_Result gw_refuse(struct request *r, enum px_status st, const char *detail);
+/* Requests whose header section MHD is reading on this thread: from on_uri (track) to the first call or
+ * the end (untrack; idempotent). */
+void gw_vet_track(struct request *r);
+void gw_vet_untrack(struct request *r);
+/* The logger's hook: MHD is about to queue its own error page (status) on a connection of this thread. */
+void gw_vet_mhd_refusal(unsigned mhd_status);
 
 /* render.c */
 /* Queues resp with status (adds Connection: close while draining) and destroys our reference. */

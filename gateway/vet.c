@@ -7,7 +7,10 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
 
+#include "base/log.h"
 #include "gateway/http_priv.h"
 
 /* ---- the request target ---- */
@@ -212,7 +215,7 @@ static enum px_status framing(const struct scan *s, bool http11, const char **de
     return PX_OK;
 }
 
-/* The header section. */
+/* The header section (both paths: gw_vet and MHD's own refusals). */
 static enum px_status vet_fields(const struct request *r, bool http11, const char **detail)
 {
     struct scan s = {.host_n = 0};
@@ -236,8 +239,8 @@ static enum px_status vet_fields(const struct request *r, bool http11, const cha
     if (st != PX_OK) {
         return st;
     }
-    /* MHD 0.9.75 checks Host only in strict mode (and then answers with its HTML page); it never counts
-     * Host fields or looks at the value. */
+    /* MHD 0.9.75 checks Host only in strict mode (and then answers with its HTML page, sent twice, see
+     * below); it never counts Host fields or looks at the value. */
     if ((http11 && s.host_n == 0) || s.host_n > 1 || (s.host_n == 1 && !host_valid(s.host))) {
         *detail = "an HTTP/1.1 request needs exactly one valid Host (RFC 9112 §3.2)";
         return PX_ERR_BAD_REQUEST;
@@ -267,4 +270,104 @@ enum px_status gw_vet(struct request *r, const char *version, const char **detai
 enum MHD_Result gw_refuse(struct request *r, enum px_status st, const char *detail)
 {
     return gw_render_refusal(r, st, detail, st == PX_ERR_UNSUPPORTED_MEDIA ? "identity" : NULL);
+}
+
+/* ---- MHD's own refusals ---- */
+
+/* When parse_connection_headers finds an error (a malformed Content-Length, one beyond 64 bits, a missing
+ * Host in strict mode), MHD 0.9.75 queues its own HTML page without Content-Type and builds its header block,
+ * then overwrites its state and goes on as if the request were fine; the access handler is never called
+ * (a response is queued), and once the request is "complete" MHD builds the header block a second time:
+ * the client gets two. The page cannot be replaced through the API. The one code of ours that runs in
+ * between is the error logger, on the connection's own thread, just before MHD queues the page: there the
+ * gateway writes its own answer on the socket and shuts its sending side, so MHD's page fails to go out
+ * (EPIPE) and MHD closes the connection.
+ *
+ * To find the connection from the logger, each pool thread keeps the requests whose header section MHD is
+ * reading (on_uri to the first call of the access handler). A connection is served by one pool thread, so
+ * the list needs no lock. The one being refused is the one whose header section is complete (MHD's state
+ * is past HEADERS_RECEIVED) with nothing queued yet: any other with a complete header section would already
+ * have reached the access handler, in the same pass. */
+static _Thread_local struct request *parsing;
+
+void gw_vet_track(struct request *r)
+{
+    r->parse_prev = NULL;
+    r->parse_next = parsing;
+    if (parsing != NULL) {
+        parsing->parse_prev = r;
+    }
+    parsing = r;
+    r->parse_tracked = true;
+}
+
+void gw_vet_untrack(struct request *r)
+{
+    if (!r->parse_tracked) {
+        return;
+    }
+    if (r->parse_prev != NULL) {
+        r->parse_prev->parse_next = r->parse_next;
+    } else {
+        parsing = r->parse_next;
+    }
+    if (r->parse_next != NULL) {
+        r->parse_next->parse_prev = r->parse_prev;
+    }
+    r->parse_tracked = false;
+}
+
+static struct request *being_refused(void)
+{
+    for (struct request *r = parsing; r != NULL; r = r->parse_next) {
+        if (MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE) != NULL &&
+            MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_HTTP_STATUS) == NULL) {
+            return r;
+        }
+    }
+    return NULL;
+}
+
+/* The whole answer, as MHD would frame it: status line, Date, Connection: close, problem+json. */
+static int problem_message(char *msg, size_t cap, enum px_status st, const char *detail)
+{
+    char body[1024], date[64];
+    size_t body_len = px_problem_json(body, sizeof(body), st, detail);
+    int status = px_status_http(st);
+    time_t now = time(NULL);
+    struct tm tm;
+
+    strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", gmtime_r(&now, &tm));
+    return snprintf(
+        msg, cap,
+        "HTTP/1.1 %d %s\r\nDate: %s\r\nConnection: close\r\nContent-Type: application/problem+json"
+        "\r\nContent-Length: %zu\r\n\r\n%.*s",
+        status, px_http_reason(status), date, body_len, (int)body_len, body);
+}
+
+void gw_vet_mhd_refusal(unsigned mhd_status)
+{
+    struct request *r = being_refused();
+    const char *detail = "malformed request";
+    char msg[1536];
+
+    if (r == NULL) {
+        return; /* not in a header section (e.g. a bad chunk): MHD's page is the only answer */
+    }
+    gw_vet_untrack(r);
+    enum px_status st = vet_fields(r, false, &detail);
+    if (st == PX_OK) {
+        st = mhd_status == MHD_HTTP_CONTENT_TOO_LARGE ? PX_ERR_TOO_LARGE : PX_ERR_BAD_REQUEST;
+    }
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    int n = problem_message(msg, sizeof(msg), st, detail);
+    r->status = px_status_http(st);
+    r->state = GW_ANSWERED;
+    /* Nothing was written on this connection yet: the short answer fits the socket buffer at once. */
+    if (ci != NULL && n > 0 && (size_t)n < sizeof(msg)) {
+        if (send(ci->connect_fd, msg, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) != n) {
+            CG_LOG(CG_LOG_DEBUG, "http", "event=refusal_unsent status=%d", r->status);
+        }
+        shutdown(ci->connect_fd, SHUT_WR);
+    }
 }

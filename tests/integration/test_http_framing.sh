@@ -98,7 +98,13 @@ refused 400 bad-request "chunked then gzip on two lines" \
     'POST /api/r/te-2 HTTP/1.1\r\n'"$H"'\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\n0\r\n\r\n'
 refused 501 not-implemented "gzip, chunked (a coding the gateway does not decode)" \
     'POST /api/r/te-gz-ch HTTP/1.1\r\n'"$H"'\r\nContent-Type: text/plain\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n'
-for p in cl-te te-cl two-cl ws te-gzip te-identity te-2 te-gz-ch smuggled; do
+refused 400 bad-request "a malformed Content-Length" \
+    'POST /api/r/cl-bad HTTP/1.1\r\n'"$H"'\r\nContent-Type: text/plain\r\nContent-Length: abc\r\n\r\n'
+refused 400 bad-request "Content-Length: 3, 3" \
+    'POST /api/r/cl-list HTTP/1.1\r\n'"$H"'\r\nContent-Type: text/plain\r\nContent-Length: 3, 3\r\n\r\nabc'
+refused 413 content-too-large "a Content-Length beyond 64 bits" \
+    'POST /api/r/cl-huge HTTP/1.1\r\n'"$H"'\r\nContent-Type: text/plain\r\nContent-Length: 99999999999999999999999\r\n\r\n'
+for p in cl-te te-cl two-cl ws te-gzip te-identity te-2 te-gz-ch cl-bad cl-list cl-huge smuggled; do
     assert_eq 0 "$(asked "$p")" "device requests for /r/$p"
 done
 # The same Content-Length twice is one length; chunked alone is fine.
@@ -142,6 +148,19 @@ refused 415 unsupported-media-type "Content-Encoding on a chunked body" \
 assert_eq 0 "$(asked ce)" "device requests for a content-coded body"
 served 200 "Content-Encoding: identity" \
     'PUT /api/r/ce-id?plen=1 HTTP/1.1\r\n'"$H"'\r\nContent-Type: text/plain\r\nContent-Encoding: identity\r\nContent-Length: 3\r\n'"$CLOSE"'\r\nabc'
+
+# ---- what MHD refuses before any callback: its own page (HTML, see README), but once, and closed ----
+mhd_refused() { # STATUS WHAT REQUEST
+    raw "$3"
+    one_answer "$2"
+    assert_status "$1" "$2"
+    assert_eq 0 "$RAW_RC" "$2: connection closed after the answer"
+}
+mhd_refused 400 "a header line without a colon" 'GET /api/r/x HTTP/1.1\r\n'"$H"'\r\nFoo\r\n\r\n'
+mhd_refused 505 "HTTP/2.0 in the request line" 'GET /api/r/x HTTP/2.0\r\n'"$H"'\r\n\r\n'
+mhd_refused 400 "a malformed chunk size" \
+    'POST /api/r/badchunk HTTP/1.1\r\n'"$H"'\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n'
+assert_eq 0 "$(asked badchunk)" "device requests for a malformed chunked body"
 
 # ---- keep-alive still works: two pipelined requests, two answers ----
 raw 'GET /api/r/ka1 HTTP/1.1\r\n'"$H"'\r\n\r\nGET /api/r/ka2 HTTP/1.1\r\n'"$H"'\r\n'"$CLOSE"'\r\n'
