@@ -152,6 +152,23 @@ static uint64_t now_us(void)
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
+/* RFC 9112 §3.2.2: an absolute-form target ("http://host:port/path?query", what a client configured with
+ * the gateway as its proxy sends) names the resource by its path; the authority is the gateway's. Returns
+ * where the path starts in target ("" when it has none: then the path is "/"), or target itself. */
+static const char *origin_part(const char *target)
+{
+    size_t skip = 0;
+
+    if (strncasecmp(target, "http://", 7) == 0) {
+        skip = 7;
+    } else if (strncasecmp(target, "https://", 8) == 0) {
+        skip = 8;
+    } else {
+        return target;
+    }
+    return target + skip + strcspn(target + skip, "/?");
+}
+
 /* Called by MHD with the raw request target before any unescaping: the request context is born here, and
  * keeps the raw path and query (percent-decoding is done once, per segment, by the pipeline, so %2F stays
  * inside one Uri-Path option as RFC 7252 §6.4 requires). */
@@ -171,8 +188,8 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
     r->target_at = (uintptr_t)uri;
     r->target_len = strlen(uri);
     r->line_bad = !gw_target_clean(uri);
-    r->path = strdup(uri);
-    if (r->path == NULL) {
+    const char *origin = origin_part(uri);
+    if (asprintf(&r->path, "%s%s", origin[0] == '/' ? "" : "/", origin) < 0) {
         free(r);
         return NULL;
     }

@@ -129,6 +129,18 @@ served 200 "HTTP/1.0 without Host" 'GET /api/r/h10 HTTP/1.0\r\n\r\n'
 served 200 "an IPv6 literal Host" 'GET /api/r/h6 HTTP/1.1\r\nHost: [::1]:8080\r\n'"$CLOSE"'\r\n'
 served 200 "an empty Host" 'GET /api/r/hempty HTTP/1.1\r\nHost:\r\n'"$CLOSE"'\r\n'
 
+# ---- §3.2.2: absolute-form (curl -x, http_proxy clients) ----
+served 200 "absolute-form to a route" \
+    'GET http://127.0.0.1:'"$GW_PORT"'/api/r/abs?body=absolute HTTP/1.1\r\n'"$H"'\r\n'"$CLOSE"'\r\n'
+assert_eq absolute "$BODY" "absolute-form body"
+assert_eq 1 "$(srv_count "$SRV" "GET /r/abs")" "device asked for /r/abs"
+served 200 "absolute-form to an admin path" \
+    'GET HTTP://gw.example/healthz HTTP/1.1\r\n'"$H"'\r\n'"$CLOSE"'\r\n'
+assert_eq ok "$(tr -d '\r\n' <<<"$BODY")" "/healthz body"
+served 404 "absolute-form with a query and no path (/)" \
+    'GET http://gw.example?x=1 HTTP/1.1\r\n'"$H"'\r\n'"$CLOSE"'\r\n'
+assert_problem 404 no-route
+
 # ---- the target: NUL and control bytes are refused (and never reach the access log) ----
 for t in 'NUL:\0' 'CR:\r' 'ESC:\x1b[31m' 'BS:\x08' 'DEL:\x7f' 'TAB:\t' 'LF-escape:%0A\x01'; do
     refused 400 bad-request "a ${t%%:*} in the target" 'GET /api/r/ctl'"${t#*:}"'x HTTP/1.1\r\n'"$H"'\r\n\r\n'
