@@ -42,17 +42,75 @@ static const char *header(const struct request *r, const char *name)
     return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
 }
 
-static void read_headers(struct request *r)
+/* The list fields, in the order of r->joined. */
+static const char *const list_fields[GW_LIST_FIELDS] = {
+    MHD_HTTP_HEADER_ACCEPT,        MHD_HTTP_HEADER_IF_MATCH, MHD_HTTP_HEADER_IF_NONE_MATCH,
+    MHD_HTTP_HEADER_CACHE_CONTROL, MHD_HTTP_HEADER_PRAGMA,
+};
+
+struct lists {
+    struct request *r;
+    const char *value[GW_LIST_FIELDS]; /* MHD's value, or r->joined[i] */
+    bool oom;
+};
+
+/* "a" + ", " + "b", replacing the previous join. */
+static bool join(struct lists *l, size_t i, const char *more)
 {
+    size_t a = strlen(l->value[i]), b = strlen(more);
+    char *j = malloc(a + 2 + b + 1);
+
+    if (j == NULL) {
+        return false;
+    }
+    memcpy(j, l->value[i], a);
+    memcpy(j + a, ", ", 2);
+    memcpy(j + a + 2, more, b + 1);
+    free(l->r->joined[i]);
+    l->r->joined[i] = j;
+    l->value[i] = j;
+    return true;
+}
+
+/* RFC 9110 §5.3: a list field sent on several lines is one list, the lines joined with ", " in order. MHD
+ * 0.9.75's MHD_lookup_connection_value returns only the first line (a no-store on the second line of
+ * Cache-Control would be lost), so every line is collected here. Empty lines add nothing (§5.6.1). */
+static enum MHD_Result collect_list(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    struct lists *l = cls;
+    (void)kind;
+
+    for (size_t i = 0; i < GW_LIST_FIELDS; i++) {
+        if (strcasecmp(key, list_fields[i]) != 0) {
+            continue;
+        }
+        if (l->value[i] == NULL || l->value[i][0] == '\0') {
+            l->value[i] = value;
+        } else if (value[0] != '\0' && !join(l, i, value)) {
+            l->oom = true;
+            return MHD_NO;
+        }
+        break;
+    }
+    return MHD_YES;
+}
+
+/* False when out of memory (a list cut short could drop a no-store: the request is not served). */
+static bool read_headers(struct request *r)
+{
+    struct lists l = {.r = r};
+
+    MHD_get_connection_values(r->conn, MHD_HEADER_KIND, collect_list, &l);
     r->headers = (struct px_headers){
         .content_type = header(r, MHD_HTTP_HEADER_CONTENT_TYPE),
         .content_length = header(r, MHD_HTTP_HEADER_CONTENT_LENGTH),
-        .accept = header(r, MHD_HTTP_HEADER_ACCEPT),
-        .if_match = header(r, MHD_HTTP_HEADER_IF_MATCH),
-        .if_none_match = header(r, MHD_HTTP_HEADER_IF_NONE_MATCH),
-        .cache_control = header(r, MHD_HTTP_HEADER_CACHE_CONTROL),
-        .pragma = header(r, MHD_HTTP_HEADER_PRAGMA),
+        .accept = l.value[0],
+        .if_match = l.value[1],
+        .if_none_match = l.value[2],
+        .cache_control = l.value[3],
+        .pragma = l.value[4],
     };
+    return !l.oom;
 }
 
 /* First call: admin paths are ours; everything else goes to the pipeline, which vets it from the request
@@ -77,7 +135,9 @@ static enum MHD_Result begin(struct request *r, const char *version)
     if ((r->px = px_req_new(r->http->fwd, &front)) == NULL) {
         return MHD_NO;
     }
-    read_headers(r);
+    if (!read_headers(r)) {
+        return MHD_NO;
+    }
     if (px_req_begin(r->px, r->method, r->path, r->query, &r->headers) == PX_BEGIN_ANSWER_NOW) {
         px_req_run(r->px, &a);
         return gw_render(r, &a);
@@ -252,6 +312,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     atomic_fetch_add_explicit(&http->answered[klass], 1, memory_order_relaxed);
     gw_vet_untrack(r);
     px_req_free(r->px);
+    for (size_t i = 0; i < GW_LIST_FIELDS; i++) {
+        free(r->joined[i]);
+    }
     free(r->sse_buf);
     free(r->path);
     free(r);

@@ -28,6 +28,9 @@ struct gw_http {
 
 enum gw_state { GW_NEW, GW_BODY, GW_WAITING, GW_ANSWERED };
 
+/* The list fields the pipeline reads (Accept, If-Match, If-None-Match, Cache-Control, Pragma). */
+#define GW_LIST_FIELDS 5
+
 /* One HTTP request: the adapter's own state; the proxy's lives in px. */
 struct request {
     struct gw_http *http;
@@ -42,6 +45,7 @@ struct request {
     bool line_bad; /* whitespace or a control byte in the target, or a method that is not a token */
     enum cfg_admin admin;
     struct px_headers headers;
+    char *joined[GW_LIST_FIELDS]; /* list fields sent on several lines, joined (read_headers) */
     /* vet.c: this thread's requests in their header section. */
     struct request *parse_prev, *parse_next;
     bool parse_tracked;

@@ -151,6 +151,21 @@ if LC_ALL=C grep -q $'[\x01-\x08\x0b\x0c\x0e-\x1f\x7f]' "$GW_LOG"; then
     fail "a raw control byte reached the gateway's log"
 fi
 
+# ---- RFC 9110 §5.3: a list field on several lines is one list ----
+served 200 "cacheable GET (MISS)" 'GET /api/r/list?max_age=60 HTTP/1.1\r\n'"$H"'\r\n'"$CLOSE"'\r\n'
+assert_header X-Cache MISS
+served 200 "cacheable GET (HIT)" 'GET /api/r/list?max_age=60 HTTP/1.1\r\n'"$H"'\r\n'"$CLOSE"'\r\n'
+assert_header X-Cache HIT
+served 200 "no-store on a second Cache-Control line" \
+    'GET /api/r/list?max_age=60 HTTP/1.1\r\n'"$H"'\r\nCache-Control: max-stale=10\r\nCache-Control: no-store\r\n'"$CLOSE"'\r\n'
+assert_header X-Cache BYPASS
+served 200 "cacheable GET (MISS)" 'GET /api/r/prag?max_age=60 HTTP/1.1\r\n'"$H"'\r\n'"$CLOSE"'\r\n'
+served 200 "no-cache on a second Pragma line" \
+    'GET /api/r/prag?max_age=60 HTTP/1.1\r\n'"$H"'\r\nPragma: x-foo\r\nPragma: no-cache\r\n'"$CLOSE"'\r\n'
+assert_eq 2 "$(asked prag)" "device requests after Pragma: no-cache on a second line"
+served 200 "Accept on two lines, the second mappable" \
+    'GET /api/r/acc HTTP/1.1\r\n'"$H"'\r\nAccept: image/x-none\r\nAccept: text/plain\r\n'"$CLOSE"'\r\n'
+
 # ---- RFC 9110 §8.4: a content-coded body is refused, never forwarded as identity ----
 refused 415 unsupported-media-type "Content-Encoding: gzip" \
     'PUT /api/r/ce HTTP/1.1\r\n'"$H"'\r\nContent-Type: text/plain\r\nContent-Encoding: gzip\r\nContent-Length: 3\r\n\r\nabc'
