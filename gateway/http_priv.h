@@ -1,7 +1,7 @@
 /* gateway/http_priv: what the files of the libmicrohttpd adapter share. http.c owns the callbacks and the
  * request's life; render.c turns pipeline answers into MHD responses; admin.c answers the admin endpoints;
  * sse.c frames live streams. Calls go http.c → admin.c → render.c → sse.c, never back. Every function here
- * runs on an MHD thread. */
+ * runs on an MHD thread. vet.c (request checks MHD does not make) is called by http.c and calls render.c. */
 #ifndef GW_HTTP_PRIV_H
 #define GW_HTTP_PRIV_H
 
@@ -22,11 +22,14 @@ struct gw_http {
     struct px_forward *fwd;
     struct MHD_Daemon *daemon;
     int listen_fd;
-    atomic_int active; /* requests between URI callback and completion */
+    atomic_int active;                /* requests between URI callback and completion */
     atomic_uint_fast64_t answered[6]; /* requests answered, by status class (index 1..5; 0: no response) */
 };
 
 enum gw_state { GW_NEW, GW_BODY, GW_WAITING, GW_ANSWERED };
+
+/* The list fields the pipeline reads (Accept, If-Match, If-None-Match, Cache-Control, Pragma). */
+#define GW_LIST_FIELDS 5
 
 /* One HTTP request: the adapter's own state; the proxy's lives in px. */
 struct request {
@@ -36,8 +39,16 @@ struct request {
     char *path;        /* raw path (percent-encoded), NUL-terminated at '?' */
     const char *query; /* raw query after '?', or NULL */
     const char *method;
+    /* The raw target in MHD's read buffer, for vet.c: its address and its length up to the first NUL. */
+    uintptr_t target_at;
+    size_t target_len;
+    bool line_bad; /* whitespace or a control byte in the target, or a method that is not a token */
     enum cfg_admin admin;
     struct px_headers headers;
+    char *joined[GW_LIST_FIELDS]; /* list fields sent on several lines, joined (read_headers) */
+    /* vet.c: this thread's requests in their header section. */
+    struct request *parse_prev, *parse_next;
+    bool parse_tracked;
     struct px_req *px; /* NULL for admin requests */
     uint64_t start_us;
     int status; /* HTTP status sent, for the access log */
@@ -47,11 +58,30 @@ struct request {
     uint64_t last_write_ms;
 };
 
+/* vet.c: the RFC 9112/9110 checks MHD 0.9.75 does not make (framing, Host, target, content coding). */
+/* False when target (raw, NUL-terminated) holds whitespace or a control byte. */
+bool gw_target_clean(const char *target);
+/* Vets the request line and header section (first call; version as MHD passes it). PX_OK, or the refusal
+ * with a static *detail. */
+enum px_status gw_vet(struct request *r, const char *version, const char **detail);
+/* Answers a refusal once, as problem+json, and closes the connection. */
+enum MHD_Result gw_refuse(struct request *r, enum px_status st, const char *detail);
+/* Requests whose header section MHD is reading on this thread: from on_uri (track) to the first call or
+ * the end (untrack; idempotent). */
+void gw_vet_track(struct request *r);
+void gw_vet_untrack(struct request *r);
+/* The logger's hook: MHD is about to queue its own error page (status) on a connection of this thread. */
+void gw_vet_mhd_refusal(unsigned mhd_status);
+
 /* render.c */
 /* Queues resp with status (adds Connection: close while draining) and destroys our reference. */
 enum MHD_Result gw_queue(struct request *r, struct MHD_Response *resp, int status);
 /* Renders and queues a pipeline answer, then releases it. */
 enum MHD_Result gw_render(struct request *r, struct px_answer *a);
+/* Refuses a request before the pipeline sees it: problem+json, Connection: close, and Accept-Encoding when
+ * not NULL (a 415 for a content coding, RFC 9110 §15.5.16). */
+enum MHD_Result gw_render_refusal(struct request *r, enum px_status st, const char *detail,
+                                  const char *accept_encoding);
 /* Frees a prebuilt hit response (the cache's user-slot destructor). Any thread. */
 void gw_prebuilt_free(void *user);
 

@@ -70,9 +70,26 @@ enum cg_log_level gw_mhdlog_level(const char *fmt, const char *message)
     return CG_LOG_WARN;
 }
 
+/* transmit_error_response_len, just before it queues its page: "... code is %u ('%s')). Closing connection."
+ */
+static const char refusal_fmt[] = "Error processing request (HTTP response code is %u";
+
+static void (*refusal_hook)(unsigned status);
+
+void gw_mhdlog_set_refusal_hook(void (*hook)(unsigned status))
+{
+    refusal_hook = hook;
+}
+
 void gw_mhdlog(void *cls, const char *fmt, va_list ap)
 {
     (void)cls;
+    if (refusal_hook != NULL && starts_with(fmt, refusal_fmt)) {
+        va_list args;
+        va_copy(args, ap);
+        refusal_hook(va_arg(args, unsigned));
+        va_end(args);
+    }
     if (!cg_log_enabled(CG_LOG_WARN)) {
         return; /* nothing from MHD is above warn: skip the formatting */
     }

@@ -15,4 +15,8 @@ enum cg_log_level gw_mhdlog_level(const char *fmt, const char *message);
 /* The MHD_OPTION_EXTERNAL_LOGGER function (cls unused). Any MHD thread. */
 void gw_mhdlog(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 
+/* Called (on the connection's thread, at any log level) when MHD is about to queue an error page of its own
+ * with that HTTP status. Set before the daemon starts. */
+void gw_mhdlog_set_refusal_hook(void (*hook)(unsigned status));
+
 #endif

@@ -275,6 +275,24 @@ static enum MHD_Result render_hit(struct request *r, struct px_answer *a)
     return ret;
 }
 
+enum MHD_Result gw_render_refusal(struct request *r, enum px_status st, const char *detail,
+                                  const char *accept_encoding)
+{
+    struct px_answer a = {.kind = PX_ANSWER_PROBLEM,
+                          .status = px_status_http(st),
+                          .xcache = PX_XC_NONE,
+                          .close = true,
+                          .retry_after = -1,
+                          .problem = st,
+                          .detail = detail};
+    struct MHD_Response *resp = problem_response(&a);
+
+    if (resp != NULL && accept_encoding != NULL) {
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCEPT_ENCODING, accept_encoding);
+    }
+    return gw_queue(r, resp, a.status);
+}
+
 enum MHD_Result gw_render(struct request *r, struct px_answer *a)
 {
     enum MHD_Result ret;
