@@ -4,6 +4,7 @@
 #include "coap/coaplog.h"
 
 #include <coap3/coap.h>
+#include <gnutls/gnutls.h>
 #include <string.h>
 
 /* Prefixes of messages libcoap logs loudly for events coapgw expects and reports itself. */
@@ -95,4 +96,28 @@ void co_log_install(enum cg_log_level threshold)
     coap_set_log_handler(on_coap_log);
     coap_set_show_pdu_output(0); /* PDU dumps too: by default coap_show_pdu() writes to stderr itself */
     coap_set_log_level(co_log_coap_level(threshold));
+}
+
+/* libcoap 4.3.1 (coap_gnutls.c) sets GnuTLS's process-wide audit-log function at coap_startup(), and that
+ * function takes every GnuTLS session's transport pointer for a libcoap session. libmicrohttpd's HTTPS
+ * sessions are GnuTLS sessions too: the first audit message on one (a client speaking plain HTTP to the
+ * HTTPS port) made libcoap read an MHD connection as a coap_session_t and crash in coap_session_str. Ours
+ * looks at no session. */
+static void tls_audit(gnutls_session_t session, const char *message)
+{
+    (void)session;
+    if (cg_log_enabled(CG_LOG_DEBUG)) {
+        char quoted[512];
+        size_t n = strlen(message);
+        while (n > 0 && (message[n - 1] == '\n' || message[n - 1] == '\r')) {
+            n--;
+        }
+        cg_log_quote(quoted, sizeof(quoted), message, n);
+        cg_log_write(CG_LOG_DEBUG, "tls", "event=audit msg=%s", quoted);
+    }
+}
+
+void co_log_tls_audit_install(void)
+{
+    gnutls_global_set_audit_log_function(tls_audit);
 }

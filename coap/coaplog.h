@@ -17,4 +17,8 @@ int co_log_coap_level(enum cg_log_level threshold);
 /* Routes libcoap's messages through coapgw's logger at threshold. Call before any thread uses libcoap. */
 void co_log_install(enum cg_log_level threshold);
 
+/* Replaces the GnuTLS audit-log function libcoap installs process-wide at coap_startup(). Call right after
+ * coap_startup(), before the HTTPS front end starts (see coaplog.c for why). */
+void co_log_tls_audit_install(void);
+
 #endif

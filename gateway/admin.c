@@ -115,13 +115,42 @@ static enum MHD_Result reply_not_allowed(struct request *r)
     return gw_queue(r, resp, MHD_HTTP_METHOD_NOT_ALLOWED);
 }
 
+static const char *conn_header(void *ctx, const char *name)
+{
+    return MHD_lookup_connection_value(ctx, MHD_HEADER_KIND, name);
+}
+
+/* admin.auth guards /metrics (what it tells is an inventory of the deployment); the probes stay open.
+ * MHD_YES/MHD_NO when refused (answered), -1 when the request may go on. */
+static int refuse_metrics(struct request *r)
+{
+    struct px_headers h = {
+        .authorization = conn_header(r->conn, MHD_HTTP_HEADER_AUTHORIZATION), .get = conn_header, .get_ctx = r->conn};
+    struct px_answer a = {.kind = PX_ANSWER_PROBLEM, .xcache = PX_XC_NONE, .retry_after = -1, .age = -1};
+    enum px_auth_result result = px_forward_admin_auth(r->http->fwd, &h, a.challenge, sizeof(a.challenge));
+
+    if (result == PX_AUTH_OK) {
+        return -1;
+    }
+    a.problem = result == PX_AUTH_MISSING ? PX_ERR_UNAUTHORIZED : PX_ERR_FORBIDDEN;
+    a.status = px_status_http(a.problem);
+    a.detail = result == PX_AUTH_MISSING ? "/metrics needs the admin credentials"
+                                         : "the credentials are not valid for /metrics";
+    return gw_render(r, &a);
+}
+
 enum MHD_Result gw_admin_reply(struct request *r)
 {
+    int refused;
+
     if (strcmp(r->method, "GET") != 0 && strcmp(r->method, "HEAD") != 0) {
         return reply_not_allowed(r);
     }
     switch (r->admin) {
     case CFG_ADMIN_METRICS:
+        if ((refused = refuse_metrics(r)) >= 0) {
+            return (enum MHD_Result)refused;
+        }
         return reply_metrics(r);
     case CFG_ADMIN_READYZ:
         return reply_ready(r);

@@ -96,6 +96,12 @@ static enum MHD_Result collect_list(void *cls, enum MHD_ValueKind kind, const ch
 }
 
 /* False when out of memory (a list cut short could drop a no-store: the request is not served). */
+/* Any field by name, for the pipeline (an API key's configurable header). */
+static const char *header_by_name(void *ctx, const char *name)
+{
+    return header(ctx, name);
+}
+
 static bool read_headers(struct request *r)
 {
     struct lists l = {.r = r};
@@ -109,6 +115,11 @@ static bool read_headers(struct request *r)
         .if_none_match = l.value[2],
         .cache_control = l.value[3],
         .pragma = l.value[4],
+        .origin = header(r, MHD_HTTP_HEADER_ORIGIN),
+        .access_control_method = header(r, "Access-Control-Request-Method"),
+        .authorization = header(r, MHD_HTTP_HEADER_AUTHORIZATION),
+        .get = header_by_name,
+        .get_ctx = r,
     };
     return !l.oom;
 }
@@ -116,14 +127,40 @@ static bool read_headers(struct request *r)
 /* First call: admin paths are ours; everything else goes to the pipeline, which vets it from the request
  * line and headers. Its verdict is answered once the request is complete, so the connection stays usable
  * (keep-alive); only a declared oversized body is refused at once, before it is read. */
+/* limits.max_uri_bytes and max_header_bytes, from what MHD read (it has the whole header section now). */
+static enum px_status check_sizes(const struct request *r, const char **detail)
+{
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
+
+    if (r->target_len > r->http->cfg->limits.max_uri_bytes) {
+        *detail = "the request target is longer than limits.max_uri_bytes";
+        return PX_ERR_URI_TOO_LONG;
+    }
+    if (ci != NULL && ci->header_size > r->http->cfg->limits.max_header_bytes) {
+        *detail = "the request header section is larger than limits.max_header_bytes";
+        return PX_ERR_HEADERS_TOO_LARGE;
+    }
+    return PX_OK;
+}
+
+static const struct sockaddr *client_address(const struct request *r)
+{
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    return ci != NULL ? ci->client_addr : NULL;
+}
+
 static enum MHD_Result begin(struct request *r, const char *version)
 {
-    struct px_front front = {.suspend = suspend_conn, .resume = resume_conn, .conn = r->conn};
+    struct px_front front = {
+        .suspend = suspend_conn, .resume = resume_conn, .conn = r->conn, .remote = client_address(r)};
     struct px_answer a;
     const char *detail;
 
     gw_vet_untrack(r);
     enum px_status st = gw_vet(r, version, &detail);
+    if (st == PX_OK) {
+        st = check_sizes(r, &detail);
+    }
     if (st != PX_OK) {
         return gw_refuse(r, st, detail);
     }
@@ -395,6 +432,19 @@ struct gw_http *gw_http_start(const struct cfg *cfg, struct px_client *client, s
     gw_mhdlog_set_refusal_hook(gw_vet_mhd_refusal);
     unsigned flags =
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    bool tls = cfg->tls.cert_pem != NULL;
+    if (tls) {
+        flags |= MHD_USE_TLS; /* libmicrohttpd's GnuTLS support */
+    }
+    /* Room for a header section of max_header_bytes, so that it is ours to answer 431 (with problem+json);
+     * a larger one fills MHD's pool and gets MHD's own 431 page. */
+    size_t pool = 2 * cfg->limits.max_header_bytes + cfg->limits.max_uri_bytes + 16384;
+    struct MHD_OptionItem no_options[] = {{MHD_OPTION_END, 0, NULL}};
+    struct MHD_OptionItem tls_options[] = {
+        {MHD_OPTION_HTTPS_MEM_CERT, 0, cfg->tls.cert_pem},
+        {MHD_OPTION_HTTPS_MEM_KEY, 0, cfg->tls.key_pem},
+        {MHD_OPTION_END, 0, NULL},
+    };
     http->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, http, MHD_OPTION_EXTERNAL_LOGGER, gw_mhdlog, NULL, /* first */
         MHD_OPTION_LISTEN_SOCKET, http->listen_fd,
@@ -404,7 +454,10 @@ struct gw_http *gw_http_start(const struct cfg *cfg, struct px_client *client, s
         /* Not strict: at 1, MHD 0.9.75 closes on a space in the target without any answer and refuses a
          * missing Host with its own HTML page (see vet.c); at -1 ("permissive") it is the one level that
          * refuses whitespace before a colon. gateway/vet.c makes all three checks, with problem+json. */
-        MHD_OPTION_STRICT_FOR_CLIENT, (int)0, MHD_OPTION_END);
+        MHD_OPTION_STRICT_FOR_CLIENT, (int)0, MHD_OPTION_CONNECTION_MEMORY_LIMIT, pool < 32768 ? (size_t)32768 : pool,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, cfg->limits.max_connections_per_ip,
+        /* The HTTPS options only with MHD_USE_TLS: otherwise MHD 0.9.75 logs that they are misplaced. */
+        MHD_OPTION_ARRAY, tls ? tls_options : no_options, MHD_OPTION_END);
     if (http->daemon == NULL) {
         snprintf(err, err_len, "http: cannot start the HTTP server on %s:%u", cfg->listen.host,
                  cfg->listen.port);

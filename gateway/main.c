@@ -304,6 +304,7 @@ int main(int argc, char **argv)
      * context is gone. Its messages go through coapgw's logger from the start. */
     co_log_install((enum cg_log_level)cfg->log.level);
     coap_startup();
+    co_log_tls_audit_install();
     coap_set_prng(buffered_random);
     cg_log_start_buffering();
     int rc = serve(cfg);

@@ -37,6 +37,7 @@ static const struct status_row status_table[] = {
     [PX_ERR_UNAUTHORIZED] = {401, "Unauthorized", "unauthorized"},
     [PX_ERR_FORBIDDEN] = {403, "Forbidden", "forbidden"},
     [PX_ERR_RATE_LIMITED] = {429, "Too Many Requests", "too-many-requests"},
+    [PX_ERR_HEADERS_TOO_LARGE] = {431, "Request Header Fields Too Large", "header-fields-too-large"},
 };
 
 /* HTTP reason phrases (RFC 9110 §15, RFC 6585 §4) for every status this gateway can send. */
@@ -61,6 +62,7 @@ static const struct {
     {415, "Unsupported Media Type"},
     {422, "Unprocessable Content"},
     {429, "Too Many Requests"},
+    {431, "Request Header Fields Too Large"},
     {500, "Internal Server Error"},
     {501, "Not Implemented"},
     {502, "Bad Gateway"},
@@ -290,6 +292,7 @@ static const struct status_row *status_row(enum px_status status)
     case PX_ERR_UNAUTHORIZED:
     case PX_ERR_FORBIDDEN:
     case PX_ERR_RATE_LIMITED:
+    case PX_ERR_HEADERS_TOO_LARGE:
         return &status_table[status];
     }
     return &status_table[PX_ERR_INTERNAL];

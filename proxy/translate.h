@@ -29,6 +29,7 @@ enum px_status {
     PX_ERR_UNAUTHORIZED,        /* 401: the route wants credentials and none came (WWW-Authenticate) */
     PX_ERR_FORBIDDEN,           /* 403: wrong credentials, a refused origin or forward-proxy target */
     PX_ERR_RATE_LIMITED,        /* 429: the client address is over rate_limit (Retry-After) */
+    PX_ERR_HEADERS_TOO_LARGE,   /* 431: the header section is above limits.max_header_bytes */
 };
 
 const char *px_strerror(enum px_status status); /* short title, e.g. "Upstream Timeout" */
