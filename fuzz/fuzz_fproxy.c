@@ -10,7 +10,7 @@
 #include "proxy/fproxy.h"
 
 /* Input: byte 0 picks the mode; the rest is split at the first NUL into two NUL-terminated strings. */
-static void fuzz_target(const char *rest, size_t rest_len, const char *query, const struct px_fp_rule *rules,
+static void fuzz_target(const char *rest, size_t rest_len, const char *query, const struct cg_addr_rule *rules,
                         size_t n)
 {
     struct px_fp_target t;
@@ -32,7 +32,7 @@ static void fuzz_target(const char *rest, size_t rest_len, const char *query, co
         struct sockaddr_storage out;
         socklen_t len;
         if (px_fp_resolve(&t, rules, n, &out, &len, &reason) == 0 &&
-            !px_fp_addr_allowed(rules, n, &out, t.port)) {
+            !cg_addr_allowed(rules, n, &out, t.port)) {
             abort(); /* what resolve returns must pass the check it made */
         }
     }
@@ -41,11 +41,11 @@ static void fuzz_target(const char *rest, size_t rest_len, const char *query, co
 
 static void fuzz_rule(const char *text, const uint8_t *addr, size_t addr_len)
 {
-    struct px_fp_rule r;
+    struct cg_addr_rule r;
     const char *reason = NULL;
     struct sockaddr_storage ss;
 
-    if (px_fp_rule_parse(text, &r, &reason) != 0) {
+    if (cg_addr_rule_parse(text, &r, &reason) != 0) {
         if (reason == NULL) {
             abort();
         }
@@ -64,7 +64,7 @@ static void fuzz_rule(const char *text, const uint8_t *addr, size_t addr_len)
         in->sin_family = AF_INET;
         memcpy(&in->sin_addr, addr, 4);
     }
-    px_fp_addr_allowed(&r, 1, &ss, (uint16_t)(addr_len * 257));
+    cg_addr_allowed(&r, 1, &ss, (uint16_t)(addr_len * 257));
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -72,7 +72,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static const char *const rule_texts[] = {"127.0.0.0/8", "::1/128", "224.0.1.187/32:5683", "0.0.0.0/0:*"};
-    struct px_fp_rule rules[4];
+    struct cg_addr_rule rules[4];
     const char *reason;
     char *buf, *rest;
     size_t first, more;
@@ -89,7 +89,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fuzz_rule(buf, (const uint8_t *)buf + first + 1, more);
     } else {
         for (size_t i = 0; i < 4; i++) {
-            px_fp_rule_parse(rule_texts[i], &rules[i], &reason);
+            cg_addr_rule_parse(rule_texts[i], &rules[i], &reason);
         }
         /* rest gets an allocation of exactly its length, so a read past rest_len is caught */
         rest = malloc(first > 0 ? first : 1);

@@ -11,7 +11,7 @@ clang $flags -o out/fuzz_translate fuzz_translate.c ../proxy/translate.c ../base
     ../coap/code.c
 clang $flags -o out/fuzz_config fuzz_config.c ../config/cfg.c ../base/pct.c ../base/log.c ../base/clock.c \
     ../coap/code.c $(pkg-config --cflags --libs jansson) -lpthread
-clang $flags -o out/fuzz_fproxy fuzz_fproxy.c ../proxy/fproxy.c ../base/pct.c
+clang $flags -o out/fuzz_fproxy fuzz_fproxy.c ../proxy/fproxy.c ../base/addrrule.c ../base/pct.c
 cp -n ../tests/integration/*.json corpus/config/ 2>/dev/null || true
 printf '{"listen":"127.0.0.1:8080","upstreams":{"a":{"uri":"coap://h/b"}},"routes":[{"prefix":"/x/","upstream":"a"}]}' > corpus/config/seed.json
 printf 'a/b%%2Fc/\0x=1&y\0application/json\0text/html, */*;q=0.1\0"0a1b"\0*' > corpus/translate/seed

@@ -26,6 +26,8 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "base/addrrule.h"
+
 #define PX_FP_HOST_MAX 255 /* Uri-Host is 1..255 bytes (RFC 7252 §5.10) */
 #define PX_FP_PORT_COAP 5683
 #define PX_FP_PORT_COAPS 5684
@@ -74,43 +76,6 @@ int px_fp_target_parse(const char *rest, size_t rest_len, const char *query, str
 /* Frees what px_fp_target_parse allocated and clears *t; idempotent. */
 void px_fp_target_fini(struct px_fp_target *t);
 
-/* ==== Allow-list rules ========================================================================== */
-
-/* One rule: which target addresses and ports the forward proxy may reach. Grammar (no spaces):
- *
- *     rule    = ipv4 [ "/" len ] [ ":" port ]           "10.0.0.0/8"  "192.0.2.10:5683"  "127.0.0.2/32:*"
- *             / "[" ipv6 "]" [ "/" len ] [ ":" port ]   "[::1]:5683"  "[2001:db8::]/32:5683"
- *             / ipv6 [ "/" len ]                        "::1/128"  "2001:db8::/32" (no port: ':' is taken)
- *     port    = 1..65535 / "*"                          absent or "*": any port
- *
- * len defaults to the full length (32 or 128); the address may have no bits set beyond len (a typo such as
- * "10.0.0.1/8" is refused rather than guessed). ipv4 is four decimal octets (inet_pton), never "127.1".
- * An IPv4-mapped rule (::ffff:0:0/96 or narrower) is stored as the IPv4 rule it means, because addresses
- * are checked that way; a wider IPv6 rule (::/0) covers IPv6 addresses only. */
-struct px_fp_rule {
-    int family;       /* AF_INET or AF_INET6 */
-    uint8_t addr[16]; /* network address, network byte order (the first 4 bytes for AF_INET) */
-    unsigned len;     /* prefix length: 0..32 or 0..128 */
-    uint16_t port;    /* 0: any port */
-};
-
-/* Parses one rule (NUL-terminated). Returns 0, or -1 with *reason a static text for a configuration error
- * (`forward_proxy.targets[2]: <reason>`). Thread: any; no I/O, no allocation. */
-int px_fp_rule_parse(const char *s, struct px_fp_rule *out, const char **reason);
-
-/* Whether one resolved address (AF_INET or AF_INET6; its own port field is ignored) with this port is
- * allowed by at least one of rules[0..n). Refused whatever the rules say: the unspecified addresses
- * (0.0.0.0/8, ::), which Linux delivers to the local host. Refused unless a rule names them explicitly:
- *   - multicast (224.0.0.0/4, ff00::/8): only a rule inside multicast space ("224.0.1.187/32", "ff02::/16")
- *     matches a multicast address, so "0.0.0.0/0" or "::/0" never opens multicast;
- *   - broadcast: 255.255.255.255 only by the rule "255.255.255.255/32", and an address whose host bits are
- *     all 1 within a rule of length 0..30 (the subnet-directed broadcast of that rule's network) is not
- *     matched by that rule ("10.0.0.0/8" does not allow 10.255.255.255; "10.255.255.255/32" does).
- * An IPv4-mapped IPv6 address (::ffff:127.0.0.1) is checked as its IPv4 address.
- * Thread: any (rules are read only); no I/O. */
-bool px_fp_addr_allowed(const struct px_fp_rule *rules, size_t n, const struct sockaddr_storage *addr,
-                        uint16_t port);
-
 /* ==== Resolution ================================================================================ */
 
 /* Resolves t->host (getaddrinfo, AF_UNSPEC, SOCK_DGRAM; literals with AI_NUMERICHOST) and allows the target
@@ -124,7 +89,7 @@ bool px_fp_addr_allowed(const struct px_fp_rule *rules, size_t n, const struct s
  * resolver timed out, EAI_AGAIN), 500 (out of memory), with *reason static.
  * BLOCKS on DNS for PX_FP_HOST_NAME targets (up to the resolver's timeouts, seconds): call it where
  * blocking is acceptable, never on an MHD thread or a CoAP worker. Thread: any (getaddrinfo is MT-safe). */
-int px_fp_resolve(const struct px_fp_target *t, const struct px_fp_rule *rules, size_t n,
+int px_fp_resolve(const struct px_fp_target *t, const struct cg_addr_rule *rules, size_t n,
                   struct sockaddr_storage *out, socklen_t *out_len, const char **reason);
 
 #endif

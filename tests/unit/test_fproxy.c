@@ -38,11 +38,11 @@ static void assert_bad(const char *rest)
     assert_bad_q(rest, NULL);
 }
 
-static struct px_fp_rule rule(const char *s)
+static struct cg_addr_rule rule(const char *s)
 {
-    struct px_fp_rule r;
+    struct cg_addr_rule r;
     const char *reason = NULL;
-    ck_assert_msg(px_fp_rule_parse(s, &r, &reason) == 0, "rule %s: %s", s, reason ? reason : "");
+    ck_assert_msg(cg_addr_rule_parse(s, &r, &reason) == 0, "rule %s: %s", s, reason ? reason : "");
     return r;
 }
 
@@ -65,20 +65,20 @@ static struct sockaddr_storage sa(const char *text)
 /* Whether text (an address) with port passes the rules given as strings (NULL-terminated list). */
 static bool allowed(const char *const *rules, const char *text, uint16_t port)
 {
-    struct px_fp_rule r[8];
+    struct cg_addr_rule r[8];
     size_t n = 0;
     struct sockaddr_storage ss = sa(text);
     while (rules[n] != NULL) {
         r[n] = rule(rules[n]);
         n++;
     }
-    return px_fp_addr_allowed(r, n, &ss, port);
+    return cg_addr_allowed(r, n, &ss, port);
 }
 
 /* Parses rest as a target and resolves it against the rules; returns the status. */
 static int resolve(const char *const *rules, const char *rest, struct sockaddr_storage *out)
 {
-    struct px_fp_rule r[8];
+    struct cg_addr_rule r[8];
     size_t n = 0;
     struct px_fp_target t;
     struct sockaddr_storage ss;
@@ -370,11 +370,11 @@ START_TEST(test_rule_grammar_accepts_cidrs_addresses_and_ports)
         {"::/0", AF_INET6, 0, 0},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        struct px_fp_rule r = rule(cases[i].text);
+        struct cg_addr_rule r = rule(cases[i].text);
         ck_assert_msg(r.family == cases[i].family && r.len == cases[i].len && r.port == cases[i].port, "%s",
                       cases[i].text);
     }
-    struct px_fp_rule r = rule("192.0.2.10:5683");
+    struct cg_addr_rule r = rule("192.0.2.10:5683");
     ck_assert_mem_eq(r.addr, "\xc0\x00\x02\x0a", 4);
 }
 END_TEST
@@ -412,9 +412,9 @@ START_TEST(test_bad_rules_are_refused_with_a_reason)
         "[::1]:*x",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        struct px_fp_rule r;
+        struct cg_addr_rule r;
         const char *reason = NULL;
-        ck_assert_msg(px_fp_rule_parse(bad[i], &r, &reason) == -1, "accepted rule \"%s\"", bad[i]);
+        ck_assert_msg(cg_addr_rule_parse(bad[i], &r, &reason) == -1, "accepted rule \"%s\"", bad[i]);
         ck_assert_ptr_nonnull(reason);
     }
 }
@@ -422,18 +422,18 @@ END_TEST
 
 START_TEST(test_rules_with_address_bits_beyond_the_prefix_are_refused)
 {
-    struct px_fp_rule r;
+    struct cg_addr_rule r;
     const char *reason = NULL;
-    ck_assert_int_eq(px_fp_rule_parse("10.0.0.1/8", &r, &reason), -1);
+    ck_assert_int_eq(cg_addr_rule_parse("10.0.0.1/8", &r, &reason), -1);
     ck_assert_str_eq(reason, "address bits are set beyond the prefix length");
-    ck_assert_int_eq(px_fp_rule_parse("2001:db8::1/32", &r, &reason), -1);
-    ck_assert_int_eq(px_fp_rule_parse("[2001:db8::1]/64:5683", &r, &reason), -1);
+    ck_assert_int_eq(cg_addr_rule_parse("2001:db8::1/32", &r, &reason), -1);
+    ck_assert_int_eq(cg_addr_rule_parse("[2001:db8::1]/64:5683", &r, &reason), -1);
 }
 END_TEST
 
 START_TEST(test_mapped_rules_are_stored_as_ipv4_rules)
 {
-    struct px_fp_rule r = rule("::ffff:127.0.0.0/104");
+    struct cg_addr_rule r = rule("::ffff:127.0.0.0/104");
     ck_assert_int_eq(r.family, AF_INET);
     ck_assert_uint_eq(r.len, 8);
     ck_assert_mem_eq(r.addr, "\x7f\x00\x00\x00", 4);
@@ -543,10 +543,10 @@ END_TEST
 START_TEST(test_an_empty_rule_list_allows_nothing)
 {
     struct sockaddr_storage ss = sa("127.0.0.1");
-    ck_assert(!px_fp_addr_allowed(NULL, 0, &ss, 5683));
+    ck_assert(!cg_addr_allowed(NULL, 0, &ss, 5683));
     ss.ss_family = AF_UNIX;
-    struct px_fp_rule any = rule("0.0.0.0/0");
-    ck_assert(!px_fp_addr_allowed(&any, 1, &ss, 5683));
+    struct cg_addr_rule any = rule("0.0.0.0/0");
+    ck_assert(!cg_addr_allowed(&any, 1, &ss, 5683));
 }
 END_TEST
 
@@ -625,7 +625,7 @@ START_TEST(test_resolution_refuses_an_empty_target)
     struct sockaddr_storage out;
     socklen_t len;
     const char *reason = NULL;
-    struct px_fp_rule r = rule("0.0.0.0/0");
+    struct cg_addr_rule r = rule("0.0.0.0/0");
     ck_assert_int_eq(px_fp_resolve(&t, &r, 1, &out, &len, &reason), 400);
     ck_assert_ptr_nonnull(reason);
 }
