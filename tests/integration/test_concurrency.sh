@@ -13,7 +13,7 @@ start_testsrv
 SRV=$TESTSRV_PORT
 GW_PORT=$(free_port)
 write_config "$T/gw.json" "coap://127.0.0.1:$SRV" '"timeout_ms": 100000, "max_inflight": 64, "queue_limit": 2000' \
-    '"cache": false' '"log": { "level": "warn", "access_log": false }'
+    '"cache": false' '"log": { "level": "warn", "access_log": false }, "limits": { "max_connections_per_ip": 0 }'
 start_gateway "$T/gw.json"
 
 pids=()

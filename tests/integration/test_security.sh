@@ -172,6 +172,24 @@ assert_status 200 "once the slow exchange is done"
 pass "max_inflight_total"
 stop_gateway
 
+echo "check: limits.max_connections_per_ip: connections beyond it are closed at once"
+GW_PORT=$(free_port)
+write_config "$T/perip.json" "coap://127.0.0.1:$SRV" '"timeout_ms": 5000, "max_inflight": 8' '"cache": false' \
+    '"limits": { "max_connections_per_ip": 2 }'
+start_gateway "$T/perip.json"
+held=()
+for i in 1 2 3 4; do
+    curl -s -o /dev/null -w '%{http_code}\n' --max-time 10 "$(url "/api/r/hold?delay_ms=1500&n=$i")" >"$T/perip.$i" &
+    held+=($!)
+done
+wait "${held[@]}" || true
+ok=$(cat "$T"/perip.* | grep -c '^200$' || true)
+assert_eq 2 "$ok" "requests served with 4 connections at once and max_connections_per_ip 2"
+http GET /api/r/after
+assert_status 200 "a request once the connections are gone"
+pass "per-address connection cap"
+stop_gateway
+
 echo "check: HTTPS with tls.cert and tls.key (a certificate made here)"
 openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 -addext 'subjectAltName=IP:127.0.0.1' \
     -keyout "$T/key.pem" -out "$T/cert.pem" 2>/dev/null || fail "openssl could not make a certificate"
