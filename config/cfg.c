@@ -172,12 +172,16 @@ static const struct field fields[] = {
 
     {"forward_proxy", "enabled", BOOL_AT(struct cfg, forward_proxy.enabled), .def = "false",
      .parse = parse_forward_enabled,
-     .doc = "RFC 8075 forward proxying (`/hc/coap://host/path`) — not built yet, so `true` is rejected"},
+     .doc = "RFC 8075 forward proxying (`/hc/coap://host:port/path`, also percent-encoded); needs `allow`"},
     {"forward_proxy", "prefix", STRING_AT(struct cfg, forward_proxy.prefix), .def = "\"/hc/\"",
      .parse = parse_prefix, .doc = "path prefix of forward-proxy requests"},
     /* Stored by parse_allow() as forward_proxy.allow and .allow_len. */
     {"forward_proxy", "allow", .kind = KIND_CIDRS, .parse = parse_allow, .def_doc = "none",
-     .doc = "client addresses allowed to use the forward proxy, as CIDRs (`127.0.0.0/8`, `::1/128`)"},
+     .doc = "the targets it may reach: `ADDR[/LEN][:PORT]`, `[V6][/LEN][:PORT]` or `V6[/LEN]` (`127.0.0.2/32`, "
+            "`[::1]:5683`); every address a host name resolves to must match; multicast and broadcast only "
+            "when named; anything else 403"},
+    {"forward_proxy", "timeout_ms", UINT_AT(struct cfg, forward_proxy.timeout_ms), .def = "5000", .min = 1,
+     .max = 600000, .doc = "deadline for an exchange with a target, queueing included; then 504"},
 
     {"cache", "enabled", BOOL_AT(struct cfg, cache.enabled), .def = "true",
      .doc = "the response cache (LRU)"},
@@ -362,7 +366,7 @@ static const char *type_problem(enum kind kind, const json_t *v)
     case KIND_METHODS:
         return json_is_array(v) ? NULL : "must be an array of method names";
     case KIND_CIDRS:
-        return json_is_array(v) ? NULL : "must be an array of CIDR strings";
+        return json_is_array(v) ? NULL : "must be an array of address rules";
     case KIND_STRINGS:
         return json_is_array(v) ? NULL : "must be an array of strings";
     case KIND_OBJECT:
@@ -1125,66 +1129,9 @@ static enum cfg_status parse_routes(const struct scope *s, const struct field *f
 
 /* ---- forward proxy ---- */
 
-static int parse_prefix_len(const char *s, unsigned max, unsigned *out)
-{
-    unsigned n = 0;
-
-    if (*s == '\0') {
-        return -1;
-    }
-    for (; *s != '\0'; s++) {
-        if (*s < '0' || *s > '9' || n > max) {
-            return -1;
-        }
-        n = n * 10 + (unsigned)(*s - '0');
-    }
-    *out = n;
-    return n <= max ? 0 : -1;
-}
-
-static bool host_bits_set(const struct cfg_cidr *c, unsigned max)
-{
-    for (unsigned bit = c->prefix_len; bit < max; bit++) {
-        if (c->addr[bit / 8] & (0x80u >> (bit % 8))) {
-            return true;
-        }
-    }
-    return false;
-}
-
-/* "127.0.0.0/8", "::1/128"; a bare address means the full length. Bits past the prefix must be zero. */
-static int parse_cidr(const char *s, struct cfg_cidr *out, char *reason, size_t rlen)
-{
-    const char *slash = strchr(s, '/');
-    size_t alen = slash != NULL ? (size_t)(slash - s) : strlen(s);
-    char addr[INET6_ADDRSTRLEN];
-    unsigned max;
-
-    out->family = memchr(s, ':', alen) != NULL ? AF_INET6 : AF_INET;
-    max = out->family == AF_INET6 ? 128 : 32;
-    out->prefix_len = max;
-    snprintf(addr, sizeof(addr), "%.*s", (int)(alen < sizeof(addr) ? alen : 0), s);
-    if (alen == 0 || alen >= sizeof(addr) || inet_pton(out->family, addr, out->addr) != 1) {
-        snprintf(reason, rlen,
-                 "invalid CIDR \"%.64s\" (expected ADDRESS/LENGTH, e.g. 127.0.0.0/8 or ::1/128)", s);
-        return -1;
-    }
-    if (slash != NULL && parse_prefix_len(slash + 1, max, &out->prefix_len) != 0) {
-        snprintf(reason, rlen, "invalid CIDR \"%.64s\": prefix length must be between 0 and %u", s, max);
-        return -1;
-    }
-    if (host_bits_set(out, max)) {
-        snprintf(reason, rlen, "invalid CIDR \"%.64s\": address bits are set beyond the /%u prefix", s,
-                 out->prefix_len);
-        return -1;
-    }
-    return 0;
-}
-
 static enum cfg_status parse_allow(const struct scope *s, const struct field *f, const json_t *v)
 {
     struct cfg *cfg = s->cfg;
-    char reason[REASON_LEN];
     char field[FIELD_LEN];
     json_t *c;
     size_t i;
@@ -1203,18 +1150,21 @@ static enum cfg_status parse_allow(const struct scope *s, const struct field *f,
         if (!json_is_string(c)) {
             return fail(s->err, field, "must be a string");
         }
-        if (parse_cidr(json_string_value(c), &cfg->forward_proxy.allow[i], reason, sizeof(reason)) != 0) {
-            return fail(s->err, field, "%s", reason);
+        const char *why = NULL;
+        if (cg_addr_rule_parse(json_string_value(c), &cfg->forward_proxy.allow[i], &why) != 0) {
+            return fail(s->err, field, "invalid target rule \"%.64s\": %s", json_string_value(c), why);
         }
     }
     return CFG_OK;
 }
 
+/* Enabled with no allow rule, the proxy could reach nothing: that is a mistake, not a configuration. */
 static enum cfg_status parse_forward_enabled(const struct scope *s, const struct field *f, const json_t *v)
 {
-    if (json_is_true(v)) {
-        /* Not implemented yet: refusing is the only way an open proxy cannot appear by accident. */
-        return fail_at(s->err, s->base, f->key, "forward proxying is not supported by this version");
+    const json_t *allow = json_object_get(s->obj, "allow");
+    if (json_is_true(v) && json_array_size(allow) == 0) {
+        return fail_at(s->err, s->base, f->key,
+                       "needs forward_proxy.allow: the targets it may reach (closed by default, RFC 8075 §11)");
     }
     return store_value(s, f, v);
 }

@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "base/addrrule.h"
 #include "base/secret.h"
 #include "coap/code.h"
 
@@ -89,12 +90,6 @@ struct cfg_route {
     struct cfg_auth auth;
 };
 
-struct cfg_cidr {
-    int family; /* AF_INET or AF_INET6 */
-    uint8_t addr[16];
-    unsigned prefix_len;
-};
-
 struct cfg {
     struct cfg_endpoint listen;
     struct cfg_upstream *upstreams;
@@ -102,10 +97,11 @@ struct cfg {
     struct cfg_route *routes; /* in file order; matching picks the longest prefix */
     size_t routes_len;
     struct {
-        bool enabled; /* true is rejected until forward proxying is built */
+        bool enabled;
         char *prefix;
-        struct cfg_cidr *allow;
+        struct cg_addr_rule *allow; /* the targets it may reach (base/addrrule); none: nothing */
         size_t allow_len;
+        unsigned timeout_ms; /* per exchange with a target, queueing included */
     } forward_proxy;
     struct {
         bool enabled;

@@ -841,74 +841,70 @@ END_TEST
 
 /* ---- forward proxy ---- */
 
-START_TEST(test_forward_proxy_enabled_is_rejected)
+START_TEST(test_forward_proxy_enabled_needs_allow_rules)
 {
     ck_assert_rejected("{'forward_proxy': {'enabled': true}}",
-                       "t.json: forward_proxy.enabled: forward proxying is not supported by this version");
-    ck_assert_rejected("{'forward_proxy': {'enabled': true, 'prefix': '/hc/', 'allow': ['127.0.0.0/8']}}",
-                       "t.json: forward_proxy.enabled: forward proxying is not supported by this version");
-    struct cfg *cfg = parse_ok("{'forward_proxy': {'enabled': false}}");
+                       "t.json: forward_proxy.enabled: needs forward_proxy.allow: the targets it may reach (closed by "
+                       "default, RFC 8075 §11)");
+    ck_assert_rejected("{'forward_proxy': {'enabled': true, 'allow': []}}",
+                       "t.json: forward_proxy.enabled: needs forward_proxy.allow: the targets it may reach (closed by "
+                       "default, RFC 8075 §11)");
+    struct cfg *cfg = parse_ok("{'forward_proxy': {'enabled': true, 'prefix': '/hc/', 'allow': ['127.0.0.2/32']}}");
+    ck_assert(cfg->forward_proxy.enabled);
+    ck_assert_uint_eq(cfg->forward_proxy.timeout_ms, 5000);
+    cfg_free(cfg);
+    cfg = parse_ok("{'forward_proxy': {'enabled': false}}");
     ck_assert(!cfg->forward_proxy.enabled);
     cfg_free(cfg);
 }
 END_TEST
 
-START_TEST(test_forward_proxy_allow_parses_cidrs)
+START_TEST(test_forward_proxy_allow_parses_target_rules)
 {
     static const uint8_t loopback6[16] = {[15] = 1};
-    struct cfg *cfg =
-        parse_ok("{'forward_proxy': {'allow': ['127.0.0.0/8', '::1/128', '10.1.2.3', '0.0.0.0/0',"
-                 " '2001:db8::/32']}}");
-    const struct cfg_cidr *a = cfg->forward_proxy.allow;
+    struct cfg *cfg = parse_ok("{'forward_proxy': {'allow': ['127.0.0.0/8', '[::1]:5683', '10.1.2.3:*',"
+                               " '0.0.0.0/0', '2001:db8::/32']}}");
+    const struct cg_addr_rule *a = cfg->forward_proxy.allow;
 
     ck_assert_uint_eq(cfg->forward_proxy.allow_len, 5);
     ck_assert_int_eq(a[0].family, AF_INET);
-    ck_assert_uint_eq(a[0].prefix_len, 8);
+    ck_assert_uint_eq(a[0].len, 8);
     ck_assert_uint_eq(a[0].addr[0], 127);
-    ck_assert_uint_eq(a[0].addr[1], 0);
+    ck_assert_uint_eq(a[0].port, 0);
     ck_assert_int_eq(a[1].family, AF_INET6);
-    ck_assert_uint_eq(a[1].prefix_len, 128);
+    ck_assert_uint_eq(a[1].len, 128);
     ck_assert_mem_eq(a[1].addr, loopback6, 16);
+    ck_assert_uint_eq(a[1].port, 5683);
     ck_assert_int_eq(a[2].family, AF_INET);
-    ck_assert_uint_eq(a[2].prefix_len, 32);
+    ck_assert_uint_eq(a[2].len, 32);
     ck_assert_uint_eq(a[2].addr[3], 3);
-    ck_assert_uint_eq(a[3].prefix_len, 0);
+    ck_assert_uint_eq(a[3].len, 0);
     ck_assert_int_eq(a[4].family, AF_INET6);
-    ck_assert_uint_eq(a[4].prefix_len, 32);
-    ck_assert_uint_eq(a[4].addr[0], 0x20);
-    ck_assert_uint_eq(a[4].addr[1], 0x01);
+    ck_assert_uint_eq(a[4].len, 32);
     cfg_free(cfg);
 }
 END_TEST
 
 #define ALLOW(c) "{'forward_proxy': {'allow': ['127.0.0.0/8', '" c "']}}"
 
-START_TEST(test_bad_cidr_is_rejected)
+START_TEST(test_bad_target_rule_is_rejected_with_its_element)
 {
-    ck_assert_rejected(ALLOW("localhost"), "t.json: forward_proxy.allow[1]: invalid CIDR \"localhost\" "
-                                           "(expected ADDRESS/LENGTH, e.g. 127.0.0.0/8 or ::1/128)");
-    ck_assert_rejected(ALLOW("/8"), "t.json: forward_proxy.allow[1]: invalid CIDR \"/8\" "
-                                    "(expected ADDRESS/LENGTH, e.g. 127.0.0.0/8 or ::1/128)");
-    ck_assert_rejected(ALLOW("10.0.0/8"), "t.json: forward_proxy.allow[1]: invalid CIDR \"10.0.0/8\" "
-                                          "(expected ADDRESS/LENGTH, e.g. 127.0.0.0/8 or ::1/128)");
-    ck_assert_rejected(ALLOW("10.0.0.0/33"), "t.json: forward_proxy.allow[1]: invalid CIDR \"10.0.0.0/33\": "
-                                             "prefix length must be between 0 and 32");
-    ck_assert_rejected(
-        ALLOW("::/129"),
-        "t.json: forward_proxy.allow[1]: invalid CIDR \"::/129\": prefix length must be between 0 and 128");
-    ck_assert_rejected(
-        ALLOW("10.0.0.0/"),
-        "t.json: forward_proxy.allow[1]: invalid CIDR \"10.0.0.0/\": prefix length must be between 0 and 32");
-    ck_assert_rejected(ALLOW("10.0.0.0/8x"), "t.json: forward_proxy.allow[1]: invalid CIDR \"10.0.0.0/8x\": "
-                                             "prefix length must be between 0 and 32");
-    ck_assert_rejected(ALLOW("127.0.0.1/8"), "t.json: forward_proxy.allow[1]: invalid CIDR \"127.0.0.1/8\": "
-                                             "address bits are set beyond the /8 prefix");
-    ck_assert_rejected(ALLOW("::1/64"), "t.json: forward_proxy.allow[1]: invalid CIDR \"::1/64\": address "
-                                        "bits are set beyond the /64 prefix");
-    ck_assert_rejected("{'forward_proxy': {'allow': [8]}}",
-                       "t.json: forward_proxy.allow[0]: must be a string");
+    static const char *const bad[] = {"localhost", "/8", "10.0.0/8", "10.0.0.0/33", "::/129", "10.0.0.0/",
+                                      "127.0.0.1/8", "::1/64", "10.0.0.1:0", "10.0.0.1:70000"};
+    char expected[160];
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char text[160];
+        enum cfg_status st;
+        char msg[512];
+        snprintf(text, sizeof(text), ALLOW("%s"), bad[i]);
+        cfg_free(parse(text, &st, msg, sizeof(msg)));
+        ck_assert_int_eq(st, CFG_ERR_INVALID);
+        snprintf(expected, sizeof(expected), "t.json: forward_proxy.allow[1]: invalid target rule \"%s\": ", bad[i]);
+        ck_assert_msg(strncmp(msg, expected, strlen(expected)) == 0, "%s", msg);
+    }
+    ck_assert_rejected("{'forward_proxy': {'allow': [8]}}", "t.json: forward_proxy.allow[0]: must be a string");
     ck_assert_rejected("{'forward_proxy': {'allow': '127.0.0.0/8'}}",
-                       "t.json: forward_proxy.allow: must be an array of CIDR strings");
+                       "t.json: forward_proxy.allow: must be an array of address rules");
 }
 END_TEST
 
@@ -1143,7 +1139,7 @@ static char *reference(void)
 }
 
 /* Leaf fields of the schema: a new one must show in the README table (and this number). */
-#define FIELDS 42
+#define FIELDS 43
 
 START_TEST(test_reference_table_has_one_line_per_field)
 {
@@ -1464,8 +1460,8 @@ static Suite *config_suite(void)
                                test_a_readable_or_missing_secret_file_is_a_config_error,
                                test_auth_fields_must_fit_the_type, NULL});
     add(s, "forward proxy",
-        (const TTest *const[]){test_forward_proxy_enabled_is_rejected, test_forward_proxy_allow_parses_cidrs,
-                               test_bad_cidr_is_rejected, test_forward_proxy_prefix_is_validated, NULL});
+        (const TTest *const[]){test_forward_proxy_enabled_needs_allow_rules, test_forward_proxy_allow_parses_target_rules,
+                               test_bad_target_rule_is_rejected_with_its_element, test_forward_proxy_prefix_is_validated, NULL});
     add(s, "files",
         (const TTest *const[]){test_load_reads_a_real_file, test_load_of_missing_file_is_an_io_error,
                                test_load_of_a_directory_is_an_io_error,
