@@ -98,6 +98,20 @@ struct upstream {
     atomic_uint_fast64_t news_ms; /* when the health was last learned */
 };
 
+/* A forward-proxy target: an upstream made on demand by its worker for one address, with the settings of
+ * forward_proxy, and let go once idle. */
+struct target {
+    struct upstream up;
+    struct cfg_upstream cfg;
+    struct sockaddr_storage addr;
+    socklen_t addr_len;
+    uint64_t last_use_ms;
+    struct target *next;
+};
+
+#define TARGET_IDLE_MS 60000u /* a target with nothing on the wire or queued for this long is let go */
+#define TARGETS_MAX 256       /* per worker; beyond it idle ones go first, else 503 */
+
 struct worker {
     struct px_client *client;
     pthread_t thread;
@@ -112,6 +126,8 @@ struct worker {
     bool stopping;                         /* guarded by mu */
     struct upstream **ups;                 /* the upstreams this worker owns */
     size_t ups_len;
+    struct target *targets; /* forward-proxy targets, made on demand */
+    size_t targets_len;
     coap_session_t **graveyard; /* sessions dropped inside a libcoap callback, freed after it */
     size_t graveyard_len, graveyard_cap;
 };
@@ -1588,13 +1604,133 @@ static long expire_upstream(struct upstream *up, uint64_t now)
     return next;
 }
 
+/* ---- forward-proxy targets ---- */
+
+static void upstream_slots_init(struct upstream *up)
+{
+    for (unsigned k = 0; k < up->cfg->max_inflight; k++) {
+        up->slots[k].h.kind = HOLD_SLOT;
+        up->slots[k].h.up = up;
+        up->slots[k].h.fd = -1;
+    }
+    up->probe.h.kind = HOLD_PROBE;
+    up->probe.h.up = up;
+    up->probe.h.fd = -1;
+}
+
+static bool target_busy(const struct target *t)
+{
+    return t->up.inflight > 0 || t->up.q_len > 0 || t->up.observations != NULL;
+}
+
+static void target_free(struct worker *w, struct target *t)
+{
+    for (unsigned k = 0; k < t->cfg.max_inflight; k++) {
+        holder_detach(&t->up.slots[k].h, false);
+    }
+    holder_detach(&t->up.probe.h, false);
+    free(t->up.slots);
+    (void)w;
+    free(t);
+}
+
+/* Lets go of the first idle target (the list is most recently used first, so that is the oldest idle one
+ * from the tail): returns whether one went. */
+static bool target_evict_idle(struct worker *w, uint64_t now, bool any_age)
+{
+    struct target **p = &w->targets, **victim = NULL;
+    for (; *p != NULL; p = &(*p)->next) {
+        if (!target_busy(*p) && (any_age || now - (*p)->last_use_ms >= TARGET_IDLE_MS)) {
+            victim = p;
+        }
+    }
+    if (victim == NULL) {
+        return false;
+    }
+    struct target *t = *victim;
+    *victim = t->next;
+    w->targets_len--;
+    target_free(w, t);
+    return true;
+}
+
+static struct target *target_new(struct worker *w, const struct px_exchange *x)
+{
+    const struct cfg *cfg = w->client->cfg;
+    struct target *t = calloc(1, sizeof(*t));
+    if (t == NULL) {
+        return NULL;
+    }
+    t->cfg = (struct cfg_upstream){.name = "forward_proxy", .timeout_ms = cfg->forward_proxy.timeout_ms,
+                                   .max_inflight = 1, .queue_limit = 64, .type = CFG_MSG_CON};
+    t->up.cfg = &t->cfg;
+    t->up.worker = w;
+    if ((t->up.slots = calloc(1, sizeof(*t->up.slots))) == NULL) {
+        free(t);
+        return NULL;
+    }
+    upstream_slots_init(&t->up);
+    memcpy(&t->addr, x->target, (size_t)x->target_len);
+    t->addr_len = x->target_len;
+    coap_address_init(&t->up.addr);
+    t->up.addr.size = x->target_len;
+    memcpy(&t->up.addr.addr, x->target, (size_t)x->target_len);
+    t->up.uri_host[0] = '\0'; /* Uri-Host comes with the request: the target's name is the client's */
+    atomic_init(&t->up.health, PX_HEALTH_UNKNOWN);
+    t->up.probe.due_ms = UINT64_MAX; /* no pings: a target is not ours to watch */
+    return t;
+}
+
+/* The target's upstream, made when new (an idle one is let go when the worker has TARGETS_MAX). */
+static struct upstream *target_get(struct worker *w, const struct px_exchange *x)
+{
+    uint64_t now = cg_now_ms();
+    for (struct target *t = w->targets; t != NULL; t = t->next) {
+        if (t->addr_len == x->target_len && memcmp(&t->addr, x->target, (size_t)x->target_len) == 0) {
+            t->last_use_ms = now;
+            return &t->up;
+        }
+    }
+    if (w->targets_len >= TARGETS_MAX && !target_evict_idle(w, now, true)) {
+        return NULL;
+    }
+    struct target *t = target_new(w, x);
+    if (t == NULL) {
+        return NULL;
+    }
+    t->last_use_ms = now;
+    t->next = w->targets;
+    w->targets = t;
+    w->targets_len++;
+    return &t->up;
+}
+
+/* Deadlines of the targets' exchanges, and idle targets let go. */
+static long expire_targets(struct worker *w, uint64_t now)
+{
+    long next = -1;
+    while (target_evict_idle(w, now, false)) {
+    }
+    for (struct target *t = w->targets; t != NULL; t = t->next) {
+        long n = expire_upstream(&t->up, now);
+        if (n >= 0 && (next < 0 || n < next)) {
+            next = n;
+        }
+    }
+    return w->targets != NULL && (next < 0 || next > (long)TARGET_IDLE_MS) ? (long)TARGET_IDLE_MS : next;
+}
+
 static long expire_all(struct worker *w)
 {
     uint64_t now = cg_now_ms();
     long next = -1;
 
+    long n = expire_targets(w, now);
+    if (n >= 0) {
+        next = n;
+    }
     for (size_t i = 0; i < w->ups_len; i++) {
-        long n = expire_upstream(w->ups[i], now);
+        n = expire_upstream(w->ups[i], now);
         if (n >= 0 && (next < 0 || n < next)) {
             next = n;
         }
@@ -1624,12 +1760,16 @@ static struct px_exchange *inbox_take(struct worker *w, struct ctl_msg **ctl, bo
     return list;
 }
 
+static struct upstream *target_get(struct worker *w, const struct px_exchange *x);
+
 static void run_inbox(struct worker *w, struct px_exchange *list, struct ctl_msg *ctl)
 {
     while (list != NULL) {
         struct px_exchange *next = list->priv.next;
-        struct upstream *up = &w->client->ups[list->upstream];
-        if (list->priv.obs_id != 0) {
+        struct upstream *up = list->target != NULL ? target_get(w, list) : &w->client->ups[list->upstream];
+        if (up == NULL) {
+            finish(list, PX_ERR_UNAVAILABLE, "the forward proxy has reached its number of targets");
+        } else if (list->priv.obs_id != 0) {
             obs_start(up, list);
         } else {
             dispatch(up, list);
@@ -1680,7 +1820,23 @@ static void fail_all(struct worker *w, struct px_exchange *list, struct ctl_msg 
             obs_end(up->observations, PX_ERR_UNAVAILABLE, "the gateway is shutting down");
         }
     }
+    for (struct target *t = w->targets; t != NULL; t = t->next) {
+        struct px_exchange *x;
+        while ((x = queue_pop(&t->up)) != NULL) {
+            finish(x, PX_ERR_UNAVAILABLE, "the gateway is shutting down");
+        }
+        if (t->up.slots[0].x != NULL) {
+            slot_reset_session(&t->up.slots[0], false);
+            slot_complete(&t->up.slots[0], PX_ERR_UNAVAILABLE, "the gateway is shutting down");
+        }
+    }
     bury_sessions(w);
+    while (w->targets != NULL) {
+        struct target *t = w->targets;
+        w->targets = t->next;
+        target_free(w, t);
+    }
+    w->targets_len = 0;
 }
 
 static coap_tick_t ticks_now(void)
@@ -1845,15 +2001,8 @@ static int upstreams_init(struct px_client *c, char *err, size_t err_len)
             }
             return -1;
         }
-        for (unsigned k = 0; k < up->cfg->max_inflight; k++) {
-            up->slots[k].h.kind = HOLD_SLOT;
-            up->slots[k].h.up = up;
-            up->slots[k].h.fd = -1;
-        }
+        upstream_slots_init(up);
         set_uri_host(up);
-        up->probe.h.kind = HOLD_PROBE;
-        up->probe.h.up = up;
-        up->probe.h.fd = -1;
         atomic_init(&up->health, PX_HEALTH_UNKNOWN);
         struct worker *w = up->worker;
         struct upstream **grown = realloc(w->ups, (w->ups_len + 1) * sizeof(*w->ups));
@@ -1978,13 +2127,25 @@ struct px_transport px_client_transport(struct px_client *c)
 }
 
 /* Queues x for its worker; false (and nothing queued) when the workers are stopping. */
+/* The worker of a forward-proxy target: by its address, so one target always meets the same worker. */
+static struct worker *target_worker(struct px_client *c, const struct px_exchange *x)
+{
+    uint64_t h = 1469598103934665603ull;
+    const uint8_t *p = (const uint8_t *)x->target;
+    for (socklen_t i = 0; i < x->target_len; i++) {
+        h = (h ^ p[i]) * 1099511628211ull;
+    }
+    return &c->workers[h % c->workers_len];
+}
+
 static bool enqueue(struct px_client *c, struct px_exchange *x)
 {
-    struct worker *w = c->ups[x->upstream].worker;
+    struct worker *w = x->target != NULL ? target_worker(c, x) : c->ups[x->upstream].worker;
+    unsigned timeout = x->target != NULL ? c->cfg->forward_proxy.timeout_ms : c->ups[x->upstream].cfg->timeout_ms;
     bool was_empty;
 
     x->priv.next = NULL;
-    x->priv.deadline_ms = cg_now_ms() + c->ups[x->upstream].cfg->timeout_ms;
+    x->priv.deadline_ms = cg_now_ms() + timeout;
     x->priv.mid = -1;
     x->priv.block1 = x->priv.block2_first = x->priv.block2_last = -1;
     x->resp_payload = NULL;

@@ -5,6 +5,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "coap/optset.h"
 #include "proxy/translate.h"
@@ -22,6 +23,10 @@ struct px_exchange {
     const struct co_optset *req; /* options in any order (sent sorted by number, stable); borrowed */
     const uint8_t *payload;      /* borrowed; copied by the worker before sending */
     size_t payload_len;
+    /* Forward proxying: when set, the exchange goes to this address (an allowed target) instead of
+     * cfg->upstreams[upstream], which is then ignored. Borrowed like req. */
+    const struct sockaddr_storage *target;
+    socklen_t target_len;
     px_done_fn done;   /* called once, on a worker thread; may free the exchange */
     px_done_fn notify; /* observations only: each notification (resp_* valid during the call) */
     void *arg;

@@ -10,6 +10,7 @@
 #include <strings.h>
 
 #include "base/buf.h"
+#include "proxy/fproxy.h"
 #include "proxy/policy.h"
 #include "proxy/ratelimit.h"
 #include "proxy/route.h"
@@ -94,6 +95,12 @@ struct px_req {
     /* Live data. */
     enum live_mode live_mode;
     struct live *live;
+    /* Forward proxying (RFC 8075 §5): the target, checked and resolved in px_req_begin. */
+    bool fp;
+    struct px_fp_target fp_target;
+    struct sockaddr_storage fp_addr;
+    socklen_t fp_addr_len;
+    char *fp_prefix; /* "/hc/coap://host:port/": where Location answers point back to */
 };
 
 static uint64_t now_ms(const struct px_forward *fwd)
@@ -147,7 +154,14 @@ static void answer_init(struct px_req *req, struct px_answer *a, enum px_answer_
     a->retry_after = -1;
     a->age = -1;
     a->route = req->route;
-    a->upstream = req->route != NULL ? &req->fwd->cfg->upstreams[req->route->upstream] : NULL;
+    if (req->route != NULL) {
+        const struct cfg_upstream *up = &req->fwd->cfg->upstreams[req->route->upstream];
+        a->prefix = req->route->prefix;
+        a->base = (const char *const *)up->base_path;
+        a->base_len = up->base_path_len;
+    } else {
+        a->prefix = req->fp_prefix != NULL ? req->fp_prefix : "/";
+    }
     a->cors = req->route != NULL && req->route->cors.allow_origins.len > 0 ? &req->route->cors : NULL;
     a->cors_origin = a->cors != NULL && origin_allowed(a->cors, req->h.origin) ? req->h.origin : NULL;
     req->state = REQ_ANSWERED;
@@ -179,10 +193,8 @@ bool px_answer_map(struct px_answer *a)
     if (a->kind != PX_ANSWER_COAP || a->mapped) {
         return true;
     }
-    const struct cfg_upstream *up = a->upstream;
     struct px_coap_response in = {.code = a->coap_code, .opts = a->opts, .payload_len = a->body_len};
-    if (px_response_to_http(&in, a->route->prefix, (const char *const *)up->base_path, up->base_path_len, NULL,
-                            &a->http) != PX_OK) {
+    if (px_response_to_http(&in, a->prefix, a->base, a->base_len, NULL, &a->http) != PX_OK) {
         a->kind = PX_ANSWER_PROBLEM;
         a->status = px_status_http(PX_ERR_BAD_GATEWAY);
         a->problem = PX_ERR_BAD_GATEWAY;
@@ -317,12 +329,16 @@ void px_req_free(struct px_req *req)
     co_optset_fini(&req->creq.opts);
     cg_buf_free(&req->body);
     free(req->query_copy);
+    px_fp_target_fini(&req->fp_target);
+    free(req->fp_prefix);
     free(req);
 }
 
 void px_req_info(const struct px_req *req, struct px_req_info *out)
 {
-    out->upstream = req->route != NULL ? req->fwd->cfg->upstreams[req->route->upstream].name : NULL;
+    out->upstream = req->route != NULL ? req->fwd->cfg->upstreams[req->route->upstream].name
+                    : req->fp                ? "forward_proxy"
+                                             : NULL;
     out->coap_code = req->coap_code;
     out->xcache = req->fwd->cache != NULL && req->route != NULL ? req->xc : PX_XC_NONE;
 }
@@ -378,6 +394,99 @@ static bool rate_limited(struct px_req *req)
            !px_rl_take(rl, req->front.remote, now_ms(req->fwd), &req->retry_after);
 }
 
+/* ---- forward proxying ---- */
+
+static bool accepts_event_stream(const char *accept);
+static enum px_step forward_direct(struct px_req *req);
+
+static bool is_forward(const struct px_req *req)
+{
+    const struct cfg *cfg = req->fwd->cfg;
+    return cfg->forward_proxy.enabled &&
+           strncmp(req->path, cfg->forward_proxy.prefix, strlen(cfg->forward_proxy.prefix)) == 0;
+}
+
+static enum px_status fp_status(int code)
+{
+    switch (code) {
+    case 400:
+        return PX_ERR_BAD_REQUEST;
+    case 403:
+        return PX_ERR_FORBIDDEN;
+    case 504:
+        return PX_ERR_TIMEOUT;
+    case 500:
+        return PX_ERR_INTERNAL;
+    default:
+        return PX_ERR_BAD_GATEWAY;
+    }
+}
+
+/* Parses the target after the prefix, refuses what cannot be served, and resolves it: every address the
+ * host resolves to must be allowed, and the one checked is the one used (no second lookup to rebind).
+ * px_fp_resolve blocks on DNS for a host name: on this thread, bounded by the resolver's timeouts (the
+ * literal forms never block). */
+static void forward_begin(struct px_req *req)
+{
+    const struct cfg *cfg = req->fwd->cfg;
+    const char *rest = req->path + strlen(cfg->forward_proxy.prefix);
+    const char *reason = NULL;
+    bool head;
+
+    req->fp = true;
+    req->route = NULL;
+    int code = px_fp_target_parse(rest, strlen(rest), req->query, &req->fp_target, &reason);
+    if (code != 0) {
+        refuse(req, fp_status(code), reason);
+    } else if (req->fp_target.scheme == PX_FP_COAPS) {
+        refuse(req, PX_ERR_NOT_IMPLEMENTED, "the forward proxy reaches coap:// targets only");
+    } else if (co_method_from_http(req->method, &head) == 0) {
+        refuse(req, PX_ERR_NOT_IMPLEMENTED, "this method has no CoAP equivalent");
+    } else if ((code = px_fp_resolve(&req->fp_target, cfg->forward_proxy.allow, cfg->forward_proxy.allow_len,
+                                     &req->fp_addr, &req->fp_addr_len, &reason)) != 0) {
+        refuse(req, fp_status(code), reason);
+    } else if (asprintf(&req->fp_prefix, "%scoap://%s%s%s:%u/", cfg->forward_proxy.prefix,
+                        req->fp_target.host_kind == PX_FP_HOST_IPV6 ? "[" : "", req->fp_target.host,
+                        req->fp_target.host_kind == PX_FP_HOST_IPV6 ? "]" : "", req->fp_target.port) < 0) {
+        req->fp_prefix = NULL;
+        refuse(req, PX_ERR_INTERNAL, "out of memory");
+    } else if (declared_too_large(req)) {
+        refuse(req, PX_ERR_TOO_LARGE, "the request body is larger than limits.max_body_bytes");
+    }
+}
+
+/* The data path of a forward-proxy request: translated from the target's path and query, with Uri-Host for
+ * a host name (RFC 7252 §6.4 step 5; the port is the destination's, so no Uri-Port), straight to the target:
+ * no cache (answers of arbitrary targets are not shared) and no live data. */
+static enum px_step forward_run(struct px_req *req, struct px_answer *out)
+{
+    const char *detail = NULL;
+    struct px_http_request in = {
+        .method = req->method,
+        .rest = req->fp_target.path,
+        .query = req->fp_target.query,
+        .content_type = req->h.content_type,
+        .accept = req->h.accept,
+        .if_match = req->h.if_match,
+        .if_none_match = req->h.if_none_match,
+        .body_len = req->body.len,
+    };
+    if (strcmp(req->method, "GET") == 0 && accepts_event_stream(req->h.accept)) {
+        return problem(req, out, PX_ERR_NOT_IMPLEMENTED, "live data is not offered through the forward proxy");
+    }
+    enum px_status st = px_request_to_coap(&in, NULL, 0, &req->creq, &detail);
+    if (st != PX_OK) {
+        return problem(req, out, st, detail);
+    }
+    const char *host = req->fp_target.host;
+    if (req->fp_target.host_kind == PX_FP_HOST_NAME &&
+        co_optset_add(&req->creq.opts, CO_OPT_URI_HOST, host, strlen(host)) != 0) {
+        return problem(req, out, PX_ERR_URI_TOO_LONG, "the request's options do not fit one CoAP message");
+    }
+    req->xc = PX_XC_BYPASS;
+    return forward_direct(req);
+}
+
 /* An OPTIONS with Origin and Access-Control-Request-Method on a route with CORS (Fetch standard §4.8).
  * Without CORS on the route, OPTIONS stays a method with no CoAP equivalent (501). */
 static bool is_preflight(const struct px_req *req)
@@ -419,6 +528,8 @@ enum px_begin px_req_begin(struct px_req *req, const char *method, const char *p
         refuse(req, PX_ERR_UNAVAILABLE, "the gateway is shutting down");
     } else if (rate_limited(req)) {
         refuse(req, PX_ERR_RATE_LIMITED, "this client address is over rate_limit.per_ip_rps");
+    } else if (is_forward(req)) {
+        forward_begin(req); /* the target, checked against forward_proxy.allow; any method */
     } else if (is_preflight(req)) {
         req->preflight = true; /* answered before authentication: browsers send it without credentials */
     } else if (co_method_from_http(method, &head) == 0) {
@@ -466,6 +577,9 @@ enum px_step px_req_run(struct px_req *req, struct px_answer *out)
     }
     if (req->body_too_large) {
         return problem(req, out, PX_ERR_TOO_LARGE, "the request body is larger than limits.max_body_bytes");
+    }
+    if (req->fp) {
+        return forward_run(req, out);
     }
     const struct cfg_upstream *up = &req->fwd->cfg->upstreams[req->route->upstream];
     req->live_mode = detect_live(req);
@@ -544,7 +658,9 @@ static void submit(struct px_req *req, px_done_fn done)
     struct px_exchange *x = &req->x;
 
     req->state = REQ_WAITING;
-    x->upstream = req->route->upstream;
+    x->upstream = req->route != NULL ? req->route->upstream : 0;
+    x->target = req->fp ? &req->fp_addr : NULL;
+    x->target_len = req->fp ? req->fp_addr_len : 0;
     x->code = req->creq.code;
     x->req = &req->creq.opts;
     x->payload = req->creq.has_body ? req->body.p : NULL;

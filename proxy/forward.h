@@ -135,8 +135,10 @@ struct px_answer {
     long age;                     /* Age when >= 0 (fresh hits) */
     bool prebuildable;            /* a fresh hit whose rendering depends only on (entry, age, route) */
     const struct cfg_route *route;
-    /* Private: what px_answer_map reads. */
-    const struct cfg_upstream *upstream;
+    /* Private: what px_answer_map reads (Location is rebuilt under prefix, below the base path). */
+    const char *prefix;
+    const char *const *base;
+    size_t base_len;
     const struct co_optset *opts;
     uint32_t remaining; /* entry's freshness left, seconds */
     uint32_t lifetime;  /* entry's freshness lifetime (Max-Age), seconds */

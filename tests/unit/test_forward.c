@@ -999,6 +999,56 @@ START_TEST(test_metrics_auth_is_checked_by_the_pipeline_for_the_front_end)
 }
 END_TEST
 
+/* ---- forward proxy ---- */
+
+static void setup_fp(void)
+{
+    snprintf(secret_dir, sizeof(secret_dir), ".");
+    setup_with("{\"forward_proxy\": {\"enabled\": true, \"allow\": [\"127.0.0.0/8\", \"::1/128\"]}}");
+}
+
+START_TEST(test_a_forward_proxy_request_goes_to_its_target_with_uri_host_and_no_cache)
+{
+    struct conn c = {0};
+    struct px_answer a;
+    enum px_step step;
+    struct px_req *req = request(&c, "GET", "/hc/coap://LocalHost:5700/a/b", "x=1", NULL, &step, &a);
+    ck_assert_int_eq(step, PX_STEP_WAIT);
+    struct px_exchange *x = fake.sent[0];
+    ck_assert_ptr_nonnull(x->target);
+    ck_assert(has_option(x->req, CO_OPT_URI_HOST, "localhost")); /* RFC 7252 §6.4 step 5, lower case */
+    ck_assert(has_option(x->req, CO_OPT_URI_PATH, "a"));
+    ck_assert(has_option(x->req, CO_OPT_URI_QUERY, "x=1"));
+    ck_assert(!has_option(x->req, CO_OPT_URI_PORT, NULL));
+    complete(x, CO_CODE(2, 5), 60, NULL, "t");
+    ck_assert_int_eq(px_req_resume(req, &a), PX_STEP_ANSWER);
+    ck_assert_int_eq(a.status, 200);
+    ck_assert_int_eq(a.xcache, PX_XC_NONE);
+    px_answer_release(&a);
+    px_req_free(req);
+    req = request(&c, "GET", "/hc/coap://127.0.0.1:5700/a/b", NULL, NULL, &step, &a);
+    ck_assert_int_eq(step, PX_STEP_WAIT); /* never answered from a cache */
+    ck_assert(!has_option(fake.sent[1]->req, CO_OPT_URI_HOST, NULL));
+    complete(fake.sent[1], CO_CODE(2, 5), 60, NULL, "t");
+    px_req_resume(req, &a);
+    px_answer_release(&a);
+    px_req_free(req);
+}
+END_TEST
+
+START_TEST(test_a_forward_proxy_target_outside_allow_is_403_before_the_device)
+{
+    struct conn c = {0};
+    struct px_answer a;
+    enum px_step step;
+    struct px_req *req = request(&c, "GET", "/hc/coap://10.1.2.3/x", NULL, NULL, &step, &a);
+    ck_assert_int_eq(a.status, 403);
+    ck_assert_uint_eq(fake.nsent, 0);
+    px_answer_release(&a);
+    px_req_free(req);
+}
+END_TEST
+
 /* ---- rate limit ---- */
 
 static void setup_rate(void)
@@ -1094,6 +1144,12 @@ static Suite *forward_suite(void)
     tcase_add_test(auth, test_a_preflight_is_answered_before_authentication);
     tcase_add_test(auth, test_metrics_auth_is_checked_by_the_pipeline_for_the_front_end);
     suite_add_tcase(s, auth);
+
+    TCase *fp = tcase_create("forward proxy");
+    tcase_add_checked_fixture(fp, setup_fp, teardown);
+    tcase_add_test(fp, test_a_forward_proxy_request_goes_to_its_target_with_uri_host_and_no_cache);
+    tcase_add_test(fp, test_a_forward_proxy_target_outside_allow_is_403_before_the_device);
+    suite_add_tcase(s, fp);
 
     TCase *rate = tcase_create("rate limit");
     tcase_add_checked_fixture(rate, setup_rate, teardown);
