@@ -130,7 +130,8 @@ static bool read_headers(struct request *r)
 /* limits.max_uri_bytes and max_header_bytes, from what MHD read (it has the whole header section now). */
 static enum px_status check_sizes(const struct request *r, const char **detail)
 {
-    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
 
     if (r->target_len > r->http->cfg->limits.max_uri_bytes) {
         *detail = "the request target is longer than limits.max_uri_bytes";
@@ -327,8 +328,8 @@ static void log_access(const struct request *r)
     cg_log_buffered(CG_LOG_INFO, "http",
                     "event=access method=%s path=%.*s status=%d upstream=%s coap=%s cache=%s ms=%lld.%02lld",
                     method, r->line_bad ? (int)sizeof(qpath) : 256, path, r->status,
-                    info.upstream != NULL ? info.upstream : "-", code, xc != NULL ? xc : "BYPASS", centi / 100,
-                    centi % 100);
+                    info.upstream != NULL ? info.upstream : "-", code, xc != NULL ? xc : "BYPASS",
+                    centi / 100, centi % 100);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
@@ -403,6 +404,41 @@ static unsigned pool_size(void)
     return cpus > 16 ? 16 : (unsigned)cpus;
 }
 
+/* The libmicrohttpd daemon on http->listen_fd, with the limits of the configuration. */
+static struct MHD_Daemon *start_daemon(struct gw_http *http)
+{
+    const struct cfg *cfg = http->cfg;
+    unsigned flags =
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    bool tls = cfg->tls.cert_pem != NULL;
+    if (tls) {
+        flags |= MHD_USE_TLS; /* libmicrohttpd's GnuTLS support */
+    }
+    /* Room for a header section of max_header_bytes, so that it is ours to answer 431 (with problem+json);
+     * a larger one fills MHD's pool and gets MHD's own 431 page. */
+    size_t pool = 2 * cfg->limits.max_header_bytes + cfg->limits.max_uri_bytes + 16384;
+    struct MHD_OptionItem no_options[] = {{MHD_OPTION_END, 0, NULL}};
+    struct MHD_OptionItem tls_options[] = {
+        {MHD_OPTION_HTTPS_MEM_CERT, 0, cfg->tls.cert_pem},
+        {MHD_OPTION_HTTPS_MEM_KEY, 0, cfg->tls.key_pem},
+        {MHD_OPTION_END, 0, NULL},
+    };
+    return MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, http, MHD_OPTION_EXTERNAL_LOGGER, gw_mhdlog, NULL, /* first */
+        MHD_OPTION_LISTEN_SOCKET, http->listen_fd, MHD_OPTION_THREAD_POOL_SIZE, pool_size(),
+        MHD_OPTION_CONNECTION_LIMIT, cfg->limits.max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
+        cfg->limits.connection_timeout_s, MHD_OPTION_URI_LOG_CALLBACK, on_uri, http,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, http,
+        /* Not strict: at 1, MHD 0.9.75 closes on a space in the target without any answer and refuses a
+         * missing Host with its own HTML page (see vet.c); at -1 ("permissive") it is the one level that
+         * refuses whitespace before a colon. gateway/vet.c makes all three checks, with problem+json. */
+        MHD_OPTION_STRICT_FOR_CLIENT, (int)0, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        pool < 32768 ? (size_t)32768 : pool, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        cfg->limits.max_connections_per_ip,
+        /* The HTTPS options only with MHD_USE_TLS: otherwise MHD 0.9.75 logs that they are misplaced. */
+        MHD_OPTION_ARRAY, tls ? tls_options : no_options, MHD_OPTION_END);
+}
+
 struct gw_http *gw_http_start(const struct cfg *cfg, struct px_client *client, struct px_cache *cache,
                               char *err, size_t err_len)
 {
@@ -430,34 +466,7 @@ struct gw_http *gw_http_start(const struct cfg *cfg, struct px_client *client, s
         return NULL;
     }
     gw_mhdlog_set_refusal_hook(gw_vet_mhd_refusal);
-    unsigned flags =
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
-    bool tls = cfg->tls.cert_pem != NULL;
-    if (tls) {
-        flags |= MHD_USE_TLS; /* libmicrohttpd's GnuTLS support */
-    }
-    /* Room for a header section of max_header_bytes, so that it is ours to answer 431 (with problem+json);
-     * a larger one fills MHD's pool and gets MHD's own 431 page. */
-    size_t pool = 2 * cfg->limits.max_header_bytes + cfg->limits.max_uri_bytes + 16384;
-    struct MHD_OptionItem no_options[] = {{MHD_OPTION_END, 0, NULL}};
-    struct MHD_OptionItem tls_options[] = {
-        {MHD_OPTION_HTTPS_MEM_CERT, 0, cfg->tls.cert_pem},
-        {MHD_OPTION_HTTPS_MEM_KEY, 0, cfg->tls.key_pem},
-        {MHD_OPTION_END, 0, NULL},
-    };
-    http->daemon = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, http, MHD_OPTION_EXTERNAL_LOGGER, gw_mhdlog, NULL, /* first */
-        MHD_OPTION_LISTEN_SOCKET, http->listen_fd,
-        MHD_OPTION_THREAD_POOL_SIZE, pool_size(), MHD_OPTION_CONNECTION_LIMIT, cfg->limits.max_connections,
-        MHD_OPTION_CONNECTION_TIMEOUT, cfg->limits.connection_timeout_s, MHD_OPTION_URI_LOG_CALLBACK, on_uri,
-        http, MHD_OPTION_NOTIFY_COMPLETED, on_completed, http,
-        /* Not strict: at 1, MHD 0.9.75 closes on a space in the target without any answer and refuses a
-         * missing Host with its own HTML page (see vet.c); at -1 ("permissive") it is the one level that
-         * refuses whitespace before a colon. gateway/vet.c makes all three checks, with problem+json. */
-        MHD_OPTION_STRICT_FOR_CLIENT, (int)0, MHD_OPTION_CONNECTION_MEMORY_LIMIT, pool < 32768 ? (size_t)32768 : pool,
-        MHD_OPTION_PER_IP_CONNECTION_LIMIT, cfg->limits.max_connections_per_ip,
-        /* The HTTPS options only with MHD_USE_TLS: otherwise MHD 0.9.75 logs that they are misplaced. */
-        MHD_OPTION_ARRAY, tls ? tls_options : no_options, MHD_OPTION_END);
+    http->daemon = start_daemon(http);
     if (http->daemon == NULL) {
         snprintf(err, err_len, "http: cannot start the HTTP server on %s:%u", cfg->listen.host,
                  cfg->listen.port);
