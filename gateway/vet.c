@@ -354,6 +354,10 @@ void gw_vet_mhd_refusal(unsigned mhd_status)
     if (r == NULL) {
         return; /* not in a header section (e.g. a bad chunk): MHD's page is the only answer */
     }
+    const union MHD_ConnectionInfo *tls = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+    if (tls != NULL && tls->tls_session != NULL) {
+        return; /* HTTPS: plain bytes on the socket would break the TLS stream; MHD's page goes out alone */
+    }
     gw_vet_untrack(r);
     enum px_status st = vet_fields(r, false, &detail);
     if (st == PX_OK) {
