@@ -1323,9 +1323,12 @@ static int on_event(coap_session_t *session, const coap_event_t event)
 {
     struct holder *h = coap_session_get_app_data(session);
 
-    if (h != NULL && event == COAP_EVENT_DTLS_CONNECTED) {
+    if (h == NULL || !h->up->cfg->secure) {
+        return 0; /* COAP_EVENT_DTLS_CLOSED is 0: never read an event of another kind as one */
+    }
+    if (event == COAP_EVENT_DTLS_CONNECTED) {
         dtls_note_connected(h);
-    } else if (h != NULL && (event == COAP_EVENT_DTLS_ERROR || event == COAP_EVENT_DTLS_CLOSED)) {
+    } else if (event == COAP_EVENT_DTLS_ERROR || event == COAP_EVENT_DTLS_CLOSED) {
         dtls_lost(h);
     }
     return 0;
