@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #define COAP_DEFAULT_PORT 5683
+#define COAPS_DEFAULT_PORT 5684
 #define MAX_FILE_BYTES (16L * 1024 * 1024)
 #define FIELD_LEN sizeof(((struct cfg_error *)0)->field)
 #define REASON_LEN sizeof(((struct cfg_error *)0)->reason)
@@ -108,7 +109,7 @@ static const char *const auth_type_names[] = {
 
 static parse_fn parse_upstreams, parse_upstream_uri, parse_routes, parse_route_prefix, parse_route_upstream,
     parse_methods, parse_forward_enabled, parse_prefix, parse_allow, parse_log_level, parse_origins,
-    parse_header_names, parse_auth, parse_tls_file;
+    parse_header_names, parse_auth, parse_tls_file, parse_psk, parse_pki;
 
 /* Row order is check order: the error reported is the one in the earliest row. */
 static const struct field fields[] = {
@@ -126,7 +127,8 @@ static const struct field fields[] = {
     {"", "log", .kind = KIND_OBJECT},
 
     {"upstreams", "uri", STRING_AT(struct cfg_upstream, uri), .parse = parse_upstream_uri, .required = true,
-     .doc = "`coap://host[:port][/base/path]`; the path after a route's prefix is appended to the base path"},
+     .doc = "`coap://host[:port][/base/path]` (`coaps://`: DTLS, port 5684, needs `psk` or `pki`); the path "
+            "after a route's prefix is appended to the base path"},
     {"upstreams", "timeout_ms", UINT_AT(struct cfg_upstream, timeout_ms), .def = "5000", .min = 1,
      .max = 600000, .doc = "deadline for the whole exchange, queueing included; then 504"},
     {"upstreams", "max_inflight", UINT_AT(struct cfg_upstream, max_inflight), .def = "1", .min = 1,
@@ -135,6 +137,23 @@ static const struct field fields[] = {
      .max = 1000000, .doc = "requests waiting beyond `max_inflight`; a full queue answers 503 + Retry-After"},
     {"upstreams", "type", ENUM_AT(struct cfg_upstream, type, enum cfg_msg_type), .def = "\"con\"",
      .names = msg_type_names, .doc = "`con` (confirmable, retransmitted) or `non`"},
+    {"upstreams", "psk", .kind = KIND_OBJECT, .offset = OFFSET(struct cfg_upstream, psk, struct cfg_psk),
+     .own = true, .parse = parse_psk},
+    {"psk", "identity", STRING_AT(struct cfg_psk, identity), .required = true,
+     .doc = "`coaps://` with a pre-shared key: the PSK identity (1 to 64 bytes, sent in the clear)"},
+    {"psk", "key_file", STRING_AT(struct cfg_psk, key_file), .required = true,
+     .doc = "the key as one line (1 to 64 bytes); relative to the configuration file; mode 600"},
+    {"psk", "key_hex", BOOL_AT(struct cfg_psk, key_hex), .def = "false",
+     .doc = "the key file's line is hex digits rather than the key's bytes"},
+    {"upstreams", "pki", .kind = KIND_OBJECT, .offset = OFFSET(struct cfg_upstream, pki, struct cfg_pki),
+     .own = true, .parse = parse_pki},
+    {"pki", "ca_file", STRING_AT(struct cfg_pki, ca_file), .required = true,
+     .doc = "`coaps://` with certificates: the CA(s) (PEM) the device's certificate must chain to; its name "
+            "must match the URI's host"},
+    {"pki", "cert", STRING_AT(struct cfg_pki, cert), .def_doc = "none",
+     .doc = "the gateway's client certificate (PEM), relative to the configuration file"},
+    {"pki", "key", STRING_AT(struct cfg_pki, key), .def_doc = "none",
+     .doc = "its private key (PEM), mode 600; `cert` and `key` go together"},
 
     {"routes", "prefix", STRING_AT(struct cfg_route, prefix), .parse = parse_route_prefix, .required = true,
      .doc = "path prefix, starts and ends with `/`; the longest matching prefix wins"},
@@ -152,9 +171,10 @@ static const struct field fields[] = {
     {"routes", "auth", .kind = KIND_OBJECT, .offset = OFFSET(struct cfg_route, auth, struct cfg_auth),
      .own = true, .parse = parse_auth},
     {"auth", "type", ENUM_AT(struct cfg_auth, type, enum cfg_auth_type), .names = auth_type_names,
-     .required = true, .doc = "`bearer` (`Authorization: Bearer <token>`) or `api_key` (a header); missing "
-                              "credentials get 401 + WWW-Authenticate, wrong ones 403. `admin.auth` (same "
-                              "fields) guards `/metrics`"},
+     .required = true,
+     .doc = "`bearer` (`Authorization: Bearer <token>`) or `api_key` (a header); missing "
+            "credentials get 401 + WWW-Authenticate, wrong ones 403. `admin.auth` (same "
+            "fields) guards `/metrics`"},
     {"auth", "tokens_file", STRING_AT(struct cfg_auth, file), .def_doc = "required for `bearer`",
      .doc = "bearer tokens, one per line (`#` comments); relative to the configuration file; mode 600"},
     {"auth", "keys_file", STRING_AT(struct cfg_auth, keys_file), .def_doc = "required for `api_key`",
@@ -208,13 +228,15 @@ static const struct field fields[] = {
      .doc = "requests per second per client address (IPv6: per /64); beyond it 429 + Retry-After, before any "
             "CoAP is sent; admin paths exempt"},
     {"rate_limit", "burst", UINT_AT(struct cfg, rate_limit.burst), .def = "0", .min = 0, .max = 1000000,
-     .def_doc = "`0` (twice per_ip_rps)", .doc = "requests a client may send at once before the rate applies"},
+     .def_doc = "`0` (twice per_ip_rps)",
+     .doc = "requests a client may send at once before the rate applies"},
 
     {"limits", "max_connections", UINT_AT(struct cfg, limits.max_connections), .def = "10000", .min = 1,
      .max = 1000000, .doc = "concurrent HTTP connections"},
     {"limits", "max_connections_per_ip", UINT_AT(struct cfg, limits.max_connections_per_ip), .def = "256",
-     .min = 0, .max = 1000000, .doc = "concurrent HTTP connections from one address; beyond it new ones are "
-                                      "closed at once (0: no cap)"},
+     .min = 0, .max = 1000000,
+     .doc = "concurrent HTTP connections from one address; beyond it new ones are "
+            "closed at once (0: no cap)"},
     {"limits", "max_header_bytes", SIZE_AT(struct cfg, limits.max_header_bytes), .def = "8192", .min = 1024,
      .max = 1048576, .doc = "the whole request header section; beyond it 431"},
     {"limits", "max_uri_bytes", SIZE_AT(struct cfg, limits.max_uri_bytes), .def = "2048", .min = 16,
@@ -810,8 +832,9 @@ static enum cfg_status parse_base_path(const char *path, struct cfg_upstream *u,
     return CFG_OK;
 }
 
-/* Checks "scheme://" and returns a pointer just past it, or NULL with reason filled. */
-static const char *skip_scheme(const char *uri, char *reason, size_t rlen)
+/* Checks "scheme://" (coap or coaps, which sets *secure) and returns a pointer just past it, or NULL with
+ * reason filled. */
+static const char *skip_scheme(const char *uri, bool *secure, char *reason, size_t rlen)
 {
     const char *sep = strstr(uri, "://");
     size_t len = sep != NULL ? (size_t)(sep - uri) : 0;
@@ -825,18 +848,19 @@ static const char *skip_scheme(const char *uri, char *reason, size_t rlen)
         why(reason, rlen, "must be a coap:// URI, e.g. \"coap://192.0.2.10:5683\"");
         return NULL;
     }
-    if (len != 4 || strncasecmp(uri, "coap", 4) != 0) {
-        snprintf(reason, rlen, "scheme %.*s is not supported (only coap://)", (int)(len > 32 ? 32 : len),
-                 uri);
+    *secure = len == 5 && strncasecmp(uri, "coaps", 5) == 0;
+    if (!*secure && (len != 4 || strncasecmp(uri, "coap", 4) != 0)) {
+        snprintf(reason, rlen, "scheme %.*s is not supported (only coap:// and coaps://)",
+                 (int)(len > 32 ? 32 : len), uri);
         return NULL;
     }
     return sep + 3;
 }
 
-/* Splits "coap://host[:port][/path]" into u->peer and u->base_path. */
+/* Splits "coap[s]://host[:port][/path]" into u->secure, u->peer and u->base_path. */
 static enum cfg_status parse_uri(const char *uri, struct cfg_upstream *u, char *reason, size_t rlen)
 {
-    const char *auth = skip_scheme(uri, reason, rlen);
+    const char *auth = skip_scheme(uri, &u->secure, reason, rlen);
     const char *rest;
     size_t alen;
 
@@ -849,7 +873,8 @@ static enum cfg_status parse_uri(const char *uri, struct cfg_upstream *u, char *
         why(reason, rlen, "userinfo (user@) is not allowed");
         return CFG_ERR_INVALID;
     }
-    if (parse_host_port(auth, alen, COAP_DEFAULT_PORT, &u->peer, reason, rlen) != 0) {
+    if (parse_host_port(auth, alen, u->secure ? COAPS_DEFAULT_PORT : COAP_DEFAULT_PORT, &u->peer, reason,
+                        rlen) != 0) {
         return CFG_ERR_INVALID;
     }
     if (strpbrk(rest, "?#") != NULL) {
@@ -891,6 +916,8 @@ static enum cfg_status parse_upstream_uri(const struct scope *s, const struct fi
     return st == CFG_OK ? CFG_OK : fail_at(s->err, s->base, f->key, "%s", reason);
 }
 
+static enum cfg_status check_dtls(const struct scope *s, const struct cfg_upstream *u);
+
 static enum cfg_status parse_upstream(const struct scope *s, const struct field *f, const char *name,
                                       const json_t *obj, struct cfg_upstream *u)
 {
@@ -917,7 +944,8 @@ static enum cfg_status parse_upstream(const struct scope *s, const struct field 
         return nomem(s->err);
     }
     st = apply_defaults(&sub, f->key);
-    return st == CFG_OK ? parse_fields(&sub, f->key) : st;
+    st = st == CFG_OK ? parse_fields(&sub, f->key) : st;
+    return st == CFG_OK ? check_dtls(&sub, u) : st;
 }
 
 /* "upstreams": in file order. That routes need one is checked by parse_routes(). */
@@ -1359,6 +1387,126 @@ static enum cfg_status check_tls(const struct cfg *cfg, struct cfg_error *err)
     return CFG_OK;
 }
 
+/* ---- DTLS to upstreams ---- */
+
+/* Replaces the string at *path (as written) by its resolution against the configuration file's folder. */
+static enum cfg_status resolve_in_place(const struct scope *s, char **path)
+{
+    char *resolved = resolve_path(s, *path);
+
+    if (resolved == NULL) {
+        return nomem(s->err);
+    }
+    free(*path);
+    *path = resolved;
+    return CFG_OK;
+}
+
+/* Credentials that would never be used are a mistake worth reporting, before any file is read. The uri row
+ * comes first, so u->secure is known here. */
+static enum cfg_status check_secure(const struct scope *s, const struct field *f)
+{
+    const struct cfg_upstream *u = s->dst;
+
+    if (!u->secure) {
+        return fail_at(s->err, s->base, f->key, "is only for a coaps:// upstream");
+    }
+    if (strcmp(f->key, "pki") == 0 && u->dtls == CFG_DTLS_PSK) {
+        return fail_at(s->err, s->base, f->key, "psk and pki exclude each other; give one");
+    }
+    return CFG_OK;
+}
+
+/* upstreams.NAME.psk: the key is read now (private file, zeroed when freed), so a bad file is a
+ * configuration error. */
+static enum cfg_status parse_psk(const struct scope *s, const struct field *f, const json_t *v)
+{
+    char reason[CG_SECRET_REASON_MAX];
+    char base[FIELD_LEN];
+    struct cfg_psk *psk = slot(s, f);
+    enum cfg_status st = check_secure(s, f);
+
+    st = st == CFG_OK ? parse_section(s, f, v) : st;
+    if (st != CFG_OK) {
+        return st;
+    }
+    size_t id_len = strlen(psk->identity);
+    join(base, sizeof(base), s->base, f->key);
+    if (id_len == 0 || id_len > CFG_PSK_IDENTITY_MAX) {
+        return fail_at(s->err, base, "identity", "must be 1 to %d bytes long", CFG_PSK_IDENTITY_MAX);
+    }
+    if ((st = resolve_in_place(s, &psk->key_file)) != CFG_OK) {
+        return st;
+    }
+    if (cg_secret_key_read(psk->key_file, psk->key_hex, &psk->key, reason, sizeof(reason)) != 0) {
+        return fail_at(s->err, base, "key_file", "%.160s: %s", psk->key_file, reason);
+    }
+    ((struct cfg_upstream *)s->dst)->dtls = CFG_DTLS_PSK;
+    return CFG_OK;
+}
+
+/* One file of a pki section, resolved and checked now: the key must be private (cg_secret_file_read), the
+ * certificates readable. libcoap reads them again by path when it opens a session. */
+static enum cfg_status check_pki_file(const struct scope *s, const char *base, const char *key, char **path,
+                                      bool secret)
+{
+    char reason[CG_SECRET_REASON_MAX];
+    uint8_t *data = NULL;
+    size_t len = 0;
+    enum cfg_status st = resolve_in_place(s, path);
+    int rc;
+
+    if (st != CFG_OK) {
+        return st;
+    }
+    if (secret) {
+        rc = cg_secret_file_read(*path, &data, &len, reason, sizeof(reason));
+        cg_secret_free(data, len);
+    } else {
+        rc = read_public_file(*path, &data, &len, reason, sizeof(reason));
+        free(data);
+    }
+    return rc == 0 ? CFG_OK : fail_at(s->err, base, key, "%.160s: %s", *path, reason);
+}
+
+/* upstreams.NAME.pki: ca_file (required), and cert with key, or neither. */
+static enum cfg_status parse_pki(const struct scope *s, const struct field *f, const json_t *v)
+{
+    char base[FIELD_LEN];
+    struct cfg_pki *pki = slot(s, f);
+    enum cfg_status st = check_secure(s, f);
+
+    st = st == CFG_OK ? parse_section(s, f, v) : st;
+    if (st != CFG_OK) {
+        return st;
+    }
+    join(base, sizeof(base), s->base, f->key);
+    if ((pki->cert == NULL) != (pki->key == NULL)) {
+        return fail_at(s->err, base, pki->cert == NULL ? "cert" : "key",
+                       "cert and key go together (a client certificate needs both)");
+    }
+    st = check_pki_file(s, base, "ca_file", &pki->ca_file, false);
+    if (st == CFG_OK && pki->cert != NULL) {
+        st = check_pki_file(s, base, "cert", &pki->cert, false);
+    }
+    if (st == CFG_OK && pki->key != NULL) {
+        st = check_pki_file(s, base, "key", &pki->key, true);
+    }
+    if (st == CFG_OK) {
+        ((struct cfg_upstream *)s->dst)->dtls = CFG_DTLS_PKI;
+    }
+    return st;
+}
+
+/* Once an upstream's fields are done: coaps needs one of psk and pki (check_secure refused the rest). */
+static enum cfg_status check_dtls(const struct scope *s, const struct cfg_upstream *u)
+{
+    if (u->secure && u->dtls == CFG_DTLS_NONE) {
+        return fail_at(s->err, s->base, "uri", "a coaps:// upstream needs DTLS credentials: psk or pki");
+    }
+    return CFG_OK;
+}
+
 /* ---- log ---- */
 
 static enum cfg_status parse_log_level(const struct scope *s, const struct field *f, const json_t *v)
@@ -1638,6 +1786,12 @@ const char *cfg_strerror(enum cfg_status status)
 
 static void upstream_clear(struct cfg_upstream *u)
 {
+    free(u->psk.identity);
+    free(u->psk.key_file);
+    cg_secret_key_clear(&u->psk.key);
+    free(u->pki.ca_file);
+    free(u->pki.cert);
+    free(u->pki.key);
     for (size_t i = 0; i < u->base_path_len; i++) {
         free(u->base_path[i]);
     }

@@ -43,10 +43,32 @@ struct cfg_endpoint {
     uint16_t port;
 };
 
+/* DTLS to a coaps:// upstream (RFC 7252 §9): exactly one of psk and pki is set for coaps, none for coap. */
+enum cfg_dtls { CFG_DTLS_NONE = 0, CFG_DTLS_PSK, CFG_DTLS_PKI };
+
+#define CFG_PSK_IDENTITY_MAX 64 /* bytes; libcoap's COAP_DTLS_MAX_PSK_IDENTITY */
+
+struct cfg_psk {
+    char *identity;           /* sent in the clear in the handshake: not a secret */
+    char *key_file;           /* resolved against the configuration file's folder; mode 600 */
+    bool key_hex;             /* the file's line is hex digits */
+    struct cg_secret_key key; /* read at load time; zeroed by cfg_free */
+};
+
+struct cfg_pki {
+    char *ca_file; /* PEM: the CA(s) the device's certificate must chain to; resolved like key_file */
+    char *cert;    /* PEM: the gateway's client certificate, or NULL (then key is NULL too) */
+    char *key;     /* PEM: its private key, mode 600 (checked at load time; libcoap reads the file) */
+};
+
 struct cfg_upstream {
     char *name;               /* key in "upstreams" */
     char *uri;                /* as written, e.g. "coap://192.0.2.10:5683/base" */
-    struct cfg_endpoint peer; /* host and port from uri (port defaults to 5683) */
+    struct cfg_endpoint peer; /* host and port from uri (port defaults to 5683, 5684 for coaps) */
+    bool secure;              /* coaps:// */
+    enum cfg_dtls dtls;       /* which of psk and pki holds the DTLS credentials */
+    struct cfg_psk psk;
+    struct cfg_pki pki;
     char **base_path;         /* decoded path segments of uri ("/a/b" -> {"a","b"}); may be empty */
     size_t base_path_len;
     unsigned timeout_ms;    /* whole-exchange deadline */

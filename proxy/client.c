@@ -3,12 +3,13 @@
  * eventfd. Never blocks except in epoll_wait. */
 #include "client.h"
 
-#include <coap3/coap.h>
 #include <arpa/inet.h>
+#include <coap3/coap.h>
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <gnutls/x509.h>
 #include <netdb.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -41,6 +42,8 @@ struct holder {
     struct upstream *up;
     coap_session_t *session;
     int fd;                             /* the session's UDP socket, read first by the inbound filter; -1 */
+    bool dtls_up;                       /* coaps: the session's DTLS handshake has completed */
+    bool dtls_heard;                    /* coaps: the device answered the handshake's first flight */
     int32_t seen_mid[SEEN_CON_MIDS];    /* CON responses already passed to libcoap (-1: none) */
     unsigned seen_next;
     bool b2_started;                    /* a Block2 transfer is under way: b2_* are set */
@@ -120,6 +123,8 @@ struct worker {
     int epfd;
     int coap_fd; /* libcoap's own epoll fd; the session sockets are also in epfd, for the inbound filter */
     coap_context_t *ctx;
+    coap_context_t *ctx_pki; /* the PKI sessions' own context (see pki_context), or NULL */
+    int coap_fd_pki;         /* its epoll fd, or -1 */
     pthread_mutex_t mu;
     struct px_exchange *in_head, *in_tail; /* guarded by mu */
     struct ctl_msg *ctl_head, *ctl_tail;   /* guarded by mu */
@@ -423,8 +428,113 @@ static int session_fd(const coap_session_t *session, int hint)
     return found;
 }
 
+/* ---- DTLS sessions (coaps://, RFC 7252 §9) ---- */
+
+/* libcoap 4.3.1's GnuTLS backend checks the device's certificate chain (verify_peer_cert) but never its
+ * name: it calls gnutls_certificate_verify_peers() without a host name, and client_sni only sets SNI. So the
+ * name is checked here, on the device's certificate (depth 0), against the URI's host: a DNS name, or an IP
+ * address against the iPAddress SANs. libcoap keeps one PKI setup per context, the last one given, and the
+ * PKI upstreams of a worker share a context (pki_context), so the upstream is taken from the session, not
+ * from arg; every PKI upstream uses the same checks (see session_new), so which setup is the context's does
+ * not matter. Anything but a PKI upstream's session is refused outright. */
+static int check_peer_name(const char *cn, const uint8_t *der, size_t der_len, coap_session_t *session,
+                           unsigned depth, int validated, void *arg)
+{
+    struct holder *h = coap_session_get_app_data(session);
+    gnutls_datum_t d = {.data = (unsigned char *)der, .size = (unsigned)der_len};
+    gnutls_x509_crt_t crt;
+    unsigned ok = 0;
+
+    (void)cn;
+    (void)arg;
+    if (depth != 0) {
+        return 1; /* a CA of the chain: the chain validation's to judge */
+    }
+    if (h == NULL || !validated || h->up->cfg->dtls != CFG_DTLS_PKI) {
+        return 0;
+    }
+    h->dtls_heard = true;
+    if (gnutls_x509_crt_init(&crt) == 0) {
+        if (gnutls_x509_crt_import(crt, &d, GNUTLS_X509_FMT_DER) == 0) {
+            ok = gnutls_x509_crt_check_hostname2(crt, h->up->cfg->peer.host, 0);
+        }
+        gnutls_x509_crt_deinit(crt);
+    }
+    if (!ok && cg_log_enabled(CG_LOG_WARN)) {
+        char why[320];
+        snprintf(why, sizeof(why), "the device's certificate is not for %s", h->up->cfg->peer.host);
+        log_event(CG_LOG_WARN, h->up, NULL, "dtls_rejected", "", why);
+    }
+    return ok ? 1 : 0;
+}
+
+/* Called by libcoap when the device's answer to the first flight asks for the PSK (its identity hint): the
+ * device is there and speaks DTLS, so a handshake that stalls after it is a failure (502), not silence
+ * (504): a DTLS server drops the records it cannot decrypt, so a wrong PSK shows as nothing more. The
+ * identity and key are the upstream's whatever the hint; libcoap copies them. */
+static const coap_dtls_cpsk_info_t *psk_hint(coap_str_const_t *hint, coap_session_t *session, void *arg)
+{
+    static _Thread_local coap_dtls_cpsk_info_t info;
+    struct holder *h = coap_session_get_app_data(session);
+
+    (void)hint;
+    (void)arg;
+    if (h == NULL) {
+        return NULL;
+    }
+    h->dtls_heard = true;
+    info.identity.s = (const uint8_t *)h->up->cfg->psk.identity;
+    info.identity.length = strlen(h->up->cfg->psk.identity);
+    info.key.s = h->up->cfg->psk.key.bytes;
+    info.key.length = h->up->cfg->psk.key.len;
+    return &info;
+}
+
+static coap_context_t *pki_context(struct worker *w);
+
+/* A new client session for the holder's upstream: plain UDP for coap://, DTLS with the upstream's PSK or
+ * certificates for coaps://. libcoap copies the identity and the key (the cfg keeps ours); the PKI file
+ * names and the SNI must outlive the session, and do (cfg, struct upstream). SNI is sent for a host name
+ * only: RFC 6066 §3 has no IP addresses in it. */
+static coap_session_t *session_new(struct holder *h)
+{
+    struct upstream *up = h->up;
+    const struct cfg_upstream *u = up->cfg;
+    coap_context_t *ctx = up->worker->ctx;
+    char *sni = up->uri_host[0] != '\0' ? up->uri_host : NULL;
+
+    h->dtls_up = false;
+    h->dtls_heard = false;
+    if (u->dtls == CFG_DTLS_PSK) {
+        coap_dtls_cpsk_t psk = {
+            .version = COAP_DTLS_CPSK_SETUP_VERSION, .validate_ih_call_back = psk_hint, .client_sni = sni};
+        psk.psk_info.identity.s = (const uint8_t *)u->psk.identity;
+        psk.psk_info.identity.length = strlen(u->psk.identity);
+        psk.psk_info.key.s = u->psk.key.bytes;
+        psk.psk_info.key.length = u->psk.key.len;
+        return coap_new_client_session_psk2(ctx, NULL, &up->addr, COAP_PROTO_DTLS, &psk);
+    }
+    if (u->dtls == CFG_DTLS_PKI) {
+        coap_dtls_pki_t pki = {.version = COAP_DTLS_PKI_SETUP_VERSION,
+                               .verify_peer_cert = 1,
+                               .check_common_ca = 1, /* only ca_file is trusted, not the system's CAs */
+                               .cert_chain_validation = 1,
+                               .cert_chain_verify_depth = 3,
+                               .validate_cn_call_back = check_peer_name,
+                               .client_sni = sni};
+        pki.pki_key.key_type = COAP_PKI_KEY_PEM;
+        pki.pki_key.key.pem.ca_file = u->pki.ca_file;
+        pki.pki_key.key.pem.public_cert = u->pki.cert;
+        pki.pki_key.key.pem.private_key = u->pki.key;
+        ctx = pki_context(up->worker);
+        return ctx != NULL ? coap_new_client_session_pki(ctx, NULL, &up->addr, COAP_PROTO_DTLS, &pki) : NULL;
+    }
+    return coap_new_client_session(ctx, NULL, &up->addr, COAP_PROTO_UDP);
+}
+
 /* Opens the holder's session when it has none: its own random token seed (libcoap numbers its block-wise
- * follow-up requests from it), and its socket watched by the inbound filter. */
+ * follow-up requests from it), and its socket watched by the inbound filter. A DTLS session's datagrams are
+ * encrypted, so the filter cannot read them: its message-layer workarounds rest on libcoap there. */
 static bool holder_open(struct holder *h)
 {
     if (h->session != NULL) {
@@ -432,7 +542,7 @@ static bool holder_open(struct holder *h)
     }
     struct worker *w = h->up->worker;
     int hint = next_fd();
-    h->session = coap_new_client_session(w->ctx, NULL, &h->up->addr, COAP_PROTO_UDP);
+    h->session = session_new(h);
     if (h->session == NULL) {
         return false;
     }
@@ -442,7 +552,7 @@ static bool holder_open(struct holder *h)
     }
     coap_session_set_app_data(h->session, h);
     holder_forget(h);
-    h->fd = session_fd(h->session, hint);
+    h->fd = h->up->cfg->secure ? -1 : session_fd(h->session, hint);
     if (h->fd >= 0) {
         struct epoll_event ev = {.events = EPOLLIN, .data.fd = h->fd};
         if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, h->fd, &ev) != 0) {
@@ -1084,7 +1194,11 @@ static long expire_probe(struct upstream *up, uint64_t now)
     if (now < p->due_ms) {
         return (long)(p->due_ms - now);
     }
-    if (!holder_open(&p->h) || coap_session_send_ping(p->h.session) == COAP_INVALID_MID) {
+    /* coaps: libcoap sends no ping before the handshake is done, and the handshake answers the same question:
+     * on_event reports it to probe_answered. */
+    bool opened = holder_open(&p->h);
+    bool handshake = opened && coap_session_get_state(p->h.session) == COAP_SESSION_STATE_HANDSHAKE;
+    if (!handshake && (!opened || coap_session_send_ping(p->h.session) == COAP_INVALID_MID)) {
         set_health(up, PX_HEALTH_DOWN, NULL, "cannot send a CoAP ping");
         p->due_ms = now + PROBE_IDLE_MS;
         return (long)PROBE_IDLE_MS;
@@ -1151,12 +1265,101 @@ static void obs_nack(struct observation *o, const coap_pdu_t *sent, coap_nack_re
     }
 }
 
+/* A DTLS session that failed or closed (a failed handshake, a fatal alert, the device's close_notify)
+ * cannot carry anything again: libcoap 4.3.1 does not reconnect it. The holder lets it go (the next request
+ * opens a fresh one) and what it carried ends with 502. Reached from the DTLS events and from the nack
+ * COAP_NACK_TLS_FAILED, whichever comes first: the holder is detached then, so the other finds none. */
+static void dtls_lost(struct holder *h)
+{
+    struct upstream *up = h->up;
+    bool was_up = h->dtls_up;
+    const char *why = was_up ? "the DTLS session with the upstream was closed"
+                             : "the DTLS handshake with the upstream failed";
+    struct px_exchange *x = h->kind == HOLD_SLOT ? ((struct slot *)h)->x : NULL;
+
+    log_event(was_up ? CG_LOG_INFO : CG_LOG_WARN, up, x, was_up ? "dtls_closed" : "dtls_failed", "", why);
+    if (h->kind == HOLD_OBS) {
+        obs_end((struct observation *)h, PX_ERR_BAD_GATEWAY, why);
+        return;
+    }
+    if (h->kind == HOLD_PROBE && !was_up) {
+        probe_answered((struct probe *)h, false, why);
+        return;
+    }
+    holder_detach(h, true);
+    if (!was_up) {
+        set_health(up, PX_HEALTH_DOWN, x, why);
+    }
+    if (x != NULL) {
+        slot_complete((struct slot *)h, PX_ERR_BAD_GATEWAY, why);
+    }
+}
+
+/* A DTLS session whose handshake has completed: logged at debug, one line per handshake (event=dtls_connected
+ * with the holder's kind), so a test can count them; a slot keeps its session, so N requests cost one. */
+static void dtls_note_connected(struct holder *h)
+{
+    static const char *const kinds[] = {[HOLD_SLOT] = "slot", [HOLD_OBS] = "observe", [HOLD_PROBE] = "probe"};
+    char extra[32];
+
+    if (h->session == NULL || h->dtls_up ||
+        coap_session_get_state(h->session) != COAP_SESSION_STATE_ESTABLISHED) {
+        return;
+    }
+    h->dtls_up = true;
+    snprintf(extra, sizeof(extra), "holder=%s ", kinds[h->kind]);
+    log_event(CG_LOG_DEBUG, h->up, NULL, "dtls_connected", extra, "the DTLS handshake completed");
+    if (h->kind == HOLD_PROBE && ((struct probe *)h)->outstanding) {
+        probe_answered((struct probe *)h, true, "the DTLS handshake with the upstream completed");
+    }
+}
+
+/* libcoap 4.3.1's GnuTLS client raises no COAP_EVENT_DTLS_CONNECTED when a handshake completes in
+ * coap_dtls_receive (it only calls coap_session_connected), so after each round the worker looks at the
+ * sessions of its coaps upstreams, as libcoap's coap_io_prepare_epoll walks every session each round too. */
+static void note_handshakes(struct worker *w)
+{
+    for (size_t i = 0; i < w->ups_len; i++) {
+        struct upstream *up = w->ups[i];
+        if (!up->cfg->secure) {
+            continue;
+        }
+        for (unsigned k = 0; k < up->cfg->max_inflight; k++) {
+            dtls_note_connected(&up->slots[k].h);
+        }
+        for (struct observation *o = up->observations; o != NULL; o = o->next) {
+            dtls_note_connected(&o->h);
+        }
+        dtls_note_connected(&up->probe.h);
+    }
+}
+
+/* libcoap's DTLS events: a failure or a close ends the session (dtls_lost). */
+static int on_event(coap_session_t *session, const coap_event_t event)
+{
+    struct holder *h = coap_session_get_app_data(session);
+
+    if (h == NULL || !h->up->cfg->secure) {
+        return 0; /* COAP_EVENT_DTLS_CLOSED is 0: never read an event of another kind as one */
+    }
+    if (event == COAP_EVENT_DTLS_CONNECTED) {
+        dtls_note_connected(h);
+    } else if (event == COAP_EVENT_DTLS_ERROR || event == COAP_EVENT_DTLS_CLOSED) {
+        dtls_lost(h);
+    }
+    return 0;
+}
+
 static void on_nack(coap_session_t *session, const coap_pdu_t *sent, const coap_nack_reason_t reason,
                     const coap_mid_t mid)
 {
     (void)mid;
     enum holder_kind *holder = coap_session_get_app_data(session);
     if (holder == NULL) {
+        return;
+    }
+    if (reason == COAP_NACK_TLS_FAILED) {
+        dtls_lost((struct holder *)holder);
         return;
     }
     if (*holder == HOLD_PROBE) {
@@ -1576,6 +1779,15 @@ static long expire_upstream(struct upstream *up, uint64_t now)
         if (s->x == NULL) {
             continue;
         }
+        if (s->x->priv.deadline_ms <= now && s->h.dtls_heard && !s->h.dtls_up) {
+            static const char why[] = "the DTLS handshake did not complete within timeout_ms";
+            set_health(up, PX_HEALTH_DOWN, s->x, why);
+            log_event(CG_LOG_WARN, up, s->x, "dtls_failed", "", why);
+            slot_reset_session(s, false);
+            slot_complete(s, PX_ERR_BAD_GATEWAY, why);
+            i = (unsigned)-1;
+            continue;
+        }
         if (s->x->priv.deadline_ms <= now) {
             static const char why[] = "the upstream did not answer within timeout_ms";
             set_health(up, PX_HEALTH_DOWN, s->x, why);
@@ -1819,6 +2031,12 @@ static void fail_all(struct worker *w, struct px_exchange *list, struct ctl_msg 
         while (up->observations != NULL) {
             obs_end(up->observations, PX_ERR_UNAVAILABLE, "the gateway is shutting down");
         }
+        /* Idle sessions too, before coap_free_context: a DTLS session is closed (close_notify) with no holder
+         * left for its close event to reach. */
+        for (unsigned k = 0; k < up->cfg->max_inflight; k++) {
+            slot_reset_session(&up->slots[k], false);
+        }
+        holder_detach(&up->probe.h, false);
     }
     for (struct target *t = w->targets; t != NULL; t = t->next) {
         struct px_exchange *x;
@@ -1846,6 +2064,16 @@ static coap_tick_t ticks_now(void)
     return t;
 }
 
+/* coap_io_prepare_epoll for the worker's contexts: ms until libcoap needs to run again, 0 for never. */
+static unsigned prepare_contexts(struct worker *w)
+{
+    coap_tick_t now = ticks_now();
+    unsigned wait = coap_io_prepare_epoll(w->ctx, now);
+    unsigned pki_wait = w->ctx_pki != NULL ? coap_io_prepare_epoll(w->ctx_pki, now) : 0;
+
+    return pki_wait != 0 && (wait == 0 || pki_wait < wait) ? pki_wait : wait;
+}
+
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
@@ -1861,7 +2089,7 @@ static void *worker_main(void *arg)
         }
         run_inbox(w, list, ctl);
         long next_deadline = expire_all(w);
-        unsigned coap_wait = coap_io_prepare_epoll(w->ctx, ticks_now());
+        unsigned coap_wait = prepare_contexts(w);
         long timeout = coap_wait == 0 ? -1 : (long)coap_wait;
         if (next_deadline >= 0 && (timeout < 0 || next_deadline < timeout)) {
             timeout = next_deadline;
@@ -1870,11 +2098,15 @@ static void *worker_main(void *arg)
         for (int i = 0; i < n; i++) {
             if (ev[i].data.fd == w->efd) {
                 drain_eventfd(w->efd);
-            } else if (ev[i].data.fd != w->coap_fd) {
+            } else if (ev[i].data.fd != w->coap_fd && ev[i].data.fd != w->coap_fd_pki) {
                 filter_fd(w, ev[i].data.fd);
             }
         }
         coap_io_process(w->ctx, COAP_IO_NO_WAIT);
+        if (w->ctx_pki != NULL) {
+            coap_io_process(w->ctx_pki, COAP_IO_NO_WAIT);
+        }
+        note_handshakes(w);
         bury_sessions(w);
     }
     return NULL;
@@ -1920,6 +2152,45 @@ static void set_uri_host(struct upstream *up)
     up->uri_host[i] = '\0';
 }
 
+static coap_context_t *context_new(void)
+{
+    coap_context_t *ctx = coap_new_context(NULL);
+
+    if (ctx == NULL) {
+        return NULL;
+    }
+    /* libcoap drives Block1/Block2; each Block2 block is handed to on_response so the body limit holds. */
+    coap_context_set_block_mode(ctx, COAP_BLOCK_USE_LIBCOAP);
+    coap_register_response_handler(ctx, on_response);
+    coap_register_nack_handler(ctx, on_nack);
+    coap_register_pong_handler(ctx, on_pong);
+    coap_register_event_handler(ctx, on_event);
+    return ctx;
+}
+
+/* libcoap 4.3.1 keeps DTLS credentials per context, not per session: once a context has had a PKI setup,
+ * every DTLS session it opens also offers certificate cipher suites, and a PSK-only GnuTLS server then
+ * picks one it has no certificate for and stalls ("Insufficient credentials provided"). So the PKI sessions
+ * of a worker live in a second context, made when the first one is needed (worker thread). */
+static coap_context_t *pki_context(struct worker *w)
+{
+    if (w->ctx_pki != NULL) {
+        return w->ctx_pki;
+    }
+    coap_context_t *ctx = context_new();
+    int fd = ctx != NULL ? coap_context_get_coap_fd(ctx) : -1;
+    struct epoll_event ev = {.events = EPOLLIN, .data.fd = fd};
+    if (fd < 0 || epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+        if (ctx != NULL) {
+            coap_free_context(ctx);
+        }
+        return NULL;
+    }
+    w->ctx_pki = ctx;
+    w->coap_fd_pki = fd;
+    return ctx;
+}
+
 static int worker_init(struct worker *w, struct px_client *c, char *err, size_t err_len)
 {
     w->client = c;
@@ -1927,16 +2198,12 @@ static int worker_init(struct worker *w, struct px_client *c, char *err, size_t 
     w->coap_fd = -1;
     w->epfd = -1;
     pthread_mutex_init(&w->mu, NULL);
-    w->ctx = coap_new_context(NULL);
+    w->coap_fd_pki = -1;
+    w->ctx = context_new();
     if (w->ctx == NULL) {
         snprintf(err, err_len, "client: cannot create a CoAP context");
         return -1;
     }
-    /* libcoap drives Block1/Block2; each Block2 block is handed to on_response so the body limit holds. */
-    coap_context_set_block_mode(w->ctx, COAP_BLOCK_USE_LIBCOAP);
-    coap_register_response_handler(w->ctx, on_response);
-    coap_register_nack_handler(w->ctx, on_nack);
-    coap_register_pong_handler(w->ctx, on_pong);
     int coap_fd = w->coap_fd = coap_context_get_coap_fd(w->ctx);
     w->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     w->epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -1956,6 +2223,9 @@ static void worker_fini(struct worker *w)
 {
     if (w->ctx != NULL) {
         coap_free_context(w->ctx);
+    }
+    if (w->ctx_pki != NULL) {
+        coap_free_context(w->ctx_pki);
     }
     if (w->efd >= 0) {
         close(w->efd);

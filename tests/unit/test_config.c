@@ -628,14 +628,16 @@ END_TEST
 
 START_TEST(test_uri_schemes_other_than_coap_are_rejected)
 {
-    ck_assert_rejected(URI("coaps://h"),
-                       "t.json: upstreams.s.uri: scheme coaps is not supported (only coap://)");
-    ck_assert_rejected(URI("coap+tcp://h"),
-                       "t.json: upstreams.s.uri: scheme coap+tcp is not supported (only coap://)");
-    ck_assert_rejected(URI("coap+ws://h"),
-                       "t.json: upstreams.s.uri: scheme coap+ws is not supported (only coap://)");
+    ck_assert_rejected(
+        URI("coap+tcp://h"),
+        "t.json: upstreams.s.uri: scheme coap+tcp is not supported (only coap:// and coaps://)");
+    ck_assert_rejected(
+        URI("coap+ws://h"),
+        "t.json: upstreams.s.uri: scheme coap+ws is not supported (only coap:// and coaps://)");
+    ck_assert_rejected(URI("coapss://h"),
+                       "t.json: upstreams.s.uri: scheme coapss is not supported (only coap:// and coaps://)");
     ck_assert_rejected(URI("http://h"),
-                       "t.json: upstreams.s.uri: scheme http is not supported (only coap://)");
+                       "t.json: upstreams.s.uri: scheme http is not supported (only coap:// and coaps://)");
     ck_assert_rejected(URI("192.0.2.1:5683"),
                        "t.json: upstreams.s.uri: must be a coap:// URI, e.g. \"coap://192.0.2.10:5683\"");
     ck_assert_rejected(URI("coap:/h"),
@@ -1139,7 +1141,7 @@ static char *reference(void)
 }
 
 /* Leaf fields of the schema: a new one must show in the README table (and this number). */
-#define FIELDS 43
+#define FIELDS 49
 
 START_TEST(test_reference_table_has_one_line_per_field)
 {
@@ -1400,6 +1402,229 @@ START_TEST(test_auth_fields_must_fit_the_type)
 }
 END_TEST
 
+/* ---- DTLS (coaps://) ---- */
+
+/* A folder with a PSK key file, a CA, a client certificate and its key (modes as given), and a config file
+ * gw.json holding config; the config loaded from it. */
+struct dtls_dir {
+    char dir[64];
+    char msg[512];
+};
+
+static void write_file(const char *dir, const char *name, const char *text, mode_t mode)
+{
+    char path[160];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(text, f);
+    fclose(f);
+    chmod(path, mode);
+}
+
+static enum cfg_status load_dtls(struct dtls_dir *d, const char *config, mode_t key_mode, struct cfg **out)
+{
+    char path[160], buf[1024];
+    struct cfg_error err;
+    struct cfg *cfg = NULL;
+
+    snprintf(d->dir, sizeof(d->dir), "/tmp/coapgw-cfg-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(d->dir));
+    write_file(d->dir, "psk.key", "s3cret\n", key_mode);
+    write_file(d->dir, "hex.key", "6162ff\r\n", key_mode);
+    write_file(d->dir, "gw.key", "-----BEGIN PRIVATE KEY-----\n", key_mode);
+    write_file(d->dir, "ca.pem", "-----BEGIN CERTIFICATE-----\n", 0644);
+    write_file(d->dir, "gw.pem", "-----BEGIN CERTIFICATE-----\n", 0644);
+    json(config, buf, sizeof(buf));
+    write_file(d->dir, "gw.json", buf, 0644);
+    snprintf(path, sizeof(path), "%s/gw.json", d->dir);
+    enum cfg_status st = cfg_load(path, &cfg, &err);
+    d->msg[0] = '\0';
+    if (st != CFG_OK) {
+        cfg_error_format(&err, d->msg, sizeof(d->msg));
+    }
+    if (out != NULL) {
+        *out = cfg;
+    } else {
+        cfg_free(cfg);
+    }
+    return st;
+}
+
+static void dtls_dir_remove(const struct dtls_dir *d)
+{
+    static const char *const names[] = {"psk.key", "hex.key", "gw.key", "ca.pem", "gw.pem", "gw.json"};
+    char path[160];
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        snprintf(path, sizeof(path), "%s/%s", d->dir, names[i]);
+        unlink(path);
+    }
+    rmdir(d->dir);
+}
+
+/* The message expected from load_dtls, with each "DIR" standing for the folder. */
+static void ck_dtls_msg(const struct dtls_dir *d, const char *expected)
+{
+    char want[512];
+    size_t used = 0;
+
+    for (const char *p = expected; *p != '\0' && used + sizeof(d->dir) < sizeof(want);) {
+        if (strncmp(p, "DIR", 3) == 0) {
+            used += (size_t)snprintf(want + used, sizeof(want) - used, "%s", d->dir);
+            p += 3;
+        } else {
+            want[used++] = *p++;
+        }
+    }
+    want[used] = '\0';
+    ck_assert_str_eq(d->msg, want);
+}
+
+#define DTLS(uri, x) "{'upstreams': {'s': {'uri': '" uri "', " x "}}}"
+#define PSK(x) "'psk': {'identity': 'gw', " x "}"
+#define PKI(x) "'pki': {'ca_file': 'ca.pem'" x "}"
+
+START_TEST(test_coaps_with_a_psk_reads_the_key_and_defaults_to_port_5684)
+{
+    struct dtls_dir d;
+    struct cfg *cfg;
+
+    ck_assert_int_eq(load_dtls(&d, DTLS("coaps://h", PSK("'key_file': 'psk.key'")), 0600, &cfg), CFG_OK);
+    const struct cfg_upstream *u = &cfg->upstreams[0];
+    ck_assert(u->secure);
+    ck_assert_int_eq(u->dtls, CFG_DTLS_PSK);
+    ck_assert_uint_eq(u->peer.port, 5684);
+    ck_assert_str_eq(u->psk.identity, "gw");
+    ck_assert_uint_eq(u->psk.key.len, 6);
+    ck_assert_mem_eq(u->psk.key.bytes, "s3cret", 6);
+    ck_assert_ptr_nonnull(strstr(u->psk.key_file, d.dir)); /* resolved against the config's folder */
+    cfg_free(cfg);
+    dtls_dir_remove(&d);
+
+    ck_assert_int_eq(
+        load_dtls(&d, DTLS("COAPS://h:7", PSK("'key_file': 'hex.key', 'key_hex': true")), 0400, &cfg),
+        CFG_OK);
+    ck_assert_uint_eq(cfg->upstreams[0].peer.port, 7);
+    ck_assert_uint_eq(cfg->upstreams[0].psk.key.len, 3);
+    ck_assert_mem_eq(cfg->upstreams[0].psk.key.bytes, "ab\xff", 3);
+    cfg_free(cfg);
+    dtls_dir_remove(&d);
+}
+END_TEST
+
+START_TEST(test_coaps_with_pki_resolves_the_files)
+{
+    struct dtls_dir d;
+    struct cfg *cfg;
+    char want[160];
+
+    ck_assert_int_eq(load_dtls(&d, DTLS("coaps://h", PKI(", 'cert': 'gw.pem', 'key': 'gw.key'")), 0600, &cfg),
+                     CFG_OK);
+    const struct cfg_upstream *u = &cfg->upstreams[0];
+    ck_assert_int_eq(u->dtls, CFG_DTLS_PKI);
+    snprintf(want, sizeof(want), "%s/ca.pem", d.dir);
+    ck_assert_str_eq(u->pki.ca_file, want);
+    snprintf(want, sizeof(want), "%s/gw.pem", d.dir);
+    ck_assert_str_eq(u->pki.cert, want);
+    snprintf(want, sizeof(want), "%s/gw.key", d.dir);
+    ck_assert_str_eq(u->pki.key, want);
+    cfg_free(cfg);
+    dtls_dir_remove(&d);
+
+    ck_assert_int_eq(load_dtls(&d, DTLS("coaps://h", PKI("")), 0600, &cfg), CFG_OK);
+    ck_assert_ptr_null(cfg->upstreams[0].pki.cert);
+    ck_assert_ptr_null(cfg->upstreams[0].pki.key);
+    cfg_free(cfg);
+    dtls_dir_remove(&d);
+}
+END_TEST
+
+START_TEST(test_coaps_needs_exactly_one_of_psk_and_pki)
+{
+    struct dtls_dir d;
+
+    ck_assert_rejected(URI("coaps://h"),
+                       "t.json: upstreams.s.uri: a coaps:// upstream needs DTLS credentials: psk or pki");
+    ck_assert_rejected(DTLS("coap://h", PSK("'key_file': 'psk.key'")),
+                       "t.json: upstreams.s.psk: is only for a coaps:// upstream");
+    ck_assert_rejected(DTLS("coap://h", PKI("")), "t.json: upstreams.s.pki: is only for a coaps:// upstream");
+    ck_assert_int_eq(load_dtls(&d, DTLS("coaps://h", PSK("'key_file': 'psk.key'") ", " PKI("")), 0600, NULL),
+                     CFG_ERR_INVALID);
+    ck_dtls_msg(&d, "DIR/gw.json: upstreams.s.pki: psk and pki exclude each other; give one");
+    dtls_dir_remove(&d);
+}
+END_TEST
+
+START_TEST(test_bad_psk_sections_are_rejected)
+{
+    struct dtls_dir d;
+
+    ck_assert_rejected(DTLS("coaps://h", "'psk': {'key_file': 'k'}"),
+                       "t.json: upstreams.s.psk.identity: missing required field");
+    ck_assert_rejected(DTLS("coaps://h", "'psk': {'identity': 'gw'}"),
+                       "t.json: upstreams.s.psk.key_file: missing required field");
+    ck_assert_rejected(DTLS("coaps://h", "'psk': {'identity': '', 'key_file': 'k'}"),
+                       "t.json: upstreams.s.psk.identity: must be 1 to 64 bytes long");
+    ck_assert_rejected(DTLS("coaps://h", "'psk': {'identity': '"
+                                         "12345678901234567890123456789012345678901234567890123456789012345"
+                                         "', 'key_file': 'k'}"),
+                       "t.json: upstreams.s.psk.identity: must be 1 to 64 bytes long");
+    ck_assert_rejected(DTLS("coaps://h", PSK("'keyfile': 'k'")),
+                       "t.json: upstreams.s.psk.keyfile: unknown field");
+    ck_assert_rejected(DTLS("coaps://h", "'psk': 'gw:key'"), "t.json: upstreams.s.psk: must be an object");
+
+    ck_assert_int_eq(load_dtls(&d, DTLS("coaps://h", PSK("'key_file': 'psk.key'")), 0640, NULL),
+                     CFG_ERR_INVALID);
+    ck_dtls_msg(&d, "DIR/gw.json: upstreams.s.psk.key_file: DIR/psk.key: is readable by group or others; "
+                    "chmod 600 it");
+    dtls_dir_remove(&d);
+    ck_assert_int_eq(load_dtls(&d, DTLS("coaps://h", PSK("'key_file': 'nope.key'")), 0600, NULL),
+                     CFG_ERR_INVALID);
+    ck_assert_msg(strstr(d.msg, "upstreams.s.psk.key_file: ") != NULL && strstr(d.msg, "/nope.key: ") != NULL,
+                  "%s", d.msg);
+    dtls_dir_remove(&d);
+    /* "s3cret" is not hex: the key is refused, and the reason quotes none of it. */
+    ck_assert_int_eq(
+        load_dtls(&d, DTLS("coaps://h", PSK("'key_file': 'psk.key', 'key_hex': true")), 0600, NULL),
+        CFG_ERR_INVALID);
+    ck_assert_msg(strstr(d.msg, "upstreams.s.psk.key_file: ") != NULL && strstr(d.msg, "s3cret") == NULL,
+                  "%s", d.msg);
+    dtls_dir_remove(&d);
+}
+END_TEST
+
+START_TEST(test_bad_pki_sections_are_rejected)
+{
+    struct dtls_dir d;
+
+    ck_assert_rejected(DTLS("coaps://h", "'pki': {}"),
+                       "t.json: upstreams.s.pki.ca_file: missing required field");
+    ck_assert_rejected(
+        DTLS("coaps://h", PKI(", 'cert': 'gw.pem'")),
+        "t.json: upstreams.s.pki.key: cert and key go together (a client certificate needs both)");
+    ck_assert_rejected(
+        DTLS("coaps://h", PKI(", 'key': 'gw.key'")),
+        "t.json: upstreams.s.pki.cert: cert and key go together (a client certificate needs both)");
+    ck_assert_rejected(DTLS("coaps://h", PKI(", 'verify': false")),
+                       "t.json: upstreams.s.pki.verify: unknown field");
+
+    ck_assert_int_eq(load_dtls(&d, DTLS("coaps://h", PKI(", 'cert': 'gw.pem', 'key': 'gw.key'")), 0604, NULL),
+                     CFG_ERR_INVALID);
+    ck_dtls_msg(&d,
+                "DIR/gw.json: upstreams.s.pki.key: DIR/gw.key: is readable by group or others; chmod 600 it");
+    dtls_dir_remove(&d);
+    ck_assert_int_eq(load_dtls(&d, DTLS("coaps://h", "'pki': {'ca_file': 'nope.pem'}"), 0600, NULL),
+                     CFG_ERR_INVALID);
+    ck_dtls_msg(&d,
+                "DIR/gw.json: upstreams.s.pki.ca_file: DIR/nope.pem: cannot read: No such file or directory");
+    dtls_dir_remove(&d);
+    ck_assert_int_eq(load_dtls(&d, DTLS("coaps://h", PKI(", 'cert': 'no.pem', 'key': 'gw.key'")), 0600, NULL),
+                     CFG_ERR_INVALID);
+    ck_dtls_msg(&d, "DIR/gw.json: upstreams.s.pki.cert: DIR/no.pem: cannot read: No such file or directory");
+    dtls_dir_remove(&d);
+}
+END_TEST
+
 static void add(Suite *s, const char *name, const TTest *const *tests)
 {
     TCase *tc = tcase_create(name);
@@ -1459,6 +1684,11 @@ static Suite *config_suite(void)
                                test_a_private_tokens_file_next_to_the_config_is_loaded,
                                test_a_readable_or_missing_secret_file_is_a_config_error,
                                test_auth_fields_must_fit_the_type, NULL});
+    add(s, "dtls",
+        (const TTest *const[]){test_coaps_with_a_psk_reads_the_key_and_defaults_to_port_5684,
+                               test_coaps_with_pki_resolves_the_files,
+                               test_coaps_needs_exactly_one_of_psk_and_pki,
+                               test_bad_psk_sections_are_rejected, test_bad_pki_sections_are_rejected, NULL});
     add(s, "forward proxy",
         (const TTest *const[]){test_forward_proxy_enabled_needs_allow_rules, test_forward_proxy_allow_parses_target_rules,
                                test_bad_target_rule_is_rejected_with_its_element, test_forward_proxy_prefix_is_validated, NULL});
