@@ -1009,6 +1009,19 @@ static enum cfg_status parse_upstreams(const struct scope *s, const struct field
 
 /* ---- routes ---- */
 
+/* Whether "/a/./b/" or "/a/../b/" holds a '.' or '..' segment. */
+static bool has_dot_segment(const char *s)
+{
+    while (*s != '\0') {
+        size_t len = strcspn(s, "/");
+        if (is_dot_segment(s, len)) {
+            return true;
+        }
+        s += len + (s[len] == '/');
+    }
+    return false;
+}
+
 /* A path prefix as routes and the forward proxy use it: "/", "/api/", "/a/b/". */
 static const char *prefix_problem(const char *s)
 {
@@ -1030,6 +1043,11 @@ static const char *prefix_problem(const char *s)
     }
     if (strstr(s, "//") != NULL) {
         return "must not contain an empty segment (//)";
+    }
+    /* Clients normalise such segments away (RFC 3986 §5.2.4) before they send a request, so the prefix
+     * could never match what they send. */
+    if (has_dot_segment(s)) {
+        return "must not contain a '.' or '..' segment (a normalised request path never has one)";
     }
     for (size_t i = CFG_ADMIN_NONE + 1; i < CFG_ADMIN_COUNT; i++) {
         if (strncmp(s, admin_paths[i], strlen(admin_paths[i])) == 0) {

@@ -847,6 +847,25 @@ START_TEST(test_bad_prefix_is_rejected)
 }
 END_TEST
 
+START_TEST(test_a_prefix_with_a_dot_segment_is_rejected)
+{
+    static const char *const bad[] = {"/a/../b/", "/./", "/../", "/a/./", "/../a/"};
+    char text[256];
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        snprintf(text, sizeof(text), PREFIX("%s"), bad[i]);
+        ck_assert_rejected(text,
+                           "t.json: routes[0].prefix: must not contain a '.' or '..' segment (a normalised "
+                           "request path never has one)");
+    }
+    ck_assert_rejected("{'forward_proxy': {'prefix': '/hc/../'}}",
+                       "t.json: forward_proxy.prefix: must not contain a '.' or '..' segment (a normalised "
+                       "request path never has one)");
+    cfg_free(parse_ok(PREFIX("/.well-known/")));
+    cfg_free(parse_ok(PREFIX("/a.b/.../..c/")));
+}
+END_TEST
+
 START_TEST(test_route_prefix_and_upstream_are_required)
 {
     ck_assert_rejected("{'upstreams': {'s': {'uri': 'coap://h'}}, 'routes': [{'upstream': 's'}]}",
@@ -1504,8 +1523,9 @@ static Suite *config_suite(void)
             test_routes_need_at_least_one_upstream, NULL});
     add(s, "routes",
         (const TTest *const[]){test_route_to_missing_upstream_is_rejected, test_duplicate_prefix_is_rejected,
-                               test_bad_prefix_is_rejected, test_route_prefix_and_upstream_are_required,
-                               test_methods_become_bits, test_bad_methods_are_rejected, NULL});
+                               test_bad_prefix_is_rejected, test_a_prefix_with_a_dot_segment_is_rejected,
+                               test_route_prefix_and_upstream_are_required, test_methods_become_bits,
+                               test_bad_methods_are_rejected, NULL});
     add(s, "security",
         (const TTest *const[]){test_cors_origins_headers_and_max_age_are_read,
                                test_bad_cors_values_are_rejected_with_the_element,
