@@ -6,6 +6,7 @@
 
 #include "base/log.h"
 #include "base/pct.h"
+#include "coap/optset.h"
 
 #include <arpa/inet.h>
 #include <assert.h>
@@ -23,6 +24,12 @@
 
 #define COAP_DEFAULT_PORT 5683
 #define COAPS_DEFAULT_PORT 5684
+#define URI_PATH_MAX 255 /* a Uri-Path option's value is 0..255 bytes (RFC 7252 §5.10) */
+/* A base path is sent before every request's own path and options, all in one CoAP message: libcoap's
+ * default UDP message is 1152 bytes and the option set holds CO_OPT_MAX options, so a base path gets half
+ * the options and well under the message, and a request still has room for its own. */
+#define BASE_PATH_MAX_SEGMENTS (CO_OPT_MAX / 2)
+#define BASE_PATH_MAX_OPTION_BYTES 1024
 #define MAX_FILE_BYTES (16L * 1024 * 1024)
 #define FIELD_LEN sizeof(((struct cfg_error *)0)->field)
 #define REASON_LEN sizeof(((struct cfg_error *)0)->reason)
@@ -792,6 +799,57 @@ static bool is_dot_segment(const char *s, size_t len)
     return (len == 1 && s[0] == '.') || (len == 2 && s[0] == '.' && s[1] == '.');
 }
 
+/* Each segment is one Uri-Path option: a longer one could never be sent, so every request would get 414. */
+static enum cfg_status check_segment_len(const char *seg, size_t index, char *reason, size_t rlen)
+{
+    size_t len = strlen(seg); /* decoded, and %00 is refused, so no NUL inside */
+
+    if (len > URI_PATH_MAX) {
+        snprintf(reason, rlen,
+                 "path segment %zu is %zu bytes after decoding; a Uri-Path option holds at most %d",
+                 index + 1, len, URI_PATH_MAX);
+        return CFG_ERR_INVALID;
+    }
+    return CFG_OK;
+}
+
+/* The bytes the base path takes in a CoAP message: each value plus its option header, 1 byte, or 2 when the
+ * length needs the extended form (13..268, RFC 7252 §3.1). Deltas are 0 after the first Uri-Path, and the
+ * first (at most 11) fits the header too. */
+static size_t base_path_option_bytes(const struct cfg_upstream *u)
+{
+    size_t total = 0;
+
+    for (size_t i = 0; i < u->base_path_len; i++) {
+        size_t len = strlen(u->base_path[i]);
+        total += 1 + (len >= 13) + len;
+    }
+    return total;
+}
+
+/* A base path too large for one message leaves no request that could be sent: refuse it here, not with a 414
+ * on every request. */
+static enum cfg_status check_base_path_size(const struct cfg_upstream *u, char *reason, size_t rlen)
+{
+    size_t bytes = base_path_option_bytes(u);
+
+    if (u->base_path_len > BASE_PATH_MAX_SEGMENTS) {
+        snprintf(reason, rlen,
+                 "the base path has %zu segments; at most %d, to leave room for the request's own path and "
+                 "options",
+                 u->base_path_len, BASE_PATH_MAX_SEGMENTS);
+        return CFG_ERR_INVALID;
+    }
+    if (bytes > BASE_PATH_MAX_OPTION_BYTES) {
+        snprintf(reason, rlen,
+                 "the base path takes %zu bytes as Uri-Path options; at most %d, to leave room for the "
+                 "request's own path and options",
+                 bytes, BASE_PATH_MAX_OPTION_BYTES);
+        return CFG_ERR_INVALID;
+    }
+    return CFG_OK;
+}
+
 /* "/a/b" -> {"a","b"}; "" and "/" -> none; one trailing '/' is ignored ("/a/" -> {"a"}). */
 static enum cfg_status parse_base_path(const char *path, struct cfg_upstream *u, char *reason, size_t rlen)
 {
@@ -824,12 +882,15 @@ static enum cfg_status parse_base_path(const char *path, struct cfg_upstream *u,
             return CFG_ERR_INVALID;
         }
         enum cfg_status st = decode_segment(path + start, end - start, &u->base_path[i], reason, rlen);
+        if (st == CFG_OK) {
+            st = check_segment_len(u->base_path[i], i, reason, rlen);
+        }
         if (st != CFG_OK) {
             return st;
         }
         start = end + 1;
     }
-    return CFG_OK;
+    return check_base_path_size(u, reason, rlen);
 }
 
 /* Checks "scheme://" (coap or coaps, which sets *secure) and returns a pointer just past it, or NULL with
@@ -976,6 +1037,19 @@ static enum cfg_status parse_upstreams(const struct scope *s, const struct field
 
 /* ---- routes ---- */
 
+/* Whether "/a/./b/" or "/a/../b/" holds a '.' or '..' segment. */
+static bool has_dot_segment(const char *s)
+{
+    while (*s != '\0') {
+        size_t len = strcspn(s, "/");
+        if (is_dot_segment(s, len)) {
+            return true;
+        }
+        s += len + (s[len] == '/');
+    }
+    return false;
+}
+
 /* A path prefix as routes and the forward proxy use it: "/", "/api/", "/a/b/". */
 static const char *prefix_problem(const char *s)
 {
@@ -997,6 +1071,11 @@ static const char *prefix_problem(const char *s)
     }
     if (strstr(s, "//") != NULL) {
         return "must not contain an empty segment (//)";
+    }
+    /* Clients normalise such segments away (RFC 3986 §5.2.4) before they send a request, so the prefix
+     * could never match what they send. */
+    if (has_dot_segment(s)) {
+        return "must not contain a '.' or '..' segment (a normalised request path never has one)";
     }
     for (size_t i = CFG_ADMIN_NONE + 1; i < CFG_ADMIN_COUNT; i++) {
         if (strncmp(s, admin_paths[i], strlen(admin_paths[i])) == 0) {

@@ -78,6 +78,14 @@ check_invalid timeout_string upstreams.x.timeout_ms <<'JSON'
   "routes": [ { "prefix": "/api/", "upstream": "x" } ] }
 JSON
 
+# A base-path segment too long for a Uri-Path option would make every request a 414: refused up front.
+LONG_SEG=$(printf 'x%.0s' {1..300})
+check_invalid long_base_segment upstreams.x.uri \
+    "path segment 2 is 300 bytes after decoding; a Uri-Path option holds at most 255" <<JSON
+{ "upstreams": { "x": { "uri": "coap://127.0.0.1:5683/base/$LONG_SEG" } },
+  "routes": [ { "prefix": "/api/", "upstream": "x" } ] }
+JSON
+
 # A JSON syntax error points at FILE:LINE:COL (the missing comma is noticed on line 3).
 printf '{\n  "listen": "127.0.0.1:8080"\n  "upstreams": {}\n}\n' >"$T/syntax.json"
 run --check-config --config "$T/syntax.json"

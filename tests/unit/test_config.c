@@ -693,6 +693,58 @@ START_TEST(test_uri_with_bad_path_is_rejected)
 }
 END_TEST
 
+/* s, n times over, into out (which holds at least n * strlen(s) + 1 bytes). */
+static char *repeat(char *out, const char *s, size_t n)
+{
+    out[0] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        strcat(out, s);
+    }
+    return out;
+}
+
+START_TEST(test_a_base_path_segment_over_255_bytes_after_decoding_is_rejected)
+{
+    char seg[1024];
+    char text[1200];
+
+    snprintf(text, sizeof(text), URI("coap://h/a/%s"), repeat(seg, "x", 255));
+    cfg_free(parse_ok(text));
+    snprintf(text, sizeof(text), URI("coap://h/a/%s"), repeat(seg, "%41", 255)); /* 765 bytes encoded */
+    cfg_free(parse_ok(text));
+    snprintf(text, sizeof(text), URI("coap://h/a/%s/b"), repeat(seg, "x", 300));
+    ck_assert_rejected(
+        text, "t.json: upstreams.s.uri: path segment 2 is 300 bytes after decoding; a Uri-Path option holds "
+              "at most 255");
+    snprintf(text, sizeof(text), URI("coap://h/%s"), repeat(seg, "%C3%A9", 128)); /* 2 bytes each */
+    ck_assert_rejected(
+        text, "t.json: upstreams.s.uri: path segment 1 is 256 bytes after decoding; a Uri-Path option holds "
+              "at most 255");
+}
+END_TEST
+
+START_TEST(test_a_base_path_that_leaves_no_room_for_the_request_is_rejected)
+{
+    char path[1100];
+    char text[1200];
+    char seg[256];
+
+    snprintf(text, sizeof(text), URI("coap://h%s"), repeat(path, "/a", 32));
+    cfg_free(parse_ok(text));
+    snprintf(text, sizeof(text), URI("coap://h%s/"), repeat(path, "/a", 33));
+    ck_assert_rejected(text, "t.json: upstreams.s.uri: the base path has 33 segments; at most 32, to leave "
+                             "room for the request's own path and options");
+    /* Three of 255 bytes take 3 * (2 + 255) = 771 bytes; with one of 251 (2 + 251) that is 1024. */
+    repeat(seg, "x", 255);
+    snprintf(text, sizeof(text), URI("coap://h/%s/%s/%s/%.251s"), seg, seg, seg, seg);
+    cfg_free(parse_ok(text));
+    snprintf(text, sizeof(text), URI("coap://h/%s/%s/%s/%.252s"), seg, seg, seg, seg);
+    ck_assert_rejected(text,
+                       "t.json: upstreams.s.uri: the base path takes 1025 bytes as Uri-Path options; at "
+                       "most 1024, to leave room for the request's own path and options");
+}
+END_TEST
+
 START_TEST(test_upstream_uri_is_required)
 {
     ck_assert_rejected("{'upstreams': {'s': {}}}", "t.json: upstreams.s.uri: missing required field");
@@ -794,6 +846,25 @@ START_TEST(test_bad_prefix_is_rejected)
         "{'upstreams': {'s': {'uri': 'coap://h'}}, 'routes': [{'prefix': 1, 'upstream': 's'}]}",
         "t.json: routes[0].prefix: must be a string");
     cfg_free(parse_ok(PREFIX("/api/v1/")));
+}
+END_TEST
+
+START_TEST(test_a_prefix_with_a_dot_segment_is_rejected)
+{
+    static const char *const bad[] = {"/a/../b/", "/./", "/../", "/a/./", "/../a/"};
+    char text[256];
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        snprintf(text, sizeof(text), PREFIX("%s"), bad[i]);
+        ck_assert_rejected(text,
+                           "t.json: routes[0].prefix: must not contain a '.' or '..' segment (a normalised "
+                           "request path never has one)");
+    }
+    ck_assert_rejected("{'forward_proxy': {'prefix': '/hc/../'}}",
+                       "t.json: forward_proxy.prefix: must not contain a '.' or '..' segment (a normalised "
+                       "request path never has one)");
+    cfg_free(parse_ok(PREFIX("/.well-known/")));
+    cfg_free(parse_ok(PREFIX("/a.b/.../..c/")));
 }
 END_TEST
 
@@ -1671,12 +1742,15 @@ static Suite *config_suite(void)
             test_uri_host_and_port_are_split, test_uri_base_path_is_split_and_percent_decoded,
             test_uri_schemes_other_than_coap_are_rejected, test_uri_with_bad_host_or_port_is_rejected,
             test_uri_with_query_fragment_or_userinfo_is_rejected, test_uri_with_bad_path_is_rejected,
-            test_upstream_uri_is_required, test_upstream_names_are_checked,
-            test_upstream_type_must_be_con_or_non, test_routes_need_at_least_one_upstream, NULL});
+            test_a_base_path_segment_over_255_bytes_after_decoding_is_rejected,
+            test_a_base_path_that_leaves_no_room_for_the_request_is_rejected, test_upstream_uri_is_required,
+            test_upstream_names_are_checked, test_upstream_type_must_be_con_or_non,
+            test_routes_need_at_least_one_upstream, NULL});
     add(s, "routes",
         (const TTest *const[]){test_route_to_missing_upstream_is_rejected, test_duplicate_prefix_is_rejected,
-                               test_bad_prefix_is_rejected, test_route_prefix_and_upstream_are_required,
-                               test_methods_become_bits, test_bad_methods_are_rejected, NULL});
+                               test_bad_prefix_is_rejected, test_a_prefix_with_a_dot_segment_is_rejected,
+                               test_route_prefix_and_upstream_are_required, test_methods_become_bits,
+                               test_bad_methods_are_rejected, NULL});
     add(s, "security",
         (const TTest *const[]){test_cors_origins_headers_and_max_age_are_read,
                                test_bad_cors_values_are_rejected_with_the_element,
