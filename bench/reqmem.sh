@@ -118,7 +118,7 @@ cat >"$T/gw.json" <<EOF
              "queue_limit": $((N > 1000 ? N : 1000)) }
   },
   "routes": [ { "prefix": "/api/", "upstream": "dev", "cache": false } ],
-  "limits": { "max_connections": 10000, "connection_timeout_s": $((DELAY_MS / 1000 + 60)) },
+  "limits": { "max_connections": 10000, "max_connections_per_ip": 0, "connection_timeout_s": $((DELAY_MS / 1000 + 60)) },
   "log": { "level": "warn", "access_log": false }
 }
 EOF
