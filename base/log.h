@@ -1,10 +1,15 @@
 /* base/log: leveled, one-line key=value logging to stderr.
- * A disabled level costs one integer compare: call sites use the CG_LOG macro. Safe from any thread. */
+ * A disabled level costs one integer compare: call sites use the CG_LOG macro. Safe from any thread.
+ * Logging never holds up serving: while the flusher runs (cg_log_start_buffering), a call only copies its
+ * line into a buffer, and a line that does not fit because stderr is not read fast enough (a log collector
+ * that hangs, a full pipe) is dropped and counted (cg_log_dropped; /metrics coapgw_log_lines_dropped_total).
+ * The log says so with "event=lines_dropped lines=N total=T" once stderr takes lines again. */
 #ifndef CG_LOG_H
 #define CG_LOG_H
 
 #include <stdatomic.h>
 #include <stddef.h>
+#include <stdint.h>
 
 enum cg_log_level { CG_LOG_ERROR = 0, CG_LOG_WARN = 1, CG_LOG_INFO = 2, CG_LOG_DEBUG = 3 };
 
@@ -15,8 +20,11 @@ int cg_log_level_parse(const char *name, enum cg_log_level *out);
 const char *cg_log_level_name(enum cg_log_level level);
 void cg_log_set_level(enum cg_log_level level);
 
-/* Writes "ts=T level=L mod=M " followed by the formatted text and a newline, as one write(2). A CR or LF in
- * the formatted text becomes a space: one call is one line. Values from outside belong in cg_log_quote. */
+/* Logs "ts=T level=L mod=M " followed by the formatted text and a newline. A CR or LF in the formatted text
+ * becomes a space: one call is one line. Values from outside belong in cg_log_quote. While the flusher runs
+ * the line goes through the buffer like cg_log_buffered's (order kept), a warn or error line flushed at
+ * once; otherwise (start-up, exit) it is written at once, waiting at most 500 ms for a stuck stderr, and not
+ * at all again until stderr has taken a line. Lines never interleave or tear on a pipe. */
 void cg_log_write(enum cg_log_level level, const char *mod, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
@@ -26,14 +34,21 @@ void cg_log_write(enum cg_log_level level, const char *mod, const char *fmt, ...
  * Returns the length written (excluding the NUL). cap >= 3. */
 size_t cg_log_quote(char *dst, size_t cap, const char *src, size_t len);
 
-/* Like cg_log_write, but for high-volume lines (the access log): appended to a buffer that a flusher thread
- * writes out every 50 ms (and when full). Unbuffered until cg_log_start_buffering(). */
+/* For high-volume lines (the access log): appended to the buffer, which the flusher writes out every 50 ms
+ * (at once when half full) with the lock released. Written at once until cg_log_start_buffering(). */
 void cg_log_buffered(enum cg_log_level level, const char *mod, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Starts the flusher thread (main, at start-up). Returns 0, or -1 (lines then go out unbuffered). */
 int cg_log_start_buffering(void);
-/* Stops the flusher and writes out what is left (main, at exit). */
+/* Stops the flusher and writes out what is left (main, at exit); gives up (drops, counts) after 1 s when
+ * stderr takes nothing, so a stuck reader does not hang the exit. */
 void cg_log_stop_buffering(void);
+
+/* Lines dropped since start: not written because stderr was stuck or failed (EPIPE, say). */
+uint64_t cg_log_dropped(void);
+
+/* Sends lines to fd instead of stderr (the unit tests). */
+void cg_log_set_fd(int fd);
 
 #define CG_LOG(level, mod, ...)                                                                              \
     do {                                                                                                     \

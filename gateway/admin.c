@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "base/log.h"
 #include "gateway/http_priv.h"
 
 struct text {
@@ -76,6 +77,8 @@ static enum MHD_Result reply_metrics(struct request *r)
     if (http->cache != NULL) {
         cache_metrics(&t, http->cache);
     }
+    metric(&t, "coapgw_log_lines_dropped_total", "counter",
+           "Log lines dropped because stderr was not read fast enough or failed.", cg_log_dropped());
     return reply_text(r, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", &t);
 }
 

@@ -1,9 +1,14 @@
-/* Unit tests for logging: base/log's quoting, coap/coaplog's level mapping of libcoap messages and
- * gateway/mhdlog's of libmicrohttpd messages. */
+/* Unit tests for logging: base/log's quoting and its dropping of lines a stuck or failed sink cannot take,
+ * coap/coaplog's level mapping of libcoap messages and gateway/mhdlog's of libmicrohttpd messages. */
 #include <check.h>
 #include <coap3/coap.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "base/log.h"
 #include "coap/coaplog.h"
@@ -40,6 +45,135 @@ START_TEST(test_quote_truncates_whole_escapes)
     ck_assert_str_eq(quote("a\nb", 5), "\"a\""); /* "\n" does not fit after a: no half escape */
     ck_assert_str_eq(quote("a\nb", 6), "\"a\\n\"");
     ck_assert_str_eq(quote("abc", 3), "\"\"");
+}
+END_TEST
+
+/* ---- the sink: a pipe the test controls ---- */
+
+static int sink[2];
+
+static void sink_open(void)
+{
+    ck_assert_int_eq(pipe(sink), 0);
+    cg_log_set_fd(sink[1]);
+}
+
+static void sink_close(void)
+{
+    cg_log_set_fd(STDERR_FILENO);
+    close(sink[1]);
+    if (sink[0] >= 0) {
+        close(sink[0]);
+    }
+}
+
+/* A reader that stopped reading: the pipe is full, the write end blocking again (as stderr is). */
+static void sink_fill(void)
+{
+    static const char page[4096];
+    fcntl(sink[1], F_SETFL, O_NONBLOCK);
+    while (write(sink[1], page, sizeof(page)) > 0) {
+    }
+    ck_assert_int_eq(errno, EAGAIN);
+    fcntl(sink[1], F_SETFL, 0);
+}
+
+/* A sink that fails at once: nobody will ever read (EPIPE). */
+static void sink_break(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    close(sink[0]);
+    sink[0] = -1;
+}
+
+static long elapsed_ms(const struct timespec *since)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (now.tv_sec - since->tv_sec) * 1000 + (now.tv_nsec - since->tv_nsec) / 1000000;
+}
+
+START_TEST(test_drop_failed_sink)
+{
+    sink_open();
+    sink_break();
+    uint64_t before = cg_log_dropped();
+    cg_log_write(CG_LOG_ERROR, "test", "event=a");
+    cg_log_write(CG_LOG_INFO, "test", "event=b");
+    cg_log_buffered(CG_LOG_INFO, "test", "event=c");
+    ck_assert_uint_eq(cg_log_dropped() - before, 3);
+    sink_close();
+}
+END_TEST
+
+START_TEST(test_drop_when_buffer_full)
+{
+    enum { LINES = 2000, PAYLOAD = 100, HALVES = 2 * 65536 };
+    sink_open();
+    sink_fill();
+    ck_assert_int_eq(cg_log_start_buffering(), 0);
+    uint64_t before = cg_log_dropped();
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (int i = 0; i < LINES; i++) {
+        cg_log_buffered(CG_LOG_INFO, "test", "%0*d", PAYLOAD, i);
+    }
+    /* Nothing can be written: at most both halves of the buffer hold lines, the rest is dropped at once. */
+    ck_assert_uint_ge(cg_log_dropped() - before, LINES - HALVES / PAYLOAD);
+    ck_assert_int_lt(elapsed_ms(&t0), 500);
+    sink_break(); /* the flusher's wait ends with EPIPE: stop drops the rest without waiting out its bound */
+    cg_log_stop_buffering();
+    /* Every line counted, none twice; stop's own lines_dropped line is one more when the flusher never got
+     * to find the sink stuck. */
+    uint64_t dropped = cg_log_dropped() - before;
+    ck_assert(dropped == LINES || dropped == LINES + 1);
+    sink_close();
+}
+END_TEST
+
+START_TEST(test_buffered_lines_arrive_in_order)
+{
+    char got[4096];
+    sink_open();
+    ck_assert_int_eq(cg_log_start_buffering(), 0);
+    uint64_t before = cg_log_dropped();
+    cg_log_buffered(CG_LOG_INFO, "test", "event=a");
+    cg_log_write(CG_LOG_ERROR, "test", "event=b");
+    cg_log_buffered(CG_LOG_INFO, "test", "event=c");
+    cg_log_stop_buffering();
+    ssize_t n = read(sink[0], got, sizeof(got) - 1);
+    ck_assert_int_gt(n, 0);
+    got[n] = '\0';
+    const char *a = strstr(got, " level=info mod=test event=a\n");
+    const char *b = strstr(got, " level=error mod=test event=b\n");
+    const char *c = strstr(got, " level=info mod=test event=c\n");
+    ck_assert(a != NULL && b != NULL && c != NULL && a < b && b < c);
+    ck_assert_uint_eq(cg_log_dropped(), before);
+    sink_close();
+}
+END_TEST
+
+/* Without the flusher, a line waits for a stuck sink once (bounded), the next ones not at all, until the
+ * sink takes lines again. */
+START_TEST(test_direct_line_waits_once)
+{
+    char page[8192];
+    struct timespec t0;
+    sink_open();
+    sink_fill();
+    uint64_t before = cg_log_dropped();
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    cg_log_write(CG_LOG_ERROR, "test", "event=first");
+    long first = elapsed_ms(&t0);
+    ck_assert(first >= 400 && first < 2000);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    cg_log_write(CG_LOG_ERROR, "test", "event=second");
+    ck_assert_int_lt(elapsed_ms(&t0), 100);
+    ck_assert_uint_eq(cg_log_dropped() - before, 2);
+    ck_assert_int_eq(read(sink[0], page, sizeof(page)), (ssize_t)sizeof(page)); /* the reader is back */
+    cg_log_write(CG_LOG_ERROR, "test", "event=third");
+    ck_assert_uint_eq(cg_log_dropped() - before, 2);
+    sink_close();
 }
 END_TEST
 
@@ -127,6 +261,10 @@ static Suite *log_suite(void)
     tcase_add_test(tc, test_quote_plain);
     tcase_add_test(tc, test_quote_escapes);
     tcase_add_test(tc, test_quote_truncates_whole_escapes);
+    tcase_add_test(tc, test_drop_failed_sink);
+    tcase_add_test(tc, test_drop_when_buffer_full);
+    tcase_add_test(tc, test_buffered_lines_arrive_in_order);
+    tcase_add_test(tc, test_direct_line_waits_once);
     tcase_add_test(tc, test_coap_levels);
     tcase_add_test(tc, test_coap_expected_events_demoted);
     tcase_add_test(tc, test_coap_threshold);
