@@ -46,14 +46,15 @@ chmod 600 "$T/psk.key" "$T/wrong.key"
 # P comes from freeport; P+1 may be taken, so a server that fails to start is tried again on another P.
 # Sets DTLS_PORT.
 start_server() {
-    local name=$1 bin=$2 port pid try
+    local name=$1 bin=$2 port pid try addr=${SERVER_ADDR:-127.0.0.1}
     shift 2
     for try in 1 2 3 4 5; do
         port=$(free_port)
-        "$bin" -A 127.0.0.1 -p "$port" -v 7 "$@" >"$T/$name.log" 2>&1 &
+        "$bin" -A "$addr" -p "$port" -v 7 "$@" >"$T/$name.log" 2>&1 &
         pid=$!
         server_ready() {
-            ! alive "$pid" || grep -q "created DTLS endpoint 127.0.0.1:$((port + 1))" "$T/$name.log"
+            ! alive "$pid" || grep -q -e "created DTLS endpoint $addr:$((port + 1))" \
+                -e "created DTLS endpoint \[$addr\]:$((port + 1))" "$T/$name.log"
         }
         wait_until "$name to listen" server_ready
         if alive "$pid"; then
@@ -76,6 +77,13 @@ start_server rogue coap-server-gnutls -c "$T/rogue.pem" -j "$T/rogue.key" -n
 ROGUE=$DTLS_PORT
 start_server other coap-server-gnutls -c "$T/other.pem" -j "$T/other.key" -n
 OTHER=$DTLS_PORT
+# The name check needs the upstream written as a name: localhost. The gateway connects to its first address,
+# which is ::1 on hosts whose /etc/hosts lists ::1 first: then the named server listens there.
+NAME_PKI=$PKI_G
+if [[ $(getent ahosts localhost | awk 'NR == 1 { print $1 }') == ::1 ]]; then
+    SERVER_ADDR=::1 start_server pki-name coap-server-gnutls -c "$T/server.pem" -j "$T/server.key" -C "$T/ca.pem"
+    NAME_PKI=$DTLS_PORT
+fi
 
 # ---- the gateway ----
 
@@ -102,7 +110,7 @@ cat >"$T/gw.json" <<EOF
     "bad_psk": $(psk_up "$PSK_G" wrong.key),
     "pki_g": $(pki_up "coaps://127.0.0.1:$PKI_G"),
     "pki_o": $(pki_up "coaps://127.0.0.1:$PKI_O"),
-    "pki_name": $(pki_up "coaps://localhost:$PKI_G"),
+    "pki_name": $(pki_up "coaps://localhost:$NAME_PKI"),
     "rogue": $(pki_up "coaps://127.0.0.1:$ROGUE"),
     "other": $(pki_up "coaps://127.0.0.1:$OTHER")
   },
