@@ -22,6 +22,8 @@
  *   valid         2.03 Valid, no ETag, no payload
  *   size2         Block2 blocks of 16 bytes, M=1 for ever; Size2 10000000 on block 0 when the request
  *                 carried Size2; every block after block 0 comes 400 ms late (a separate CON response)
+ *   huge[/N]      one piggybacked 2.05 with N bytes of "H" (default 1500, at most 4000): no Block2, a
+ *                 datagram of N + 14 bytes with the gateway's 8-byte token
  *   anything else 2.05 "ok"
  *
  * Log lines: "REQ mid=M type=CON|NON code=C token=HEX|- host=TEXT|- size2=0|1 block2=N|- path=/a/b
@@ -45,6 +47,8 @@ enum { T_CON = 0, T_NON = 1, T_ACK = 2, T_RST = 3 };
 
 #define CODE(c, d) ((uint8_t)((c) << 5 | (d)))
 #define MAX_PENDING 256
+#define DGRAM_MAX 4096 /* the largest datagram sent (loopback's MTU allows it) */
+#define HUGE_MAX 4000
 
 static volatile sig_atomic_t stop;
 static FILE *log_file;
@@ -69,7 +73,7 @@ struct msg {
 struct pending {
     uint64_t at_ms;
     struct sockaddr_in to;
-    uint8_t d[1200];
+    uint8_t d[DGRAM_MAX];
     size_t n;
 };
 static struct pending pend[MAX_PENDING];
@@ -190,7 +194,7 @@ static bool parse(const uint8_t *d, size_t n, struct msg *m)
 /* ---- building ---- */
 
 struct out {
-    uint8_t d[1200];
+    uint8_t d[DGRAM_MAX];
     size_t n;
     uint32_t last;
 };
@@ -389,6 +393,20 @@ static void script_blocks(const struct sockaddr_in *to, const struct msg *req, c
     }
 }
 
+/* A response larger than libcoap's receive size, in one datagram: /huge/N for N bytes of payload. */
+static void script_huge(const struct sockaddr_in *to, const struct msg *req, const char *name)
+{
+    static char body[HUGE_MAX];
+    struct out o;
+    long n = name[4] == '/' ? strtol(name + 5, NULL, 10) : 1500;
+    n = n < 1 ? 1 : n > HUGE_MAX ? HUGE_MAX : n;
+    memset(body, 'H', (size_t)n);
+    put_header(&o, reply_type(req), CODE(2, 5), req->mid, req);
+    put_option(&o, 12, "", 0);
+    put_payload(&o, body, (size_t)n);
+    send_now(to, &o);
+}
+
 static void answer(const struct sockaddr_in *to, const struct msg *req)
 {
     const char *name = req->path[0] == '/' ? req->path + 1 : "";
@@ -421,6 +439,8 @@ static void answer(const struct sockaddr_in *to, const struct msg *req)
         put_option(&o, 65001, "x", 1);
         put_payload(&o, "critical", 8);
         send_now(to, &o);
+    } else if (strcmp(first, "huge") == 0) {
+        script_huge(to, req, name);
     } else if (strcmp(first, "valid") == 0) {
         put_header(&o, reply_type(req), CODE(2, 3), req->mid, req);
         send_now(to, &o);
