@@ -1565,21 +1565,26 @@ static void remember_con(struct holder *h, uint16_t mid)
     h->seen_next = (h->seen_next + 1) % SEEN_CON_MIDS;
 }
 
-/* Ends the holder's exchange (slot) or observation with 502 because of message m, which has been consumed.
- * Outside libcoap callbacks. */
-static void holder_fail(struct holder *h, const char *detail)
+/* Ends the holder's exchange (slot) or observation with 502 because of message m, which has been consumed;
+ * extra: preformatted fields for the warn line, or "". Outside libcoap callbacks. */
+static void holder_fail_x(struct holder *h, const char *extra, const char *detail)
 {
     if (h->kind == HOLD_SLOT) {
         struct slot *s = (struct slot *)h;
         if (s->x != NULL) {
             set_health(h->up, PX_HEALTH_UP, s->x, "a response arrived");
-            log_event(CG_LOG_WARN, h->up, s->x, "bad_response", "", detail);
+            log_event(CG_LOG_WARN, h->up, s->x, "bad_response", extra, detail);
             slot_reset_session(s, false); /* stops libcoap retransmitting or asking for more blocks */
             slot_complete(s, PX_ERR_BAD_GATEWAY, detail);
         }
     } else if (h->kind == HOLD_OBS) {
         obs_end((struct observation *)h, PX_ERR_BAD_GATEWAY, detail);
     }
+}
+
+static void holder_fail(struct holder *h, const char *detail)
+{
+    holder_fail_x(h, "", detail);
 }
 
 /* RFC 7959 §2.4: every block of one transfer carries the ETag of block 0 and the number asked for (libcoap
@@ -1684,6 +1689,42 @@ static void deliver_stripped(struct slot *s, const struct wire_msg *m)
     slot_complete(s, PX_OK, NULL);
 }
 
+/* libcoap 4.3.1 reads a datagram into COAP_RXBUFFER_SIZE (1472) bytes, cutting off the rest, and parses it
+ * into a PDU of at most coap_session_max_pdu_size() = MTU - 4 bytes after the 4-byte header
+ * (coap_handle_dgram, coap_pdu_resize: "pdu too big"): anything longer than the session's MTU (libcoap's
+ * default, which the gateway keeps) is discarded as "malformed PDU" and answered with an RST of message id
+ * 0, so the exchange would wait for its deadline. A response to a slot's exchange that long ends it with a
+ * prompt 502 instead (RST for a CON or NON, which cannot be processed, §4.2); any other is dropped here. */
+#define RX_STR_(v) #v
+#define RX_STR(v) RX_STR_(v)
+#define RX_LIMIT COAP_DEFAULT_MTU
+_Static_assert(RX_LIMIT <= COAP_RXBUFFER_SIZE, "libcoap's read buffer is below its MTU: RX_LIMIT is wrong");
+
+static void drop_oversize(struct holder *h, const uint8_t *d, size_t peeked, size_t len)
+{
+    static const char why[] = "the upstream's datagram is larger than libcoap reads ("
+                              RX_STR(RX_LIMIT) " bytes)";
+    struct slot *s = (struct slot *)h;
+    unsigned tkl = d[0] & 15u;
+    bool response = peeked >= 4 && d[0] >> 6 == 1 && tkl <= 8 && 4u + tkl <= peeked && d[1] >> 5 >= 2 &&
+                    d[1] >> 5 <= 5 && (d[0] >> 4 & 3) != COAP_MESSAGE_RST;
+    bool ours = response && h->kind == HOLD_SLOT && s->x != NULL && tkl == s->x->priv.token_len &&
+                memcmp(d + 4, s->x->priv.token, tkl) == 0;
+    uint8_t sink[1];
+    char extra[48];
+    ssize_t r = recv(h->fd, sink, sizeof(sink), MSG_DONTWAIT); /* read here: libcoap could only drop it */
+    (void)r;
+    snprintf(extra, sizeof(extra), "bytes=%zu limit=%u ", len, (unsigned)RX_LIMIT);
+    if (!ours) {
+        log_event(CG_LOG_DEBUG, h->up, NULL, "oversize_datagram", extra, "not an answer to an exchange");
+        return;
+    }
+    if ((d[0] >> 4 & 3) != COAP_MESSAGE_ACK) {
+        send_empty(h, COAP_MESSAGE_RST, (uint16_t)(d[2] << 8 | d[3]));
+    }
+    holder_fail_x(h, extra, why);
+}
+
 /* Handles the datagram at the head of the holder's socket when it is one of the cases above (it is then
  * read); else leaves it for libcoap. True when it was read and the next one may be looked at. */
 static bool filter_one(struct holder *h)
@@ -1699,6 +1740,10 @@ static bool filter_one(struct holder *h)
         /* Peeking took the pending ICMP error that libcoap would have read: report it as libcoap does. */
         on_nack(h->session, NULL, COAP_NACK_ICMP_ISSUE, COAP_INVALID_MID);
         return false;
+    }
+    if ((size_t)n > RX_LIMIT) {
+        drop_oversize(h, d, (size_t)n < sizeof(d) ? (size_t)n : sizeof(d), (size_t)n);
+        return true;
     }
     if ((size_t)n > sizeof(d) || !wire_parse(d, (size_t)n, &m) || m.code >> 5 < 2 || m.code >> 5 > 5 ||
         m.type == COAP_MESSAGE_RST) {
