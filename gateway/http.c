@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -497,6 +498,31 @@ static struct MHD_Daemon *start_daemon(struct gw_http *http)
         MHD_OPTION_ARRAY, tls ? tls_options : no_options, MHD_OPTION_END);
 }
 
+/* Descriptors beyond the connections: the listening socket, MHD's epoll and wake-up fds per thread, the
+ * CoAP workers' sockets, the log. */
+#define FD_RESERVE 64
+
+/* limits.max_connections needs as many descriptors: raise the soft RLIMIT_NOFILE up to the hard one when
+ * it is lower, and say so when even that is not enough (MHD would then fail accept(2) with EMFILE). */
+static void check_fd_limit(unsigned max_connections)
+{
+    struct rlimit rl;
+    rlim_t need = (rlim_t)max_connections + FD_RESERVE;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= need) {
+        return;
+    }
+    rlim_t was = rl.rlim_cur;
+    rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > need ? need : rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+        rl.rlim_cur = was;
+    }
+    if (rl.rlim_cur < need) {
+        CG_LOG(CG_LOG_WARN, "http", "event=fd_limit max_connections=%u needed=%llu nofile=%llu",
+               max_connections, (unsigned long long)need, (unsigned long long)rl.rlim_cur);
+    }
+}
+
 /* Undoes gw_http_start up to the daemon. */
 static void *start_failed(struct gw_http *http)
 {
@@ -539,6 +565,7 @@ struct gw_http *gw_http_start(const struct cfg *cfg, struct px_client *client, s
         snprintf(err, err_len, "http: cannot start the deadline watchdog");
         return start_failed(http);
     }
+    check_fd_limit(cfg->limits.max_connections);
     gw_mhdlog_set_refusal_hook(gw_vet_mhd_refusal);
     http->daemon = start_daemon(http);
     if (http->daemon == NULL) {
