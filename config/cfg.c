@@ -256,6 +256,14 @@ static const struct field fields[] = {
             "502"},
     {"limits", "connection_timeout_s", UINT_AT(struct cfg, limits.connection_timeout_s), .def = "30",
      .min = 1, .max = 86400, .doc = "idle HTTP connection timeout, also for a client that stops reading"},
+    {"limits", "header_timeout_s", UINT_AT(struct cfg, limits.header_timeout_s), .def = "10", .min = 1,
+     .max = 3600,
+     .doc = "the whole request header section must arrive within this of the connection's start (or of the "
+            "previous answer on a keep-alive connection); else 408 (over TLS, or before a request line: none) and "
+            "the connection is closed"},
+    {"limits", "body_timeout_s", UINT_AT(struct cfg, limits.body_timeout_s), .def = "60", .min = 1,
+     .max = 86400, .doc = "the whole request body must arrive within this of the header section's end; else 408 "
+                          "(over TLS: none) and the connection is closed"},
     {"limits", "max_subscribers", UINT_AT(struct cfg, limits.max_subscribers), .def = "1000", .min = 1,
      .max = 1000000, .doc = "live-data subscribers (SSE and long-poll) in total; 503 beyond"},
     {"limits", "max_subscribers_per_resource", UINT_AT(struct cfg, limits.max_subscribers_per_resource),

@@ -154,7 +154,9 @@ struct cfg {
         unsigned max_inflight_total;     /* CoAP exchanges on the wire at once, all upstreams together */
         size_t max_body_bytes;
         unsigned connection_timeout_s;
-        unsigned max_subscribers; /* live-data subscribers in total */
+        unsigned header_timeout_s; /* the whole header section, from the connection's start or last answer */
+        unsigned body_timeout_s;   /* the whole request body, from the header section's end */
+        unsigned max_subscribers;  /* live-data subscribers in total */
         unsigned max_subscribers_per_resource;
         unsigned sse_keepalive_s;    /* SSE keep-alive comment interval */
         unsigned longpoll_timeout_s; /* ?observe=next waits this long, then 204 */

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -209,6 +210,32 @@ static enum MHD_Result resumed(struct request *r)
     return gw_render(r, &a);
 }
 
+/* First call: the header section is complete, the body's deadline starts. False from gw_dl_enter: the
+ * watchdog ended the connection at that very moment. */
+static enum MHD_Result headers_done(struct request *r, const char *version)
+{
+    if (!gw_dl_enter(r->http->dl, r->dl, GW_DL_BODY)) {
+        return MHD_NO;
+    }
+    enum MHD_Result ret = begin(r, version);
+    if (r->state != GW_BODY) {
+        gw_dl_enter(r->http->dl, r->dl, GW_DL_NONE); /* answered at once */
+    }
+    return ret;
+}
+
+/* A chunk of the body. Past limits.body_timeout_s the connection is ended here (a 408 written on the
+ * socket, see deadline.c): MHD 0.9.75 would refuse a queued response while the body is being read. The
+ * chunk is taken, and MHD then reads the end of the shut-down socket and closes the connection. */
+static enum MHD_Result body_chunk(struct request *r, const char *data, size_t *size)
+{
+    if (gw_dl_check(r->http->dl, r->dl) && r->px != NULL) {
+        px_req_body(r->px, data, *size);
+    }
+    *size = 0;
+    return MHD_YES;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
                                   const char *version, const char *upload_data, size_t *upload_data_size,
                                   void **req_cls)
@@ -224,14 +251,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     case GW_NEW:
         r->conn = conn;
         r->method = method;
-        return begin(r, version);
+        return headers_done(r, version);
     case GW_BODY:
         if (*upload_data_size != 0) {
-            if (r->px != NULL) {
-                px_req_body(r->px, upload_data, *upload_data_size);
-            }
-            *upload_data_size = 0;
-            return MHD_YES;
+            return body_chunk(r, upload_data, upload_data_size);
+        }
+        if (!gw_dl_enter(r->http->dl, r->dl, GW_DL_NONE)) {
+            return MHD_NO; /* the body ended as the watchdog answered 408 */
         }
         return run(r);
     case GW_WAITING:
@@ -267,6 +293,13 @@ static const char *origin_part(const char *target)
     return target + skip + strcspn(target + skip, "/?");
 }
 
+/* The connection's deadline, from MHD's socket context (set by on_connection). */
+static struct gw_dl_conn *conn_deadline(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci != NULL ? ci->socket_context : NULL;
+}
+
 /* Called by MHD with the raw request target before any unescaping: the request context is born here, and
  * keeps the raw path and query (percent-decoding is done once, per segment, by the pipeline, so %2F stays
  * inside one Uri-Path option as RFC 7252 §6.4 requires). */
@@ -280,6 +313,8 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
     }
     r->http = http;
     r->conn = conn;
+    r->dl = conn_deadline(conn);
+    gw_dl_request_line(http->dl, r->dl);
     r->state = GW_NEW;
     r->method = "";
     r->start_us = now_us();
@@ -342,11 +377,15 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 {
     struct gw_http *http = cls;
     struct request *r = *req_cls;
-    (void)conn;
     (void)toe;
 
+    /* A keep-alive connection's next header section is due within header_timeout_s of this one's end. */
+    gw_dl_enter(http->dl, conn_deadline(conn), GW_DL_HEADER);
     if (r == NULL) {
         return;
+    }
+    if (r->status == 0) {
+        r->status = gw_dl_status(http->dl, r->dl);
     }
     if (http->cfg->log.access_log && r->state != GW_NEW && cg_log_enabled(CG_LOG_INFO)) {
         log_access(r);
@@ -363,6 +402,24 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     free(r);
     *req_cls = NULL;
     atomic_fetch_sub(&http->active, 1);
+}
+
+/* MHD_OPTION_NOTIFY_CONNECTION: every connection is tracked for its deadlines from its first moment. */
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    struct gw_http *http = cls;
+
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        *socket_context = ci != NULL ? gw_dl_open(http->dl, ci->connect_fd) : NULL;
+        if (*socket_context == NULL) {
+            CG_LOG(CG_LOG_WARN, "http", "event=deadline_untracked reason=\"out of memory\"");
+        }
+    } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+        gw_dl_close(http->dl, *socket_context);
+        *socket_context = NULL;
+    }
 }
 
 /* ---- daemon ---- */
@@ -435,7 +492,7 @@ static struct MHD_Daemon *start_daemon(struct gw_http *http)
         MHD_OPTION_LISTEN_SOCKET, http->listen_fd, MHD_OPTION_THREAD_POOL_SIZE, pool_size(),
         MHD_OPTION_CONNECTION_LIMIT, cfg->limits.max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
         cfg->limits.connection_timeout_s, MHD_OPTION_URI_LOG_CALLBACK, on_uri, http,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, http,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, http, MHD_OPTION_NOTIFY_CONNECTION, on_connection, http,
         /* Not strict: at 1, MHD 0.9.75 closes on a space in the target without any answer and refuses a
          * missing Host with its own HTML page (see vet.c); at -1 ("permissive") it is the one level that
          * refuses whitespace before a colon. gateway/vet.c makes all three checks, with problem+json. */
@@ -444,6 +501,43 @@ static struct MHD_Daemon *start_daemon(struct gw_http *http)
         cfg->limits.max_connections_per_ip,
         /* The HTTPS options only with MHD_USE_TLS: otherwise MHD 0.9.75 logs that they are misplaced. */
         MHD_OPTION_ARRAY, tls ? tls_options : no_options, MHD_OPTION_END);
+}
+
+/* Descriptors beyond the connections: the listening socket, MHD's epoll and wake-up fds per thread, the
+ * CoAP workers' sockets, the log. */
+#define FD_RESERVE 64
+
+/* limits.max_connections needs as many descriptors: raise the soft RLIMIT_NOFILE up to the hard one when
+ * it is lower, and say so when even that is not enough (MHD would then fail accept(2) with EMFILE). */
+static void check_fd_limit(unsigned max_connections)
+{
+    struct rlimit rl;
+    rlim_t need = (rlim_t)max_connections + FD_RESERVE;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= need) {
+        return;
+    }
+    rlim_t was = rl.rlim_cur;
+    rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > need ? need : rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+        rl.rlim_cur = was;
+    }
+    if (rl.rlim_cur < need) {
+        CG_LOG(CG_LOG_WARN, "http", "event=fd_limit max_connections=%u needed=%llu nofile=%llu",
+               max_connections, (unsigned long long)need, (unsigned long long)rl.rlim_cur);
+    }
+}
+
+/* Undoes gw_http_start up to the daemon. */
+static void *start_failed(struct gw_http *http)
+{
+    if (http->listen_fd >= 0) {
+        close(http->listen_fd);
+    }
+    gw_dl_stop(http->dl);
+    px_forward_destroy(http->fwd);
+    free(http);
+    return NULL;
 }
 
 struct gw_http *gw_http_start(const struct cfg *cfg, struct px_client *client, struct px_cache *cache,
@@ -468,19 +562,21 @@ struct gw_http *gw_http_start(const struct cfg *cfg, struct px_client *client, s
     }
     http->listen_fd = open_listener(&cfg->listen, err, err_len);
     if (http->listen_fd < 0) {
-        px_forward_destroy(http->fwd);
-        free(http);
-        return NULL;
+        return start_failed(http);
     }
+    http->dl =
+        gw_dl_start(cfg->limits.header_timeout_s, cfg->limits.body_timeout_s, cfg->tls.cert_pem != NULL);
+    if (http->dl == NULL) {
+        snprintf(err, err_len, "http: cannot start the deadline watchdog");
+        return start_failed(http);
+    }
+    check_fd_limit(cfg->limits.max_connections);
     gw_mhdlog_set_refusal_hook(gw_vet_mhd_refusal);
     http->daemon = start_daemon(http);
     if (http->daemon == NULL) {
         snprintf(err, err_len, "http: cannot start the HTTP server on %s:%u", cfg->listen.host,
                  cfg->listen.port);
-        close(http->listen_fd);
-        px_forward_destroy(http->fwd);
-        free(http);
-        return NULL;
+        return start_failed(http);
     }
     return http;
 }
@@ -514,6 +610,7 @@ void gw_http_stop(struct gw_http *http)
         return;
     }
     MHD_stop_daemon(http->daemon); /* also closes the listening socket unless quiesced */
+    gw_dl_stop(http->dl);          /* after the daemon: no notification can come any more */
     px_forward_destroy(http->fwd);
     free(http);
 }

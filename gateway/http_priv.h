@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "config/cfg.h"
+#include "gateway/deadline.h"
 #include "proxy/cache.h"
 #include "proxy/client.h"
 #include "proxy/forward.h"
@@ -21,6 +22,7 @@ struct gw_http {
     struct px_cache *cache; /* NULL when cache.enabled is false */
     struct px_forward *fwd;
     struct MHD_Daemon *daemon;
+    struct gw_dl *dl; /* header and body deadlines (deadline.c) */
     int listen_fd;
     atomic_int active;                /* requests between URI callback and completion */
     atomic_uint_fast64_t answered[6]; /* requests answered, by status class (index 1..5; 0: no response) */
@@ -49,7 +51,8 @@ struct request {
     /* vet.c: this thread's requests in their header section. */
     struct request *parse_prev, *parse_next;
     bool parse_tracked;
-    struct px_req *px; /* NULL for admin requests */
+    struct gw_dl_conn *dl; /* the connection's deadline, NULL when it is not tracked */
+    struct px_req *px;     /* NULL for admin requests */
     uint64_t start_us;
     int status; /* HTTP status sent, for the access log */
     /* A live stream being written (sse.c). */

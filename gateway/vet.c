@@ -354,6 +354,10 @@ void gw_vet_mhd_refusal(unsigned mhd_status)
     if (r == NULL) {
         return; /* not in a header section (e.g. a bad chunk): MHD's page is the only answer */
     }
+    /* The answer is MHD's or ours now, not the deadline watchdog's 408: two answers would interleave. */
+    if (!gw_dl_enter(r->http->dl, r->dl, GW_DL_NONE)) {
+        return; /* the watchdog answered first and shut the socket: MHD's page fails to go out */
+    }
     const union MHD_ConnectionInfo *tls = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
     if (tls != NULL && tls->tls_session != NULL) {
         return; /* HTTPS: plain bytes on the socket would break the TLS stream; MHD's page goes out alone */

@@ -160,6 +160,8 @@ START_TEST(test_empty_object_gives_documented_defaults)
     ck_assert_uint_eq(cfg->limits.max_connections, 10000);
     ck_assert_uint_eq(cfg->limits.max_body_bytes, 1048576);
     ck_assert_uint_eq(cfg->limits.connection_timeout_s, 30);
+    ck_assert_uint_eq(cfg->limits.header_timeout_s, 10);
+    ck_assert_uint_eq(cfg->limits.body_timeout_s, 60);
     ck_assert_uint_eq(cfg->limits.max_subscribers, 1000);
     ck_assert_uint_eq(cfg->limits.max_subscribers_per_resource, 100);
     ck_assert_uint_eq(cfg->limits.sse_keepalive_s, 15);
@@ -469,6 +471,14 @@ START_TEST(test_limits_ranges_are_inclusive)
                        "t.json: limits.connection_timeout_s: must be between 1 and 86400");
     ck_assert_rejected("{'limits': {'connection_timeout_s': 86401}}",
                        "t.json: limits.connection_timeout_s: must be between 1 and 86400");
+    ck_assert_rejected("{'limits': {'header_timeout_s': 0}}",
+                       "t.json: limits.header_timeout_s: must be between 1 and 3600");
+    ck_assert_rejected("{'limits': {'header_timeout_s': 3601}}",
+                       "t.json: limits.header_timeout_s: must be between 1 and 3600");
+    ck_assert_rejected("{'limits': {'body_timeout_s': 0}}",
+                       "t.json: limits.body_timeout_s: must be between 1 and 86400");
+    ck_assert_rejected("{'limits': {'body_timeout_s': 86401}}",
+                       "t.json: limits.body_timeout_s: must be between 1 and 86400");
     ck_assert_rejected("{'limits': {'max_subscribers': 0}}",
                        "t.json: limits.max_subscribers: must be between 1 and 1000000");
     ck_assert_rejected("{'limits': {'max_subscribers_per_resource': 1000001}}",
@@ -1212,7 +1222,7 @@ static char *reference(void)
 }
 
 /* Leaf fields of the schema: a new one must show in the README table (and this number). */
-#define FIELDS 49
+#define FIELDS 51
 
 START_TEST(test_reference_table_has_one_line_per_field)
 {

@@ -1,0 +1,41 @@
+/* gateway/deadline: a deadline for a connection's whole header section and for its whole body.
+ * libmicrohttpd 0.9.75 has only an idle timeout, which every byte resets, so a client sending one byte a
+ * second holds a connection for ever (slowloris). Every connection is tracked from MHD's "started" to its
+ * "closed" notification with its phase and deadline; a watchdog thread ends the ones past their deadline. */
+#ifndef GW_DEADLINE_H
+#define GW_DEADLINE_H
+
+#include <stdbool.h>
+
+struct gw_dl;
+struct gw_dl_conn;
+
+enum gw_dl_phase {
+    GW_DL_HEADER, /* reading a header section: limits.header_timeout_s */
+    GW_DL_BODY,   /* reading a body: limits.body_timeout_s */
+    GW_DL_NONE,   /* the request is complete (waiting for the device, answering, streaming): no deadline */
+};
+
+/* Starts the watchdog. tls: the connections speak TLS (a 408 cannot be written under MHD's feet, so an
+ * expired connection is only closed). NULL when out of memory or threads. Thread: main. */
+struct gw_dl *gw_dl_start(unsigned header_s, unsigned body_s, bool tls);
+/* Stops the watchdog and frees every connection still tracked. gw_dl_stop(NULL) does nothing. Thread: main,
+ * after the daemon is stopped. */
+void gw_dl_stop(struct gw_dl *dl);
+
+/* MHD's connection notifications: a new connection (fd) in its header phase, and its end. open returns
+ * NULL when out of memory (the connection is then not tracked); every function below accepts NULL. */
+struct gw_dl_conn *gw_dl_open(struct gw_dl *dl, int fd);
+void gw_dl_close(struct gw_dl *dl, struct gw_dl_conn *c);
+
+/* The request line was read: an expiry now answers 408, since the client is inside a request. */
+void gw_dl_request_line(struct gw_dl *dl, struct gw_dl_conn *c);
+/* Enters a phase, its deadline counted from now. False when the watchdog already ended the connection
+ * (the caller returns MHD_NO). */
+bool gw_dl_enter(struct gw_dl *dl, struct gw_dl_conn *c, enum gw_dl_phase phase);
+/* Ends the connection now if its deadline has passed (a body chunk arrived late). False when it is ended. */
+bool gw_dl_check(struct gw_dl *dl, struct gw_dl_conn *c);
+/* 408 when the connection was ended with a 408 written, else 0: the status for the access log. */
+int gw_dl_status(struct gw_dl *dl, const struct gw_dl_conn *c);
+
+#endif
