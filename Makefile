@@ -1,7 +1,7 @@
 # Thin wrapper over CMake. `make run` and `make test` are the README's two commands.
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all deps build run test test-plain test-sanitize test-release clean
+.PHONY: all deps build gateway run test test-plain test-sanitize test-release clean
 
 all: build
 
@@ -12,15 +12,20 @@ build: deps
 	cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 	cmake --build build -j $(JOBS)
 
-run: build
+# The gateway alone (no tests): what `make run` needs.
+gateway: deps
+	cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	cmake --build build -j $(JOBS) --target coapgw
+
+run: gateway
 	./build/coapgw
 
 test: deps test-plain test-release test-sanitize
 
 test-plain:
-	cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCOAPGW_WERROR=ON >/dev/null
-	cmake --build build -j $(JOBS)
-	cd build && ctest --output-on-failure -j $(JOBS)
+	cmake -S . -B build-test -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCOAPGW_WERROR=ON >/dev/null
+	cmake --build build-test -j $(JOBS)
+	cd build-test && ctest --output-on-failure -j $(JOBS)
 
 test-sanitize:
 	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCOAPGW_WERROR=ON -DCOAPGW_SANITIZE=ON >/dev/null
@@ -28,10 +33,12 @@ test-sanitize:
 	cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		ctest --output-on-failure -j $(JOBS)
 
+# The suites build in directories of their own, so `make test` never replaces the binary a running `make run`
+# uses (build/coapgw).
 # Release (-O3) warns about things the other builds do not see (e.g. -Wformat-truncation): build only.
 test-release:
 	cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release -DCOAPGW_WERROR=ON >/dev/null
 	cmake --build build-release -j $(JOBS)
 
 clean:
-	rm -rf build build-asan build-release
+	rm -rf build build-test build-asan build-release
