@@ -76,7 +76,8 @@ static bool host_bits_set(const uint8_t *addr, unsigned len, unsigned bits)
 }
 
 /* The address text of a rule in a bounded, NUL-terminated copy (inet_pton wants a string). */
-static int read_rule_addr(int family, const char *s, size_t len, struct cg_addr_rule *out, const char **reason)
+static int read_rule_addr(int family, const char *s, size_t len, struct cg_addr_rule *out,
+                          const char **reason)
 {
     char text[INET6_ADDRSTRLEN];
 
@@ -283,7 +284,7 @@ static bool rule_matches(const struct cg_addr_rule *r, const struct addr *a, uin
 }
 
 bool cg_addr_allowed(const struct cg_addr_rule *rules, size_t n, const struct sockaddr_storage *addr,
-                        uint16_t port)
+                     uint16_t port)
 {
     struct addr a;
 
@@ -300,7 +301,7 @@ bool cg_addr_allowed(const struct cg_addr_rule *rules, size_t n, const struct so
 
 /* Writes the address to connect to, with the target's port; a mapped address as the IPv4 it means. */
 void cg_addr_normalize(const struct sockaddr_storage *ss, uint16_t port, struct sockaddr_storage *out,
-                      socklen_t *out_len)
+                       socklen_t *out_len)
 {
     struct addr a;
 
@@ -319,4 +320,3 @@ void cg_addr_normalize(const struct sockaddr_storage *ss, uint16_t port, struct 
         *out_len = sizeof(*in6);
     }
 }
-

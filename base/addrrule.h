@@ -44,7 +44,7 @@ int cg_addr_rule_parse(const char *s, struct cg_addr_rule *out, const char **rea
  * An IPv4-mapped IPv6 address (::ffff:127.0.0.1) is checked as its IPv4 address.
  * Thread: any (rules are read only); no I/O. */
 bool cg_addr_allowed(const struct cg_addr_rule *rules, size_t n, const struct sockaddr_storage *addr,
-                        uint16_t port);
+                     uint16_t port);
 
 /* The address to connect to: in with port, an IPv4-mapped IPv6 address written as the IPv4 it means. */
 void cg_addr_normalize(const struct sockaddr_storage *in, uint16_t port, struct sockaddr_storage *out,

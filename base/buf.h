@@ -11,7 +11,10 @@ struct cg_buf {
     size_t len, cap;
 };
 
-#define CG_BUF_INIT {NULL, 0, 0}
+#define CG_BUF_INIT                                                                                          \
+    {                                                                                                        \
+        NULL, 0, 0                                                                                           \
+    }
 
 /* Appends n bytes, growing by doubling (at least 256 bytes). Returns 0, or -1 when len + n would pass
  * limit or memory runs out (the buffer is then unchanged). */

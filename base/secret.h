@@ -46,7 +46,10 @@ struct cg_secret_list {
     size_t buf_len;
 };
 
-#define CG_SECRET_LIST_INIT {NULL, 0, NULL, 0}
+#define CG_SECRET_LIST_INIT                                                                                  \
+    {                                                                                                        \
+        NULL, 0, NULL, 0                                                                                     \
+    }
 
 /* Reads a list of secrets, one per line: blank lines and lines whose first non-blank byte is '#' are
  * skipped; spaces, tabs, CR and LF around a secret are stripped (so CRLF files work). A file with no secret

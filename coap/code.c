@@ -11,9 +11,9 @@ static const struct {
     bool payload; /* the HTTP body goes along as payload */
     bool unsafe;  /* changes the resource (RFC 9110 §9.2.1) */
 } method_table[CO_METHOD_COUNT] = {
-    [CO_GET - 1] = {"GET", false, false},       [CO_POST - 1] = {"POST", true, true},
-    [CO_PUT - 1] = {"PUT", true, true},         [CO_DELETE - 1] = {"DELETE", false, true},
-    [CO_FETCH - 1] = {"FETCH", true, false},    [CO_PATCH - 1] = {"PATCH", true, true},
+    [CO_GET - 1] = {"GET", false, false},     [CO_POST - 1] = {"POST", true, true},
+    [CO_PUT - 1] = {"PUT", true, true},       [CO_DELETE - 1] = {"DELETE", false, true},
+    [CO_FETCH - 1] = {"FETCH", true, false},  [CO_PATCH - 1] = {"PATCH", true, true},
     [CO_IPATCH - 1] = {"iPATCH", true, true},
 };
 
@@ -51,32 +51,32 @@ bool co_method_is_unsafe(uint8_t code)
 /* Response codes: RFC 8075 §7 Table 2 (note numbers are the RFC's), plus the codes later RFCs define with
  * an obvious HTTP twin. CACHEABLE per RFC 7252 §5.9: 2.05, 2.03, every 4.xx and 5.xx. */
 static const struct co_code_info code_table[] = {
-    {CO_CODE(2, 1), 201, 0},                                /* 2.01 Created             note 1 */
-    {CO_CODE(2, 2), 200, CO_EMPTY_204},                     /* 2.02 Deleted 200 / 204   note 2 */
-    {CO_CODE(2, 3), 304, CO_CACHEABLE},                     /* 2.03 Valid               notes 3, 4 */
-    {CO_CODE(2, 4), 200, CO_EMPTY_204},                     /* 2.04 Changed 200 / 204   note 2 */
-    {CO_CODE(2, 5), 200, CO_CACHEABLE},                     /* 2.05 Content */
-    {CO_CODE(2, 31), 0, 0},                                 /* 2.31 Continue N/A        note 10 */
-    {CO_CODE(4, 0), 400, CO_CACHEABLE},                     /* 4.00 Bad Request */
-    {CO_CODE(4, 1), 403, CO_CACHEABLE},                     /* 4.01 Unauthorized        note 5 */
-    {CO_CODE(4, 2), 500, CO_CACHEABLE},                     /* 4.02 Bad Option          note 6 */
-    {CO_CODE(4, 3), 403, CO_CACHEABLE},                     /* 4.03 Forbidden */
-    {CO_CODE(4, 4), 404, CO_CACHEABLE},                     /* 4.04 Not Found */
-    {CO_CODE(4, 5), 400, CO_CACHEABLE | CO_ALLOW_405},      /* 4.05 Method Not Allowed  note 7 */
-    {CO_CODE(4, 6), 406, CO_CACHEABLE},                     /* 4.06 Not Acceptable */
-    {CO_CODE(4, 8), 0, 0},                                  /* 4.08 Request Entity Incomplete note 10 */
-    {CO_CODE(4, 9), 409, CO_CACHEABLE},                     /* 4.09 Conflict (RFC 8132) */
-    {CO_CODE(4, 12), 412, CO_CACHEABLE},                    /* 4.12 Precondition Failed */
-    {CO_CODE(4, 13), 413, CO_CACHEABLE},                    /* 4.13 Request Entity Too Large note 11 */
-    {CO_CODE(4, 15), 415, CO_CACHEABLE},                    /* 4.15 Unsupported Content-Format */
-    {CO_CODE(4, 22), 422, CO_CACHEABLE},                    /* 4.22 Unprocessable Entity (RFC 8132) */
-    {CO_CODE(4, 29), 429, CO_CACHEABLE | CO_RETRY_AFTER},   /* 4.29 Too Many Requests (RFC 8516) */
-    {CO_CODE(5, 0), 500, CO_CACHEABLE},                     /* 5.00 Internal Server Error */
-    {CO_CODE(5, 1), 501, CO_CACHEABLE},                     /* 5.01 Not Implemented */
-    {CO_CODE(5, 2), 502, CO_CACHEABLE},                     /* 5.02 Bad Gateway */
-    {CO_CODE(5, 3), 503, CO_CACHEABLE | CO_RETRY_AFTER},    /* 5.03 Service Unavailable note 8 */
-    {CO_CODE(5, 4), 504, CO_CACHEABLE},                     /* 5.04 Gateway Timeout */
-    {CO_CODE(5, 5), 502, CO_CACHEABLE},                     /* 5.05 Proxying Not Supported note 9 */
+    {CO_CODE(2, 1), 201, 0},                              /* 2.01 Created             note 1 */
+    {CO_CODE(2, 2), 200, CO_EMPTY_204},                   /* 2.02 Deleted 200 / 204   note 2 */
+    {CO_CODE(2, 3), 304, CO_CACHEABLE},                   /* 2.03 Valid               notes 3, 4 */
+    {CO_CODE(2, 4), 200, CO_EMPTY_204},                   /* 2.04 Changed 200 / 204   note 2 */
+    {CO_CODE(2, 5), 200, CO_CACHEABLE},                   /* 2.05 Content */
+    {CO_CODE(2, 31), 0, 0},                               /* 2.31 Continue N/A        note 10 */
+    {CO_CODE(4, 0), 400, CO_CACHEABLE},                   /* 4.00 Bad Request */
+    {CO_CODE(4, 1), 403, CO_CACHEABLE},                   /* 4.01 Unauthorized        note 5 */
+    {CO_CODE(4, 2), 500, CO_CACHEABLE},                   /* 4.02 Bad Option          note 6 */
+    {CO_CODE(4, 3), 403, CO_CACHEABLE},                   /* 4.03 Forbidden */
+    {CO_CODE(4, 4), 404, CO_CACHEABLE},                   /* 4.04 Not Found */
+    {CO_CODE(4, 5), 400, CO_CACHEABLE | CO_ALLOW_405},    /* 4.05 Method Not Allowed  note 7 */
+    {CO_CODE(4, 6), 406, CO_CACHEABLE},                   /* 4.06 Not Acceptable */
+    {CO_CODE(4, 8), 0, 0},                                /* 4.08 Request Entity Incomplete note 10 */
+    {CO_CODE(4, 9), 409, CO_CACHEABLE},                   /* 4.09 Conflict (RFC 8132) */
+    {CO_CODE(4, 12), 412, CO_CACHEABLE},                  /* 4.12 Precondition Failed */
+    {CO_CODE(4, 13), 413, CO_CACHEABLE},                  /* 4.13 Request Entity Too Large note 11 */
+    {CO_CODE(4, 15), 415, CO_CACHEABLE},                  /* 4.15 Unsupported Content-Format */
+    {CO_CODE(4, 22), 422, CO_CACHEABLE},                  /* 4.22 Unprocessable Entity (RFC 8132) */
+    {CO_CODE(4, 29), 429, CO_CACHEABLE | CO_RETRY_AFTER}, /* 4.29 Too Many Requests (RFC 8516) */
+    {CO_CODE(5, 0), 500, CO_CACHEABLE},                   /* 5.00 Internal Server Error */
+    {CO_CODE(5, 1), 501, CO_CACHEABLE},                   /* 5.01 Not Implemented */
+    {CO_CODE(5, 2), 502, CO_CACHEABLE},                   /* 5.02 Bad Gateway */
+    {CO_CODE(5, 3), 503, CO_CACHEABLE | CO_RETRY_AFTER},  /* 5.03 Service Unavailable note 8 */
+    {CO_CODE(5, 4), 504, CO_CACHEABLE},                   /* 5.04 Gateway Timeout */
+    {CO_CODE(5, 5), 502, CO_CACHEABLE},                   /* 5.05 Proxying Not Supported note 9 */
 };
 
 /* A code missing above is read as its class's generic x.00 (RFC 7252 §5.9); an unknown success code must

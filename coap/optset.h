@@ -44,13 +44,16 @@ struct co_opt {
 /* opt[] and buf grow on demand (doubling) up to the bounds above. A set owns its arrays unless it is a
  * read-only view made by someone else (the cache's stored sets): never fini or add to those. */
 struct co_optset {
-    unsigned count, cap; /* options used, allocated */
+    unsigned count, cap;   /* options used, allocated */
     unsigned used, bufcap; /* value bytes used, allocated */
     struct co_opt *opt;
     uint8_t *buf;
 };
 
-#define CO_OPTSET_INIT {0, 0, 0, 0, NULL, NULL}
+#define CO_OPTSET_INIT                                                                                       \
+    {                                                                                                        \
+        0, 0, 0, 0, NULL, NULL                                                                               \
+    }
 
 /* An empty set; allocates nothing. */
 void co_optset_init(struct co_optset *set);

@@ -11,13 +11,13 @@
 #include <arpa/inet.h>
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -40,9 +40,10 @@ static const char default_json[] = "{\"upstreams\": {\"demo\": {\"uri\": \"coap:
                                    " \"routes\": [{\"prefix\": \"/api/\", \"upstream\": \"demo\"}],"
                                    " \"demo_server\": {\"enabled\": true}}";
 
-static const char *const admin_paths[CFG_ADMIN_COUNT] = {
-    [CFG_ADMIN_NONE] = "", [CFG_ADMIN_HEALTHZ] = "/healthz", [CFG_ADMIN_READYZ] = "/readyz",
-    [CFG_ADMIN_METRICS] = "/metrics"};
+static const char *const admin_paths[CFG_ADMIN_COUNT] = {[CFG_ADMIN_NONE] = "",
+                                                         [CFG_ADMIN_HEALTHZ] = "/healthz",
+                                                         [CFG_ADMIN_READYZ] = "/readyz",
+                                                         [CFG_ADMIN_METRICS] = "/metrics"};
 
 /* ---- the schema ---- */
 
@@ -204,9 +205,10 @@ static const struct field fields[] = {
      .parse = parse_prefix, .doc = "path prefix of forward-proxy requests"},
     /* Stored by parse_allow() as forward_proxy.allow and .allow_len. */
     {"forward_proxy", "allow", .kind = KIND_CIDRS, .parse = parse_allow, .def_doc = "none",
-     .doc = "the targets it may reach: `ADDR[/LEN][:PORT]`, `[V6][/LEN][:PORT]` or `V6[/LEN]` (`127.0.0.2/32`, "
-            "`[::1]:5683`); every address a host name resolves to must match; multicast and broadcast only "
-            "when named; anything else 403"},
+     .doc =
+         "the targets it may reach: `ADDR[/LEN][:PORT]`, `[V6][/LEN][:PORT]` or `V6[/LEN]` (`127.0.0.2/32`, "
+         "`[::1]:5683`); every address a host name resolves to must match; multicast and broadcast only "
+         "when named; anything else 403"},
     {"forward_proxy", "timeout_ms", UINT_AT(struct cfg, forward_proxy.timeout_ms), .def = "5000", .min = 1,
      .max = 600000, .doc = "deadline for an exchange with a target, queueing included; then 504"},
 
@@ -259,11 +261,13 @@ static const struct field fields[] = {
     {"limits", "header_timeout_s", UINT_AT(struct cfg, limits.header_timeout_s), .def = "10", .min = 1,
      .max = 3600,
      .doc = "the whole request header section must arrive within this of the connection's start (or of the "
-            "previous answer on a keep-alive connection); else 408 (over TLS, or before a request line: none) and "
+            "previous answer on a keep-alive connection); else 408 (over TLS, or before a request line: "
+            "none) and "
             "the connection is closed"},
     {"limits", "body_timeout_s", UINT_AT(struct cfg, limits.body_timeout_s), .def = "60", .min = 1,
-     .max = 86400, .doc = "the whole request body must arrive within this of the header section's end; else 408 "
-                          "(over TLS: none) and the connection is closed"},
+     .max = 86400,
+     .doc = "the whole request body must arrive within this of the header section's end; else 408 "
+            "(over TLS: none) and the connection is closed"},
     {"limits", "max_subscribers", UINT_AT(struct cfg, limits.max_subscribers), .def = "1000", .min = 1,
      .max = 1000000, .doc = "live-data subscribers (SSE and long-poll) in total; 503 beyond"},
     {"limits", "max_subscribers_per_resource", UINT_AT(struct cfg, limits.max_subscribers_per_resource),
@@ -1278,8 +1282,9 @@ static enum cfg_status parse_forward_enabled(const struct scope *s, const struct
 {
     const json_t *allow = json_object_get(s->obj, "allow");
     if (json_is_true(v) && json_array_size(allow) == 0) {
-        return fail_at(s->err, s->base, f->key,
-                       "needs forward_proxy.allow: the targets it may reach (closed by default, RFC 8075 §11)");
+        return fail_at(
+            s->err, s->base, f->key,
+            "needs forward_proxy.allow: the targets it may reach (closed by default, RFC 8075 §11)");
     }
     return store_value(s, f, v);
 }
@@ -1319,7 +1324,7 @@ static enum cfg_status store_strings(const struct scope *s, const struct field *
 /* An origin as browsers send it (RFC 6454 §6.1): "http(s)://host[:port]", nothing after; or "*". */
 static const char *origin_problem(const char *text)
 {
-    const char *rest = strncmp(text, "https://", 8) == 0 ? text + 8
+    const char *rest = strncmp(text, "https://", 8) == 0  ? text + 8
                        : strncmp(text, "http://", 7) == 0 ? text + 7
                                                           : NULL;
     if (strcmp(text, "*") == 0) {
@@ -1706,7 +1711,8 @@ static FILE *open_regular(const char *path, int *e)
         *e = EINVAL;
         return NULL;
     }
-    if ((fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)) < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    if ((fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)) < 0 || fstat(fd, &st) != 0 ||
+        !S_ISREG(st.st_mode)) {
         *e = fd < 0 ? errno : EINVAL;
         if (fd >= 0) {
             close(fd);

@@ -69,7 +69,7 @@ struct cfg_upstream {
     enum cfg_dtls dtls;       /* which of psk and pki holds the DTLS credentials */
     struct cfg_psk psk;
     struct cfg_pki pki;
-    char **base_path;         /* decoded path segments of uri ("/a/b" -> {"a","b"}); may be empty */
+    char **base_path; /* decoded path segments of uri ("/a/b" -> {"a","b"}); may be empty */
     size_t base_path_len;
     unsigned timeout_ms;    /* whole-exchange deadline */
     unsigned max_inflight;  /* exchanges on the wire at once (NSTART) */
@@ -138,7 +138,7 @@ struct cfg {
         struct cfg_auth auth; /* for /metrics; /healthz and /readyz stay open for probes */
     } admin;
     struct {
-        char *cert, *key;          /* PEM file paths, resolved against the configuration file's folder */
+        char *cert, *key;            /* PEM file paths, resolved against the configuration file's folder */
         uint8_t *cert_pem, *key_pem; /* their contents, NUL-terminated, read at load time (HTTPS when set) */
         size_t cert_len, key_len;
     } tls;

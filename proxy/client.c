@@ -41,15 +41,15 @@ struct holder {
     enum holder_kind kind;
     struct upstream *up;
     coap_session_t *session;
-    int fd;                             /* the session's UDP socket, read first by the inbound filter; -1 */
-    bool dtls_up;                       /* coaps: the session's DTLS handshake has completed */
-    bool dtls_heard;                    /* coaps: the device answered the handshake's first flight */
-    int32_t seen_mid[SEEN_CON_MIDS];    /* CON responses already passed to libcoap (-1: none) */
+    int fd;                          /* the session's UDP socket, read first by the inbound filter; -1 */
+    bool dtls_up;                    /* coaps: the session's DTLS handshake has completed */
+    bool dtls_heard;                 /* coaps: the device answered the handshake's first flight */
+    int32_t seen_mid[SEEN_CON_MIDS]; /* CON responses already passed to libcoap (-1: none) */
     unsigned seen_next;
-    bool b2_started;                    /* a Block2 transfer is under way: b2_* are set */
-    uint32_t b2_next;                   /* the offset the next Block2 response must carry */
-    int32_t b2_mids[4];                 /* message ids of the last blocks seen (-1: none) */
-    uint8_t b2_etag[8], b2_etag_len;    /* the transfer's ETag (length 0: none) */
+    bool b2_started;                 /* a Block2 transfer is under way: b2_* are set */
+    uint32_t b2_next;                /* the offset the next Block2 response must carry */
+    int32_t b2_mids[4];              /* message ids of the last blocks seen (-1: none) */
+    uint8_t b2_etag[8], b2_etag_len; /* the transfer's ETag (length 0: none) */
 };
 
 /* One request slot of an upstream: a session carrying at most one exchange. max_inflight slots put that
@@ -96,7 +96,7 @@ struct upstream {
     unsigned q_len;
     struct observation *observations;
     struct probe probe;
-    char uri_host[256]; /* RFC 7252 §6.4 step 5: the host name, lower case; "" for an IP literal */
+    char uri_host[256];           /* RFC 7252 §6.4 step 5: the host name, lower case; "" for an IP literal */
     atomic_int health;            /* enum px_health, read by any thread */
     atomic_uint_fast64_t news_ms; /* when the health was last learned */
 };
@@ -726,8 +726,9 @@ static void slot_send(struct slot *s, struct px_exchange *x)
     coap_pdu_t *pdu;
     enum px_status st = build_pdu(s, x, &pdu);
     if (st != PX_OK) {
-        slot_complete(s, st, st == PX_ERR_URI_TOO_LONG ? "the request's options do not fit one CoAP message"
-                                                       : "cannot build the CoAP request");
+        slot_complete(s, st,
+                      st == PX_ERR_URI_TOO_LONG ? "the request's options do not fit one CoAP message"
+                                                : "cannot build the CoAP request");
         return;
     }
     if (coap_send(s->h.session, pdu) == COAP_INVALID_MID) {
@@ -854,7 +855,6 @@ static bool more_blocks(const coap_pdu_t *received)
     coap_block_t block;
     return coap_get_block(received, COAP_OPTION_BLOCK2, &block) && block.m;
 }
-
 
 /* ---- observations (RFC 7641) ---- */
 
@@ -1458,8 +1458,11 @@ static bool wire_parse(const uint8_t *d, size_t n, struct wire_msg *m)
     if (n < 4 || d[0] >> 6 != 1 || (d[0] & 15) > 8 || 4u + (d[0] & 15) > n) {
         return false;
     }
-    *m = (struct wire_msg){.type = (uint8_t)(d[0] >> 4 & 3), .code = d[1], .tkl = (uint8_t)(d[0] & 15),
-                           .mid = (uint16_t)(d[2] << 8 | d[3]), .token = d + 4};
+    *m = (struct wire_msg){.type = (uint8_t)(d[0] >> 4 & 3),
+                           .code = d[1],
+                           .tkl = (uint8_t)(d[0] & 15),
+                           .mid = (uint16_t)(d[2] << 8 | d[3]),
+                           .token = d + 4};
     for (p = 4u + m->tkl; p < n;) {
         uint32_t delta, len;
         if (d[p] == 0xff) {
@@ -1484,10 +1487,10 @@ static bool wire_parse(const uint8_t *d, size_t n, struct wire_msg *m)
 static const struct {
     uint16_t number, min, max;
 } opt_lengths[] = {
-    {1, 0, 8},     {3, 1, 255}, {4, 1, 8},    {5, 0, 0},    {6, 0, 3},     {7, 0, 2},   {8, 0, 255},
-    {9, 0, 255},   {11, 0, 255}, {12, 0, 2},  {14, 0, 4},   {15, 1, 255},  {16, 1, 1},  {17, 0, 2},
-    {20, 0, 255},  {23, 0, 3},  {27, 0, 3},   {28, 0, 4},   {35, 1, 1034}, {39, 1, 255}, {60, 0, 4},
-    {252, 0, 40},  {258, 0, 1}, {292, 0, 8},
+    {1, 0, 8},     {3, 1, 255},  {4, 1, 8},    {5, 0, 0},    {6, 0, 3},   {7, 0, 2},
+    {8, 0, 255},   {9, 0, 255},  {11, 0, 255}, {12, 0, 2},   {14, 0, 4},  {15, 1, 255},
+    {16, 1, 1},    {17, 0, 2},   {20, 0, 255}, {23, 0, 3},   {27, 0, 3},  {28, 0, 4},
+    {35, 1, 1034}, {39, 1, 255}, {60, 0, 4},   {252, 0, 40}, {258, 0, 1}, {292, 0, 8},
 };
 
 static bool opt_length_ok(const struct wire_opt *o)
@@ -1637,7 +1640,8 @@ static const char *check_block2(struct holder *h, const struct wire_msg *m)
         return "the upstream's representation changed (another ETag) during a block-wise transfer";
     }
     if (offset < h->b2_next) {
-        return b2_mid_seen(h, m->mid) ? NULL : "the upstream answered with another block than the one asked for";
+        return b2_mid_seen(h, m->mid) ? NULL
+                                      : "the upstream answered with another block than the one asked for";
     }
     b2_advance(h, offset, m);
     return NULL;
@@ -1702,8 +1706,8 @@ _Static_assert(RX_LIMIT <= COAP_RXBUFFER_SIZE, "libcoap's read buffer is below i
 
 static void drop_oversize(struct holder *h, const uint8_t *d, size_t peeked, size_t len)
 {
-    static const char why[] = "the upstream's datagram is larger than libcoap reads ("
-                              RX_STR(RX_LIMIT) " bytes)";
+    static const char why[] =
+        "the upstream's datagram is larger than libcoap reads (" RX_STR(RX_LIMIT) " bytes)";
     struct slot *s = (struct slot *)h;
     unsigned tkl = d[0] & 15u;
     bool response = peeked >= 4 && d[0] >> 6 == 1 && tkl <= 8 && 4u + tkl <= peeked && d[1] >> 5 >= 2 &&
@@ -1756,9 +1760,9 @@ static bool filter_one(struct holder *h)
         return true;
     }
     enum verdict v = judge(&m);
-    const char *why = v == REJECT ? "the upstream's response has a critical option the gateway does not know"
-                                  : (h->kind == HOLD_SLOT && ((struct slot *)h)->x != NULL ? check_block2(h, &m)
-                                                                                            : NULL);
+    const char *why =
+        v == REJECT ? "the upstream's response has a critical option the gateway does not know"
+                    : (h->kind == HOLD_SLOT && ((struct slot *)h)->x != NULL ? check_block2(h, &m) : NULL);
     if (why == NULL && (v == PASS || h->kind != HOLD_SLOT || ((struct slot *)h)->x == NULL)) {
         if (m.type == COAP_MESSAGE_CON) {
             remember_con(h, m.mid);
@@ -1918,8 +1922,11 @@ static struct target *target_new(struct worker *w, const struct px_exchange *x)
     if (t == NULL) {
         return NULL;
     }
-    t->cfg = (struct cfg_upstream){.name = "forward_proxy", .timeout_ms = cfg->forward_proxy.timeout_ms,
-                                   .max_inflight = 1, .queue_limit = 64, .type = CFG_MSG_CON};
+    t->cfg = (struct cfg_upstream){.name = "forward_proxy",
+                                   .timeout_ms = cfg->forward_proxy.timeout_ms,
+                                   .max_inflight = 1,
+                                   .queue_limit = 64,
+                                   .type = CFG_MSG_CON};
     t->up.cfg = &t->cfg;
     t->up.worker = w;
     if ((t->up.slots = calloc(1, sizeof(*t->up.slots))) == NULL) {
@@ -2437,8 +2444,10 @@ static void transport_unobserve(void *impl, size_t upstream, uint64_t id)
 
 struct px_transport px_client_transport(struct px_client *c)
 {
-    return (struct px_transport){
-        .impl = c, .submit = transport_submit, .observe = transport_observe, .unobserve = transport_unobserve};
+    return (struct px_transport){.impl = c,
+                                 .submit = transport_submit,
+                                 .observe = transport_observe,
+                                 .unobserve = transport_unobserve};
 }
 
 /* Queues x for its worker; false (and nothing queued) when the workers are stopping. */
@@ -2456,7 +2465,8 @@ static struct worker *target_worker(struct px_client *c, const struct px_exchang
 static bool enqueue(struct px_client *c, struct px_exchange *x)
 {
     struct worker *w = x->target != NULL ? target_worker(c, x) : c->ups[x->upstream].worker;
-    unsigned timeout = x->target != NULL ? c->cfg->forward_proxy.timeout_ms : c->ups[x->upstream].cfg->timeout_ms;
+    unsigned timeout =
+        x->target != NULL ? c->cfg->forward_proxy.timeout_ms : c->ups[x->upstream].cfg->timeout_ms;
     bool was_empty;
 
     x->priv.next = NULL;

@@ -48,9 +48,9 @@ struct px_exchange {
         uint8_t token[8];
         size_t token_len;
         uint64_t obs_id;
-        uint8_t block1_szx; /* 0, or SZX + 1 after a 4.13 asked for smaller blocks */
-        int32_t mid;        /* message id of the (last) request sent, -1 before */
-        int32_t block1;     /* last Block1 number answered, -1 when none (for the debug log) */
+        uint8_t block1_szx;                /* 0, or SZX + 1 after a 4.13 asked for smaller blocks */
+        int32_t mid;                       /* message id of the (last) request sent, -1 before */
+        int32_t block1;                    /* last Block1 number answered, -1 when none (for the debug log) */
         int32_t block2_first, block2_last; /* Block2 numbers received, -1 when none */
     } priv;
 };

@@ -337,8 +337,8 @@ void px_req_free(struct px_req *req)
 void px_req_info(const struct px_req *req, struct px_req_info *out)
 {
     out->upstream = req->route != NULL ? req->fwd->cfg->upstreams[req->route->upstream].name
-                    : req->fp                ? "forward_proxy"
-                                             : NULL;
+                    : req->fp          ? "forward_proxy"
+                                       : NULL;
     out->coap_code = req->coap_code;
     out->xcache = req->fwd->cache != NULL && req->route != NULL ? req->xc : PX_XC_NONE;
 }
@@ -472,7 +472,8 @@ static enum px_step forward_run(struct px_req *req, struct px_answer *out)
         .body_len = req->body.len,
     };
     if (strcmp(req->method, "GET") == 0 && accepts_event_stream(req->h.accept)) {
-        return problem(req, out, PX_ERR_NOT_IMPLEMENTED, "live data is not offered through the forward proxy");
+        return problem(req, out, PX_ERR_NOT_IMPLEMENTED,
+                       "live data is not offered through the forward proxy");
     }
     enum px_status st = px_request_to_coap(&in, NULL, 0, &req->creq, &detail);
     if (st != PX_OK) {
@@ -588,7 +589,8 @@ enum px_step px_req_run(struct px_req *req, struct px_answer *out)
         .rest = req->rest,
         .query = req->query,
         .content_type = req->h.content_type,
-        .accept = req->live_mode == LIVE_SSE ? NULL : req->h.accept, /* the stream is ours, not the device's */
+        .accept =
+            req->live_mode == LIVE_SSE ? NULL : req->h.accept, /* the stream is ours, not the device's */
         .if_match = req->h.if_match,
         .if_none_match = req->h.if_none_match,
         .body_len = req->body.len,
@@ -688,8 +690,8 @@ static void invalidate_location(struct px_req *req)
             co_optset_add(&target, as, co_opt_value(resp, o), o->len);
         }
     }
-    if (target.count > 0 && px_cache_key(req->route->upstream, CO_GET, &target, NULL, 0, key, sizeof(key),
-                                         &resource_len) > 0) {
+    if (target.count > 0 &&
+        px_cache_key(req->route->upstream, CO_GET, &target, NULL, 0, key, sizeof(key), &resource_len) > 0) {
         px_cache_invalidate(req->fwd->cache, key, resource_len);
     }
     co_optset_fini(&target);
@@ -732,8 +734,9 @@ static bool make_key(struct px_req *req)
 {
     uint8_t buf[PX_CACHE_KEY_MAX];
     bool fetch = req->creq.code == CO_FETCH && req->creq.has_body;
-    size_t len = px_cache_key(req->route->upstream, req->creq.code, &req->creq.opts, fetch ? req->body.p : NULL,
-                              fetch ? req->body.len : 0, buf, sizeof(buf), &req->resource_len);
+    size_t len =
+        px_cache_key(req->route->upstream, req->creq.code, &req->creq.opts, fetch ? req->body.p : NULL,
+                     fetch ? req->body.len : 0, buf, sizeof(buf), &req->resource_len);
     if (len == 0 || (req->key = malloc(len)) == NULL) {
         return false;
     }
@@ -852,10 +855,10 @@ static enum px_step serve_cached(struct px_req *req, struct px_answer *out)
     bool fresh = false;
     struct px_cache_entry *e = px_cache_lookup(cache, req->key, req->key_len, now_ms(req->fwd), &fresh);
 
-
     uint64_t now = now_ms(req->fwd);
     if (e != NULL && fresh &&
-        px_conditions_accept_fresh(&req->cond, px_cache_entry_age(e, now), px_cache_entry_remaining(e, now))) {
+        px_conditions_accept_fresh(&req->cond, px_cache_entry_age(e, now),
+                                   px_cache_entry_remaining(e, now))) {
         req->xc = PX_XC_HIT;
         size_t len = 0;
         const uint8_t *payload = px_cache_entry_payload(e, &len);
@@ -960,8 +963,8 @@ static enum px_step serve_live(struct px_req *req, struct px_answer *out)
     size_t resource_len = 0;
     const char *detail = NULL;
 
-    size_t key_len = px_cache_key(req->route->upstream, CO_GET, &req->creq.opts, NULL, 0, key, sizeof(key),
-                                  &resource_len);
+    size_t key_len =
+        px_cache_key(req->route->upstream, CO_GET, &req->creq.opts, NULL, 0, key, sizeof(key), &resource_len);
     if (key_len == 0) {
         return problem(req, out, PX_ERR_URI_TOO_LONG, "the resource's options are too large to observe");
     }
@@ -1172,8 +1175,8 @@ static void auth_free_all(struct px_forward *fwd)
     px_rl_destroy(fwd->rl);
 }
 
-struct px_forward *px_forward_create(const struct cfg *cfg, struct px_transport transport, struct px_cache *cache,
-                                     cg_clock_fn clock, void *clock_arg)
+struct px_forward *px_forward_create(const struct cfg *cfg, struct px_transport transport,
+                                     struct px_cache *cache, cg_clock_fn clock, void *clock_arg)
 {
     struct px_forward *fwd = calloc(1, sizeof(*fwd));
     if (fwd == NULL) {
@@ -1190,8 +1193,8 @@ struct px_forward *px_forward_create(const struct cfg *cfg, struct px_transport 
     fwd->cache = cache;
     fwd->clock = clock != NULL ? clock : cg_clock_monotonic;
     fwd->clock_arg = clock_arg;
-    fwd->observe = px_observe_create(transport, fwd->clock, fwd->clock_arg, cfg->limits.max_subscribers_per_resource,
-                                     cfg->limits.max_subscribers);
+    fwd->observe = px_observe_create(transport, fwd->clock, fwd->clock_arg,
+                                     cfg->limits.max_subscribers_per_resource, cfg->limits.max_subscribers);
     if (fwd->observe == NULL) {
         auth_free_all(fwd);
         free(fwd);

@@ -25,8 +25,8 @@ struct px_headers;
 /* Creates the pipeline over cfg (borrowed), a transport (the CoAP client or a fake) and cache (borrowed;
  * NULL: no caching). clock NULL means cg_clock_monotonic. Starts the observation registry. NULL on failure.
  * Thread: main. */
-struct px_forward *px_forward_create(const struct cfg *cfg, struct px_transport transport, struct px_cache *cache,
-                                     cg_clock_fn clock, void *clock_arg);
+struct px_forward *px_forward_create(const struct cfg *cfg, struct px_transport transport,
+                                     struct px_cache *cache, cg_clock_fn clock, void *clock_arg);
 /* Every request must have been freed. NULL ok. Thread: main. */
 void px_forward_destroy(struct px_forward *fwd);
 
@@ -62,8 +62,8 @@ struct px_headers {
     const char *if_none_match;
     const char *cache_control;
     const char *pragma;
-    const char *origin;                   /* CORS (Fetch standard §3.2) */
-    const char *access_control_method;    /* Access-Control-Request-Method of a preflight */
+    const char *origin;                /* CORS (Fetch standard §3.2) */
+    const char *access_control_method; /* Access-Control-Request-Method of a preflight */
     const char *authorization;
     /* Any other field by name (an API key's header), NULL when absent. NULL get: none. */
     const char *(*get)(void *ctx, const char *name);
@@ -98,10 +98,10 @@ enum px_xcache { PX_XC_NONE, PX_XC_BYPASS, PX_XC_MISS, PX_XC_HIT, PX_XC_REVALIDA
 const char *px_xcache_name(enum px_xcache xc); /* "BYPASS", "MISS", ...; NULL for PX_XC_NONE */
 
 enum px_answer_kind {
-    PX_ANSWER_PROBLEM, /* a gateway error: status, problem and detail (application/problem+json) */
-    PX_ANSWER_COAP,    /* a device's answer, mapped by RFC 8075: http, body */
-    PX_ANSWER_EMPTY,   /* 204 with no header of interest (a long-poll that saw nothing new) */
-    PX_ANSWER_STREAM,  /* 200 text/event-stream: read events with px_req_next_event */
+    PX_ANSWER_PROBLEM,   /* a gateway error: status, problem and detail (application/problem+json) */
+    PX_ANSWER_COAP,      /* a device's answer, mapped by RFC 8075: http, body */
+    PX_ANSWER_EMPTY,     /* 204 with no header of interest (a long-poll that saw nothing new) */
+    PX_ANSWER_STREAM,    /* 200 text/event-stream: read events with px_req_next_event */
     PX_ANSWER_PREFLIGHT, /* 204 to a CORS preflight: the Access-Control-Allow-* headers of cors */
 };
 
@@ -122,7 +122,7 @@ struct px_answer {
     /* PX_ANSWER_PROBLEM */
     enum px_status problem;
     const char *detail;
-    char allow[96]; /* Allow for 405, "" otherwise */
+    char allow[96];     /* Allow for 405, "" otherwise */
     char challenge[96]; /* WWW-Authenticate for 401, "" otherwise */
     /* PX_ANSWER_COAP */
     uint8_t coap_code;

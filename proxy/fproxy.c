@@ -394,8 +394,9 @@ static int gai_status(int err, const char **reason)
 
 /* Every address must pass: one forbidden address among allowed ones refuses the whole name, since which
  * one a connection would use is the resolver's choice, not ours. */
-static int check_all(const struct addrinfo *res, const struct px_fp_target *t, const struct cg_addr_rule *rules,
-                     size_t n, const struct addrinfo **first, const char **reason)
+static int check_all(const struct addrinfo *res, const struct px_fp_target *t,
+                     const struct cg_addr_rule *rules, size_t n, const struct addrinfo **first,
+                     const char **reason)
 {
     *first = NULL;
     for (const struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {

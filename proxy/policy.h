@@ -26,7 +26,10 @@ struct px_conditions {
     struct px_etag *inm; /* the entity-tags of If-None-Match that are ours (malloc'd) */
 };
 
-#define PX_CONDITIONS_INIT {.max_age = -1, .min_fresh = -1}
+#define PX_CONDITIONS_INIT                                                                                   \
+    {                                                                                                        \
+        .max_age = -1, .min_fresh = -1                                                                       \
+    }
 
 /* Whether an entry of this age (s) with this much freshness left (s) satisfies the request's directives
  * (RFC 9111 §5.2.1.1, §5.2.1.3): no no-cache, age within max-age, remaining at least min-fresh. */

@@ -8,7 +8,7 @@
 
 #include "base/pct.h"
 
-#define MAX_OPT_VALUE 255  /* Uri-Path and Uri-Query are 0..255 bytes (RFC 7252 §5.10) */
+#define MAX_OPT_VALUE 255 /* Uri-Path and Uri-Query are 0..255 bytes (RFC 7252 §5.10) */
 
 /* ==== Tables ==================================================================================== */
 
@@ -578,9 +578,9 @@ static void parse_row(const struct media_row *row, struct media *e)
  * Content-Format 0 as it is (RFC 6657 §4). */
 static bool is_ascii_charset(const struct param *p)
 {
-    static const char *const names[] = {"us-ascii", "ascii", "us", "iso-ir-6", "ansi_x3.4-1968",
-                                        "ansi_x3.4-1986", "iso_646.irv:1991", "iso646-us", "ibm367", "cp367",
-                                        "csascii"};
+    static const char *const names[] = {
+        "us-ascii",         "ascii",     "us",     "iso-ir-6", "ansi_x3.4-1968", "ansi_x3.4-1986",
+        "iso_646.irv:1991", "iso646-us", "ibm367", "cp367",    "csascii"};
     for (size_t i = 0; i < COUNT(names); i++) {
         if (ieq(p->val, p->vlen, names[i], strlen(names[i]))) {
             return true;
