@@ -10,9 +10,19 @@
  * MHD has written nothing of an answer yet, so the short 408 is written on the socket before the shutdown,
  * as vet.c does for MHD's own refusals. Over TLS plain bytes would break the stream: the connection is only
  * closed. Before a request line was read (a new or idle keep-alive connection) it is only closed too: a
- * client that sends its next request at that moment would take the 408 for that request's answer. */
+ * client that sends its next request at that moment would take the 408 for that request's answer.
+ *
+ * Parked streams: MHD 0.9.75 removes a suspended connection from its epoll set, so it never reads the FIN of
+ * a client that closes a parked SSE stream; the subscription (and its slot under
+ * limits.max_subscribers_per_resource) would stay until the next keep-alive write fails. The watchdog peeks
+ * at each parked connection's socket (MSG_PEEK: nothing is taken from MHD); end of stream or a hard error
+ * marks it gone and resumes it (MHD_resume_connection is safe from any thread). Parking (suspend + mark) and
+ * every resume hold dl->mu, so the watchdog resumes only a connection that really is suspended: MHD 0.9.75
+ * takes a resume that comes before the suspend as cancelling that suspend, and a stream reader that returned
+ * 0 with no suspend in effect would never be called again. */
 #include "gateway/deadline.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -33,7 +43,10 @@ struct gw_dl_conn {
     enum gw_dl_phase phase;
     enum conn_state state;
     bool request_seen; /* the request line of the current request was read */
+    bool parked;       /* suspended by gw_dl_park, not resumed yet */
+    bool gone;         /* the client closed the connection while it was parked; the watchdog resumed it */
     uint64_t deadline_ms;
+    void *conn; /* MHD's connection, for ops */
 };
 
 struct gw_dl {
@@ -43,6 +56,7 @@ struct gw_dl {
     bool stop;
     bool tls;
     unsigned header_s, body_s;
+    struct gw_dl_ops ops;
     struct gw_dl_conn head; /* sentinel of the circular list */
 };
 
@@ -99,6 +113,28 @@ static bool past_deadline(const struct gw_dl_conn *c, uint64_t now)
     return c->state == LIVE && c->phase != GW_DL_NONE && now >= c->deadline_ms;
 }
 
+/* A parked connection's client has closed it (or reset it): a peek sees the end, or an error that is not
+ * "nothing to read yet". Bytes waiting (a pipelined request) hide a FIN behind them: not gone yet. */
+static bool client_gone(int fd)
+{
+    char byte;
+    ssize_t n = recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
+/* Under dl->mu. */
+static void check_parked(struct gw_dl *dl, struct gw_dl_conn *c)
+{
+    if (!c->parked || !client_gone(c->fd)) {
+        return;
+    }
+    c->parked = false;
+    c->gone = true;
+    CG_LOG(CG_LOG_DEBUG, "http", "event=parked_client_gone");
+    dl->ops.resume(c->conn);
+}
+
 static void sweep(struct gw_dl *dl)
 {
     uint64_t now = cg_now_ms();
@@ -107,6 +143,7 @@ static void sweep(struct gw_dl *dl)
         if (past_deadline(c, now)) {
             end_conn(dl, c);
         }
+        check_parked(dl, c);
     }
 }
 
@@ -147,7 +184,7 @@ static bool init_sync(struct gw_dl *dl)
     return ok;
 }
 
-struct gw_dl *gw_dl_start(unsigned header_s, unsigned body_s, bool tls)
+struct gw_dl *gw_dl_start(unsigned header_s, unsigned body_s, bool tls, struct gw_dl_ops ops)
 {
     struct gw_dl *dl = calloc(1, sizeof(*dl));
 
@@ -157,6 +194,7 @@ struct gw_dl *gw_dl_start(unsigned header_s, unsigned body_s, bool tls)
     dl->header_s = header_s;
     dl->body_s = body_s;
     dl->tls = tls;
+    dl->ops = ops;
     dl->head.prev = dl->head.next = &dl->head;
     if (!init_sync(dl)) {
         free(dl);
@@ -191,7 +229,7 @@ void gw_dl_stop(struct gw_dl *dl)
     free(dl);
 }
 
-struct gw_dl_conn *gw_dl_open(struct gw_dl *dl, int fd)
+struct gw_dl_conn *gw_dl_open(struct gw_dl *dl, int fd, void *conn)
 {
     struct gw_dl_conn *c = calloc(1, sizeof(*c));
 
@@ -199,6 +237,7 @@ struct gw_dl_conn *gw_dl_open(struct gw_dl *dl, int fd)
         return NULL;
     }
     c->fd = fd;
+    c->conn = conn;
     c->state = LIVE;
     pthread_mutex_lock(&dl->mu);
     phase_deadline(dl, c, GW_DL_HEADER);
@@ -272,4 +311,41 @@ int gw_dl_status(struct gw_dl *dl, const struct gw_dl_conn *c)
     int status = c->state == ANSWERED_408 ? 408 : 0;
     pthread_mutex_unlock(&dl->mu);
     return status;
+}
+
+void gw_dl_park(struct gw_dl *dl, struct gw_dl_conn *c, void *conn)
+{
+    if (c == NULL) {
+        dl->ops.suspend(conn);
+        return;
+    }
+    pthread_mutex_lock(&dl->mu);
+    dl->ops.suspend(conn);
+    c->parked = true;
+    pthread_mutex_unlock(&dl->mu);
+}
+
+void gw_dl_resume(struct gw_dl *dl, struct gw_dl_conn *c, void *conn)
+{
+    if (c == NULL) {
+        dl->ops.resume(conn);
+        return;
+    }
+    pthread_mutex_lock(&dl->mu);
+    c->parked = false;
+    if (!c->gone) {
+        dl->ops.resume(conn);
+    }
+    pthread_mutex_unlock(&dl->mu);
+}
+
+bool gw_dl_gone(struct gw_dl *dl, struct gw_dl_conn *c)
+{
+    if (c == NULL) {
+        return false;
+    }
+    pthread_mutex_lock(&dl->mu);
+    bool gone = c->gone;
+    pthread_mutex_unlock(&dl->mu);
+    return gone;
 }

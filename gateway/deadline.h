@@ -16,16 +16,23 @@ enum gw_dl_phase {
     GW_DL_NONE,   /* the request is complete (waiting for the device, answering, streaming): no deadline */
 };
 
+/* How the watchdog suspends and resumes a connection (MHD_suspend_connection, MHD_resume_connection): given,
+ * so that this file needs no MHD. */
+struct gw_dl_ops {
+    void (*suspend)(void *conn);
+    void (*resume)(void *conn);
+};
+
 /* Starts the watchdog. tls: the connections speak TLS (a 408 cannot be written under MHD's feet, so an
  * expired connection is only closed). NULL when out of memory or threads. Thread: main. */
-struct gw_dl *gw_dl_start(unsigned header_s, unsigned body_s, bool tls);
+struct gw_dl *gw_dl_start(unsigned header_s, unsigned body_s, bool tls, struct gw_dl_ops ops);
 /* Stops the watchdog and frees every connection still tracked. gw_dl_stop(NULL) does nothing. Thread: main,
  * after the daemon is stopped. */
 void gw_dl_stop(struct gw_dl *dl);
 
 /* MHD's connection notifications: a new connection (fd) in its header phase, and its end. open returns
  * NULL when out of memory (the connection is then not tracked); every function below accepts NULL. */
-struct gw_dl_conn *gw_dl_open(struct gw_dl *dl, int fd);
+struct gw_dl_conn *gw_dl_open(struct gw_dl *dl, int fd, void *conn);
 void gw_dl_close(struct gw_dl *dl, struct gw_dl_conn *c);
 
 /* The request line was read: an expiry now answers 408, since the client is inside a request. */
@@ -37,5 +44,19 @@ bool gw_dl_enter(struct gw_dl *dl, struct gw_dl_conn *c, enum gw_dl_phase phase)
 bool gw_dl_check(struct gw_dl *dl, struct gw_dl_conn *c);
 /* 408 when the connection was ended with a 408 written, else 0: the status for the access log. */
 int gw_dl_status(struct gw_dl *dl, const struct gw_dl_conn *c);
+
+
+/* Parked live streams. libmicrohttpd 0.9.75 takes a suspended connection out of its poll set, so a client
+ * that closes a parked stream is not seen until the next write; the watchdog peeks at the socket of every
+ * parked connection instead and, when the client is gone, marks it and resumes it (the stream's reader then
+ * ends it with an error).
+ * park: suspends the connection (ops.suspend) and marks it parked, as one step for the watchdog. Thread: the
+ * connection's own. With c NULL only suspends. */
+void gw_dl_park(struct gw_dl *dl, struct gw_dl_conn *c, void *conn);
+/* Resumes a connection (ops.resume) suspended by gw_dl_park or not; nothing when the watchdog resumed it
+ * already, because its client is gone. Any thread. With c NULL only resumes. */
+void gw_dl_resume(struct gw_dl *dl, struct gw_dl_conn *c, void *conn);
+/* The client of this connection closed it while it was parked. */
+bool gw_dl_gone(struct gw_dl *dl, struct gw_dl_conn *c);
 
 #endif

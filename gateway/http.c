@@ -24,16 +24,42 @@
 
 /* ---- the pipeline's callbacks ---- */
 
-/* The request's own MHD thread, inside a handler or content reader. */
-static void suspend_conn(void *conn)
+/* The pipeline's conn is the request. A live stream parks through the watchdog, which watches its socket
+ * (libmicrohttpd 0.9.75 does not watch a suspended connection's, see deadline.c); every other wait (an
+ * exchange, a long-poll, a stream's registration) is a plain suspend. */
+static void mhd_suspend(void *conn)
 {
     MHD_suspend_connection(conn);
 }
 
-/* Any thread: a CoAP worker, the observation registry, or a follower's leader. */
-static void resume_conn(void *conn)
+static void mhd_resume(void *conn)
 {
     MHD_resume_connection(conn);
+}
+
+/* The request's own MHD thread, inside a handler or content reader. */
+static void suspend_conn(void *ctx)
+{
+    struct request *r = ctx;
+
+    if (atomic_load(&r->live_stream)) {
+        gw_dl_park(r->http->dl, r->dl, r->conn);
+    } else {
+        MHD_suspend_connection(r->conn);
+    }
+}
+
+/* Any thread: a CoAP worker, the observation registry, or a follower's leader. r lives until its
+ * on_completed, which cannot come before this resume (the pipeline frees no waiting request). */
+static void resume_conn(void *ctx)
+{
+    struct request *r = ctx;
+
+    if (atomic_load(&r->live_stream)) {
+        gw_dl_resume(r->http->dl, r->dl, r->conn);
+    } else {
+        MHD_resume_connection(r->conn);
+    }
 }
 
 /* ---- request life cycle ---- */
@@ -154,7 +180,7 @@ static const struct sockaddr *client_address(const struct request *r)
 static enum MHD_Result begin(struct request *r, const char *version)
 {
     struct px_front front = {
-        .suspend = suspend_conn, .resume = resume_conn, .conn = r->conn, .remote = client_address(r)};
+        .suspend = suspend_conn, .resume = resume_conn, .conn = r, .remote = client_address(r)};
     struct px_answer a;
     const char *detail;
 
@@ -412,7 +438,7 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 
     if (code == MHD_CONNECTION_NOTIFY_STARTED) {
         const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-        *socket_context = ci != NULL ? gw_dl_open(http->dl, ci->connect_fd) : NULL;
+        *socket_context = ci != NULL ? gw_dl_open(http->dl, ci->connect_fd, conn) : NULL;
         if (*socket_context == NULL) {
             CG_LOG(CG_LOG_WARN, "http", "event=deadline_untracked reason=\"out of memory\"");
         }
@@ -565,7 +591,8 @@ struct gw_http *gw_http_start(const struct cfg *cfg, struct px_client *client, s
         return start_failed(http);
     }
     http->dl =
-        gw_dl_start(cfg->limits.header_timeout_s, cfg->limits.body_timeout_s, cfg->tls.cert_pem != NULL);
+        gw_dl_start(cfg->limits.header_timeout_s, cfg->limits.body_timeout_s, cfg->tls.cert_pem != NULL,
+                    (struct gw_dl_ops){.suspend = mhd_suspend, .resume = mhd_resume});
     if (http->dl == NULL) {
         snprintf(err, err_len, "http: cannot start the deadline watchdog");
         return start_failed(http);

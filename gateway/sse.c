@@ -179,6 +179,36 @@ static ssize_t copy_pending(struct request *r, char *buf, size_t max)
     return (ssize_t)n;
 }
 
+/* The registry ends a subscriber that fell PX_SUB_QUEUE notifications behind without an end notification
+ * (proxy/observe.c sub_deliver drops its queue and marks it ended), so an end that came with none, outside
+ * a shutdown, is that drop: the client is told why before the stream ends. */
+static ssize_t dropped_event(struct request *r, char *buf, size_t max)
+{
+    char text[128];
+    int n = snprintf(text, sizeof(text), "event: error\ndata: the subscriber fell %d notifications behind\n\n",
+                     PX_SUB_QUEUE);
+
+    r->sse_end_seen = true;
+    if (n <= 0 || (size_t)n >= sizeof(text) || (r->sse_buf = malloc((size_t)n)) == NULL) {
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    }
+    memcpy(r->sse_buf, text, (size_t)n);
+    r->sse_len = (size_t)n;
+    return copy_pending(r, buf, max);
+}
+
+/* No event to write: the stream parked (0), or it is over. */
+static ssize_t no_event(struct request *r, bool ended, char *buf, size_t max)
+{
+    if (!ended) {
+        return 0; /* parked (suspended) until woken */
+    }
+    if (!r->sse_end_seen && !px_forward_draining(r->http->fwd)) {
+        return dropped_event(r, buf, max);
+    }
+    return MHD_CONTENT_READER_END_OF_STREAM;
+}
+
 static ssize_t sse_reader(void *cls, uint64_t pos, char *buf, size_t max)
 {
     struct request *r = cls;
@@ -186,12 +216,20 @@ static ssize_t sse_reader(void *cls, uint64_t pos, char *buf, size_t max)
     bool ended = false;
     (void)pos;
 
+    if (gw_dl_gone(r->http->dl, r->dl)) {
+        /* The client closed the parked stream (the watchdog saw it and resumed us): END_WITH_ERROR makes
+         * MHD close the connection, and on_completed unsubscribes, which frees the slot. */
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    }
     if (r->sse_off < r->sse_len) {
         return copy_pending(r, buf, max);
     }
     free(r->sse_buf);
     r->sse_buf = NULL;
     r->sse_len = r->sse_off = 0;
+    if (r->sse_end_seen) {
+        return MHD_CONTENT_READER_END_OF_STREAM; /* the last event (an error) is out */
+    }
 
     uint64_t now = cg_now_ms();
     if (now >= r->last_write_ms + keepalive_ms && max >= sizeof(keepalive_comment) - 1) {
@@ -201,9 +239,10 @@ static ssize_t sse_reader(void *cls, uint64_t pos, char *buf, size_t max)
     }
     struct px_notification *n = px_req_next_event(r->px, r->last_write_ms + keepalive_ms, &ended);
     if (n == NULL) {
-        return ended ? MHD_CONTENT_READER_END_OF_STREAM : 0; /* 0: parked (suspended) until woken */
+        return no_event(r, ended, buf, max);
     }
     bool end = n->end;
+    r->sse_end_seen = end;
     r->sse_buf = event_text(n, &r->sse_len);
     px_notification_release(n);
     if (r->sse_buf == NULL) {
@@ -223,5 +262,6 @@ struct MHD_Response *gw_sse_response(struct request *r)
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream; charset=utf-8");
     MHD_add_response_header(resp, "X-Accel-Buffering", "no");
     r->last_write_ms = cg_now_ms();
+    atomic_store(&r->live_stream, true);
     return resp;
 }
