@@ -29,7 +29,8 @@ static void text_add(struct text *t, const char *fmt, ...)
 static enum MHD_Result reply_text(struct request *r, int status, const char *content_type,
                                   const struct text *t)
 {
-    struct MHD_Response *resp = MHD_create_response_from_buffer(t->len, (void *)t->buf, MHD_RESPMEM_MUST_COPY);
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(t->len, (void *)t->buf, MHD_RESPMEM_MUST_COPY);
     if (resp != NULL) {
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
@@ -127,8 +128,9 @@ static const char *conn_header(void *ctx, const char *name)
  * MHD_YES/MHD_NO when refused (answered), -1 when the request may go on. */
 static int refuse_metrics(struct request *r)
 {
-    struct px_headers h = {
-        .authorization = conn_header(r->conn, MHD_HTTP_HEADER_AUTHORIZATION), .get = conn_header, .get_ctx = r->conn};
+    struct px_headers h = {.authorization = conn_header(r->conn, MHD_HTTP_HEADER_AUTHORIZATION),
+                           .get = conn_header,
+                           .get_ctx = r->conn};
     struct px_answer a = {.kind = PX_ANSWER_PROBLEM, .xcache = PX_XC_NONE, .retry_after = -1, .age = -1};
     enum px_auth_result result = px_forward_admin_auth(r->http->fwd, &h, a.challenge, sizeof(a.challenge));
 

@@ -45,7 +45,6 @@ bool gw_dl_check(struct gw_dl *dl, struct gw_dl_conn *c);
 /* 408 when the connection was ended with a 408 written, else 0: the status for the access log. */
 int gw_dl_status(struct gw_dl *dl, const struct gw_dl_conn *c);
 
-
 /* Parked live streams. libmicrohttpd 0.9.75 takes a suspended connection out of its poll set, so a client
  * that closes a parked stream is not seen until the next write; the watchdog peeks at the socket of every
  * parked connection instead and, when the client is gone, marks it and resumes it (the stream's reader then

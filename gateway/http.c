@@ -358,8 +358,8 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
         r->query = q + 1;
         /* Right after this callback MHD 0.9.75 stores each query item as a record in the connection's pool;
          * thousands of items overflow it, and MHD then queues its 431 but overwrites its own state and never
-         * sends it (the request hangs, until connection_timeout_s). Nothing reads MHD's copy of the query (the
-         * raw one is ours now), so MHD is left an empty one. uri is MHD's writable read buffer. */
+         * sends it (the request hangs, until connection_timeout_s). Nothing reads MHD's copy of the query
+         * (the raw one is ours now), so MHD is left an empty one. uri is MHD's writable read buffer. */
         ((char *)(uintptr_t)uri)[strchr(uri, '?') - uri + 1] = '\0';
     }
     gw_vet_track(r);

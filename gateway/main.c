@@ -10,11 +10,11 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "base/log.h"
 #include "coap/coaplog.h"
 #include "config/cfg.h"
 #include "demo/demo.h"
 #include "gateway/http.h"
-#include "base/log.h"
 #include "proxy/cache.h"
 #include "proxy/client.h"
 

@@ -77,7 +77,8 @@ static void add_cors(struct MHD_Response *resp, const struct px_answer *a)
     }
     MHD_add_response_header(resp, "Access-Control-Allow-Origin", a->cors_origin);
     if (a->kind != PX_ANSWER_PREFLIGHT) {
-        MHD_add_response_header(resp, "Access-Control-Expose-Headers", "ETag, Location, Retry-After, X-Cache");
+        MHD_add_response_header(resp, "Access-Control-Expose-Headers",
+                                "ETag, Location, Retry-After, X-Cache");
     }
 }
 
@@ -255,7 +256,8 @@ static enum MHD_Result render_hit(struct request *r, struct px_answer *a)
         struct prebuilt *fresh = linked && resp != NULL ? malloc(sizeof(*fresh)) : NULL;
         if (fresh == NULL) {
             px_cache_entry_user_unlock(e, pb);
-            enum MHD_Result ret = resp != NULL ? MHD_queue_response(r->conn, (unsigned)a->status, resp) : MHD_NO;
+            enum MHD_Result ret =
+                resp != NULL ? MHD_queue_response(r->conn, (unsigned)a->status, resp) : MHD_NO;
             r->status = a->status;
             r->state = GW_ANSWERED;
             MHD_destroy_response(resp);

@@ -185,8 +185,8 @@ static ssize_t copy_pending(struct request *r, char *buf, size_t max)
 static ssize_t dropped_event(struct request *r, char *buf, size_t max)
 {
     char text[128];
-    int n = snprintf(text, sizeof(text), "event: error\ndata: the subscriber fell %d notifications behind\n\n",
-                     PX_SUB_QUEUE);
+    int n = snprintf(text, sizeof(text),
+                     "event: error\ndata: the subscriber fell %d notifications behind\n\n", PX_SUB_QUEUE);
 
     r->sse_end_seen = true;
     if (n <= 0 || (size_t)n >= sizeof(text) || (r->sse_buf = malloc((size_t)n)) == NULL) {

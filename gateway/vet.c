@@ -358,7 +358,8 @@ void gw_vet_mhd_refusal(unsigned mhd_status)
     if (!gw_dl_enter(r->http->dl, r->dl, GW_DL_NONE)) {
         return; /* the watchdog answered first and shut the socket: MHD's page fails to go out */
     }
-    const union MHD_ConnectionInfo *tls = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+    const union MHD_ConnectionInfo *tls =
+        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
     if (tls != NULL && tls->tls_session != NULL) {
         return; /* HTTPS: plain bytes on the socket would break the TLS stream; MHD's page goes out alone */
     }
