@@ -179,9 +179,9 @@ static ssize_t copy_pending(struct request *r, char *buf, size_t max)
     return (ssize_t)n;
 }
 
-/* The registry ends a subscriber that fell PX_SUB_QUEUE notifications behind without an end notification
- * (proxy/observe.c sub_deliver drops its queue and marks it ended), so an end that came with none, outside
- * a shutdown, is that drop: the client is told why before the stream ends. */
+/* The registry ends a subscriber that fell PX_SUB_QUEUE notifications behind with an end notification that
+ * says so (proxy/observe.c sub_deliver); when it had no memory for one, the subscriber ends with none, so an
+ * end that came without one, outside a shutdown, is that drop: the client is still told why. */
 static ssize_t dropped_event(struct request *r, char *buf, size_t max)
 {
     char text[128];

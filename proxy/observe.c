@@ -89,6 +89,10 @@ static struct px_notification *notification_from(const struct px_exchange *x)
     return n;
 }
 
+#define STR2(x) #x
+#define STR(x) STR2(x)
+#define SUB_TOO_SLOW "the subscriber fell " STR(PX_SUB_QUEUE) " notifications behind"
+
 static struct px_notification *notification_end(enum px_status status, const char *detail)
 {
     struct px_notification *n = calloc(1, sizeof(*n));
@@ -134,7 +138,13 @@ static void sub_deliver(struct px_subscriber *s, struct px_notification *n)
         return;
     }
     if (s->q_len == PX_SUB_QUEUE) {
+        /* Too slow: what it has not read goes, and its last notification says why (SSE: event: error). */
         sub_clear(s);
+        struct px_notification *end = notification_end(PX_ERR_UNAVAILABLE, SUB_TOO_SLOW);
+        if (end != NULL) {
+            s->q[s->q_head] = end;
+            s->q_len = 1;
+        }
         s->ended = true;
     } else {
         s->q[(s->q_head + s->q_len) % PX_SUB_QUEUE] = notification_ref(n);

@@ -4,8 +4,8 @@
 #include <arpa/inet.h>
 #include <check.h>
 #include <stdatomic.h>
-#include <stdlib.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
@@ -710,6 +710,34 @@ START_TEST(test_an_event_stream_request_starts_a_stream_and_gets_each_notificati
 }
 END_TEST
 
+START_TEST(test_a_subscriber_that_falls_behind_is_ended_with_the_reason)
+{
+    struct conn c = {0};
+    struct px_headers h = no_headers;
+    struct px_answer a;
+    enum px_step step;
+    bool ended = false;
+    h.accept = "text/event-stream";
+    struct px_req *req = request(&c, "GET", "/api/slow", NULL, &h, &step, &a);
+    notify(fake.observed[0], 1, "first");
+    ck_assert_int_eq(px_req_resume(req, &a), PX_STEP_ANSWER);
+    px_answer_release(&a);
+    px_notification_release(px_req_next_event(req, T0, &ended)); /* the registration's answer */
+    for (uint32_t seq = 2; seq < 2 + PX_SUB_QUEUE + 1; seq++) {
+        notify(fake.observed[0], seq, "unread"); /* the reader never comes: one more than the queue */
+    }
+    struct px_notification *n = px_req_next_event(req, T0, &ended);
+    ck_assert_ptr_nonnull(n);
+    ck_assert(n->end);
+    ck_assert_int_ne(n->status, PX_OK);
+    ck_assert_str_eq(n->detail, "the subscriber fell 32 notifications behind");
+    px_notification_release(n);
+    ck_assert_ptr_null(px_req_next_event(req, T0, &ended));
+    ck_assert(ended);
+    px_req_free(req);
+}
+END_TEST
+
 START_TEST(test_a_second_subscriber_shares_the_observation)
 {
     struct conn c1 = {0}, c2 = {0};
@@ -782,8 +810,8 @@ END_TEST
 
 START_TEST(test_request_max_age_in_any_spelling_and_min_fresh_are_honoured)
 {
-    static const char *const revalidate[] = {"max-age=0", "max-age=00", "max-age=\"0\"", "MAX-AGE=0",
-                                             "max-age=1", "min-fresh=59"};
+    static const char *const revalidate[] = {"max-age=0", "max-age=00", "max-age=\"0\"",
+                                             "MAX-AGE=0", "max-age=1",  "min-fresh=59"};
     struct conn c = {0};
     struct px_headers h = no_headers;
     struct px_answer a;
@@ -1062,8 +1090,8 @@ static void setup_rate(void)
 static int status_from(const struct sockaddr_in *from, struct px_answer *a)
 {
     struct conn c = {0};
-    struct px_front front = {.suspend = on_suspend, .resume = on_resume, .conn = &c,
-                             .remote = (const struct sockaddr *)from};
+    struct px_front front = {
+        .suspend = on_suspend, .resume = on_resume, .conn = &c, .remote = (const struct sockaddr *)from};
     struct px_req *req = px_req_new(fwd, &front);
     px_req_begin(req, "GET", "/nope-route-free/x", NULL, &no_headers);
     px_req_run(req, a);
@@ -1162,6 +1190,7 @@ static Suite *forward_suite(void)
     tcase_add_test(live, test_a_long_poll_with_nothing_new_gets_204_at_its_deadline);
     tcase_add_test(live, test_an_event_stream_request_starts_a_stream_and_gets_each_notification);
     tcase_add_test(live, test_a_second_subscriber_shares_the_observation);
+    tcase_add_test(live, test_a_subscriber_that_falls_behind_is_ended_with_the_reason);
     tcase_add_test(live, test_an_event_stream_whose_registration_fails_gets_the_error_status);
     tcase_add_test(live, test_notifications_refresh_the_cache_entry_of_a_caching_route);
     tcase_add_test(caching, test_request_max_age_in_any_spelling_and_min_fresh_are_honoured);
