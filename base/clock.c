@@ -14,10 +14,10 @@ uint64_t cg_clock_monotonic(void *arg)
     return cg_now_ms();
 }
 
-struct timespec cg_realtime_after_ms(unsigned ms)
+struct timespec cg_timespec_after_ms(clockid_t clock, unsigned ms)
 {
     struct timespec t;
-    clock_gettime(CLOCK_REALTIME, &t);
+    clock_gettime(clock, &t);
     t.tv_sec += ms / 1000u;
     t.tv_nsec += (long)(ms % 1000u) * 1000000L;
     if (t.tv_nsec >= 1000000000L) {

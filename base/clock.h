@@ -15,7 +15,8 @@ uint64_t cg_now_ms(void);
 /* cg_now_ms as a cg_clock_fn. */
 uint64_t cg_clock_monotonic(void *arg);
 
-/* The CLOCK_REALTIME instant ms milliseconds from now, for pthread_cond_timedwait. */
-struct timespec cg_realtime_after_ms(unsigned ms);
+/* The instant ms milliseconds from now on clock (CLOCK_REALTIME, or CLOCK_MONOTONIC for a condition variable
+ * made with pthread_condattr_setclock), for pthread_cond_timedwait. */
+struct timespec cg_timespec_after_ms(clockid_t clock, unsigned ms);
 
 #endif

@@ -3,6 +3,8 @@
  * never lets a sink that stopped reading hold up the caller: a line that does not fit is dropped, counted. */
 #include "base/log.h"
 
+#include "base/clock.h"
+
 #include <errno.h>
 #include <limits.h>
 #include <poll.h>
@@ -140,9 +142,7 @@ static _Atomic bool sink_stuck; /* the last write timed out: the next direct lin
 
 static int64_t now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (int64_t)cg_now_ms(); /* signed: deadlines are compared by difference */
 }
 
 /* The next write: whole lines, at most PIPE_BUF bytes. A pipe with room for POLLOUT takes that much at once
@@ -312,13 +312,7 @@ static const char *swap_locked(size_t *len)
 
 static void wait_locked(void)
 {
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_nsec += LOG_FLUSH_MS * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
+    struct timespec until = cg_timespec_after_ms(CLOCK_REALTIME, LOG_FLUSH_MS);
     pthread_cond_timedwait(&lb.cv, &lb.mu, &until);
 }
 

@@ -153,13 +153,7 @@ static void *watchdog(void *arg)
 
     pthread_mutex_lock(&dl->mu);
     while (!dl->stop) {
-        struct timespec until;
-        clock_gettime(CLOCK_MONOTONIC, &until);
-        until.tv_nsec += TICK_MS * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
+        struct timespec until = cg_timespec_after_ms(CLOCK_MONOTONIC, TICK_MS);
         pthread_cond_timedwait(&dl->stop_cv, &dl->mu, &until);
         sweep(dl);
     }

@@ -411,9 +411,7 @@ static void *ticker_main(void *arg)
 
     pthread_mutex_lock(&reg->mu);
     while (!reg->stopping) {
-        struct timespec until;
-        clock_gettime(CLOCK_MONOTONIC, &until);
-        until.tv_sec += 1;
+        struct timespec until = cg_timespec_after_ms(CLOCK_MONOTONIC, 1000);
         pthread_cond_timedwait(&reg->stop_cv, &reg->mu, &until);
         uint64_t now = reg->clock(reg->clock_arg);
         for (struct px_observe_obs *obs = reg->table; obs != NULL; obs = obs->next) {
