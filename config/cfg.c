@@ -1445,6 +1445,17 @@ static enum cfg_status parse_auth(const struct scope *s, const struct field *f, 
  * configuration error; both or neither (checked once the section is done, in check_tls). */
 static int read_public_file(const char *path, uint8_t **data, size_t *len, char *reason, size_t rlen);
 
+/* A file the configuration names, read whole at load time: a secret one (a key: private, zeroed when freed,
+ * base/secret) or a public one (a certificate). 0, or -1 with a reason. */
+static int read_checked_file(const char *path, bool secret, uint8_t **data, size_t *len, char *reason,
+                             size_t rlen)
+{
+    if (secret) {
+        return cg_secret_file_read(path, data, len, reason, rlen);
+    }
+    return read_public_file(path, data, len, reason, rlen);
+}
+
 static enum cfg_status parse_tls_file(const struct scope *s, const struct field *f, const json_t *v)
 {
     char reason[CG_SECRET_REASON_MAX];
@@ -1453,18 +1464,12 @@ static enum cfg_status parse_tls_file(const struct scope *s, const struct field 
     char *path = resolve_path(s, json_string_value(v));
     uint8_t **data = key ? &cfg->tls.key_pem : &cfg->tls.cert_pem;
     size_t *len = key ? &cfg->tls.key_len : &cfg->tls.cert_len;
-    int rc;
 
     if (path == NULL) {
         return nomem(s->err);
     }
     *(char **)slot(s, f) = path;
-    if (key) {
-        rc = cg_secret_file_read(path, data, len, reason, sizeof(reason));
-    } else {
-        rc = read_public_file(path, data, len, reason, sizeof(reason));
-    }
-    if (rc != 0) {
+    if (read_checked_file(path, key, data, len, reason, sizeof(reason)) != 0) {
         return fail_at(s->err, s->base, f->key, "%.160s: %s", path, reason);
     }
     return CFG_OK;
@@ -1546,18 +1551,12 @@ static enum cfg_status check_pki_file(const struct scope *s, const char *base, c
     uint8_t *data = NULL;
     size_t len = 0;
     enum cfg_status st = resolve_in_place(s, path);
-    int rc;
 
     if (st != CFG_OK) {
         return st;
     }
-    if (secret) {
-        rc = cg_secret_file_read(*path, &data, &len, reason, sizeof(reason));
-        cg_secret_free(data, len);
-    } else {
-        rc = read_public_file(*path, &data, &len, reason, sizeof(reason));
-        free(data);
-    }
+    int rc = read_checked_file(*path, secret, &data, &len, reason, sizeof(reason));
+    cg_secret_free(data, len); /* zeroes what it frees: right for either kind */
     return rc == 0 ? CFG_OK : fail_at(s->err, base, key, "%.160s: %s", *path, reason);
 }
 
@@ -1818,11 +1817,6 @@ enum cfg_admin cfg_admin_path(const char *path, size_t len)
         }
     }
     return CFG_ADMIN_NONE;
-}
-
-const char *cfg_admin_path_name(enum cfg_admin admin)
-{
-    return admin_paths[admin];
 }
 
 void cfg_methods_format(unsigned methods, char *buf, size_t len)
