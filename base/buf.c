@@ -1,8 +1,6 @@
 /* base/buf: growable buffers. */
 #include "base/buf.h"
 
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,22 +34,6 @@ int cg_buf_append(struct cg_buf *b, const void *data, size_t n, size_t limit)
         memcpy(b->p + b->len, data, n);
         b->len += n;
     }
-    return 0;
-}
-
-int cg_buf_printf(struct cg_buf *b, size_t limit, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (n < 0 || (size_t)n >= limit - b->len || reserve(b, b->len + (size_t)n + 1, limit) != 0) {
-        return -1;
-    }
-    va_start(ap, fmt);
-    vsnprintf((char *)b->p + b->len, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    b->len += (size_t)n;
     return 0;
 }
 

@@ -20,9 +20,6 @@ struct cg_buf {
  * limit or memory runs out (the buffer is then unchanged). */
 int cg_buf_append(struct cg_buf *b, const void *data, size_t n, size_t limit);
 
-/* Appends formatted text (not NUL-counted in len, but the buffer stays NUL-terminated). 0 or -1. */
-int cg_buf_printf(struct cg_buf *b, size_t limit, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
 /* Hands the bytes over: returns p (the caller frees it) and leaves b empty. */
 uint8_t *cg_buf_take(struct cg_buf *b, size_t *len);
 

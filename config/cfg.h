@@ -32,8 +32,6 @@ enum cfg_admin { CFG_ADMIN_NONE = 0, CFG_ADMIN_HEALTHZ, CFG_ADMIN_READYZ, CFG_AD
 
 /* Which admin endpoint owns path[0..len) (exactly), CFG_ADMIN_NONE for any other path. */
 enum cfg_admin cfg_admin_path(const char *path, size_t len);
-/* "/healthz", "/readyz", "/metrics"; "" for CFG_ADMIN_NONE. */
-const char *cfg_admin_path_name(enum cfg_admin admin);
 
 enum cfg_msg_type { CFG_MSG_CON = 0, CFG_MSG_NON = 1 };
 

@@ -1224,8 +1224,3 @@ bool px_forward_draining(const struct px_forward *fwd)
 {
     return atomic_load(&((struct px_forward *)fwd)->draining);
 }
-
-struct px_cache *px_forward_cache(const struct px_forward *fwd)
-{
-    return fwd->cache;
-}

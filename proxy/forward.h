@@ -38,7 +38,6 @@ enum px_auth_result px_forward_admin_auth(const struct px_forward *fwd, const st
 /* Draining: new requests get 503, live streams end now (they would never become idle). Thread: any. */
 void px_forward_quiesce(struct px_forward *fwd);
 bool px_forward_draining(const struct px_forward *fwd);
-struct px_cache *px_forward_cache(const struct px_forward *fwd);
 
 /* ---- one request ---- */
 
