@@ -99,6 +99,9 @@ struct upstream {
     char uri_host[256];           /* RFC 7252 §6.4 step 5: the host name, lower case; "" for an IP literal */
     atomic_int health;            /* enum px_health, read by any thread */
     atomic_uint_fast64_t news_ms; /* when the health was last learned */
+    /* For /metrics (px_client_upstream_stats): written by the worker, read by any thread. */
+    atomic_uint_fast64_t st_inflight, st_queued, st_observations, st_exchanges, st_timeouts,
+        st_retransmissions, st_nacks;
 };
 
 /* A forward-proxy target: an upstream made on demand by its worker for one address, with the settings of
@@ -219,6 +222,27 @@ enum px_health px_client_upstream_health(struct px_client *c, size_t upstream)
     return (enum px_health)atomic_load(&c->ups[upstream].health);
 }
 
+void px_client_upstream_stats(struct px_client *c, size_t upstream, struct px_upstream_stats *out)
+{
+    struct upstream *up = &c->ups[upstream];
+
+    out->health = (enum px_health)atomic_load_explicit(&up->health, memory_order_relaxed);
+    out->inflight = atomic_load_explicit(&up->st_inflight, memory_order_relaxed);
+    out->queued = atomic_load_explicit(&up->st_queued, memory_order_relaxed);
+    out->observations = atomic_load_explicit(&up->st_observations, memory_order_relaxed);
+    out->exchanges = atomic_load_explicit(&up->st_exchanges, memory_order_relaxed);
+    out->timeouts = atomic_load_explicit(&up->st_timeouts, memory_order_relaxed);
+    out->retransmissions = atomic_load_explicit(&up->st_retransmissions, memory_order_relaxed);
+    out->nacks = atomic_load_explicit(&up->st_nacks, memory_order_relaxed);
+}
+
+/* Worker only: keeps the gauges /metrics reads in step with the worker's own counts. */
+static void stats_sync(struct upstream *up)
+{
+    atomic_store_explicit(&up->st_inflight, up->inflight, memory_order_relaxed);
+    atomic_store_explicit(&up->st_queued, up->q_len, memory_order_relaxed);
+}
+
 /* ---- completion ---- */
 
 static void finish(struct px_exchange *x, enum px_status status, const char *detail)
@@ -239,6 +263,7 @@ static struct px_exchange *queue_pop(struct upstream *up)
             up->q_tail = NULL;
         }
         up->q_len--;
+        stats_sync(up);
     }
     return x;
 }
@@ -308,6 +333,11 @@ static void slot_complete(struct slot *s, enum px_status status, const char *det
     }
     s->x = NULL;
     up->inflight--;
+    stats_sync(up);
+    atomic_fetch_add_explicit(&up->st_exchanges, 1, memory_order_relaxed);
+    if (status == PX_ERR_TIMEOUT) {
+        atomic_fetch_add_explicit(&up->st_timeouts, 1, memory_order_relaxed);
+    }
     atomic_fetch_sub(&up->worker->client->inflight_total, 1);
     finish(x, status, detail);
     struct px_exchange *next = queue_pop(up);
@@ -716,6 +746,7 @@ static void slot_send(struct slot *s, struct px_exchange *x)
 
     s->x = x;
     up->inflight++;
+    stats_sync(up);
     if (!holder_open(&s->h)) {
         static const char why[] = "cannot open a CoAP session to the upstream";
         log_event(CG_LOG_WARN, up, x, "send_failed", "", why);
@@ -782,6 +813,7 @@ static void dispatch(struct upstream *up, struct px_exchange *x)
     }
     up->q_tail = x;
     up->q_len++;
+    stats_sync(up);
 }
 
 /* ---- libcoap callbacks (worker thread) ---- */
@@ -1358,6 +1390,7 @@ static void on_nack(coap_session_t *session, const coap_pdu_t *sent, const coap_
     if (holder == NULL) {
         return;
     }
+    atomic_fetch_add_explicit(&((struct holder *)holder)->up->st_nacks, 1, memory_order_relaxed);
     if (reason == COAP_NACK_TLS_FAILED) {
         dtls_lost((struct holder *)holder);
         return;

@@ -51,4 +51,19 @@ enum px_health { PX_HEALTH_UNKNOWN = 0, PX_HEALTH_UP = 1, PX_HEALTH_DOWN = 2 };
  * with no traffic for 30 s (and each one at start-up) gets a CoAP ping. Thread: any. */
 enum px_health px_client_upstream_health(struct px_client *client, size_t upstream);
 
+/* What /metrics tells about one configured upstream: gauges (a snapshot) and counters since start. */
+struct px_upstream_stats {
+    enum px_health health;
+    uint64_t inflight;        /* exchanges on the wire */
+    uint64_t queued;          /* exchanges waiting beyond max_inflight */
+    uint64_t observations;    /* observations registered or registering */
+    uint64_t exchanges;       /* exchanges completed (any outcome) */
+    uint64_t timeouts;        /* exchanges that ended with 504 */
+    uint64_t retransmissions; /* CON retransmissions sent */
+    uint64_t nacks;           /* nacks from libcoap (RST, ICMP, too many retries, TLS) */
+};
+
+/* Thread: any (relaxed atomic reads; the figures need not be consistent with each other). */
+void px_client_upstream_stats(struct px_client *client, size_t upstream, struct px_upstream_stats *out);
+
 #endif
