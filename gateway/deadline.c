@@ -12,14 +12,16 @@
  * closed. Before a request line was read (a new or idle keep-alive connection) it is only closed too: a
  * client that sends its next request at that moment would take the 408 for that request's answer.
  *
- * Parked streams: MHD 0.9.75 removes a suspended connection from its epoll set, so it never reads the FIN of
- * a client that closes a parked SSE stream; the subscription (and its slot under
- * limits.max_subscribers_per_resource) would stay until the next keep-alive write fails. The watchdog peeks
- * at each parked connection's socket (MSG_PEEK: nothing is taken from MHD); end of stream or a hard error
- * marks it gone and resumes it (MHD_resume_connection is safe from any thread). Parking (suspend + mark) and
- * every resume hold dl->mu, so the watchdog resumes only a connection that really is suspended: MHD 0.9.75
- * takes a resume that comes before the suspend as cancelling that suspend, and a stream reader that returned
- * 0 with no suspend in effect would never be called again. */
+ * Parked requests (an SSE stream between events or waiting for its registration, a long-poll): MHD 0.9.75
+ * removes a suspended connection from its epoll set, so it never reads the FIN of a client that closes a
+ * parked request; the subscription (and its slot under limits.max_subscribers_per_resource) would stay until
+ * the next keep-alive write fails, the registration is answered or the long-poll times out. The watchdog
+ * peeks at each parked connection's socket (MSG_PEEK: nothing is taken from MHD); end of stream or a hard
+ * error marks it gone and resumes it (MHD_resume_connection is safe from any thread). Parking (suspend +
+ * mark) and every resume hold dl->mu, so the watchdog resumes only a connection that really is suspended: MHD
+ * 0.9.75 takes a resume that comes before the suspend as cancelling that suspend, and a stream reader that
+ * returned 0 with no suspend in effect would never be called again. Exchange waits are plain suspends
+ * (bounded by timeout_ms), never watched. */
 #include "gateway/deadline.h"
 
 #include <errno.h>

@@ -45,10 +45,12 @@ bool gw_dl_check(struct gw_dl *dl, struct gw_dl_conn *c);
 /* 408 when the connection was ended with a 408 written, else 0: the status for the access log. */
 int gw_dl_status(struct gw_dl *dl, const struct gw_dl_conn *c);
 
-/* Parked live streams. libmicrohttpd 0.9.75 takes a suspended connection out of its poll set, so a client
- * that closes a parked stream is not seen until the next write; the watchdog peeks at the socket of every
- * parked connection instead and, when the client is gone, marks it and resumes it (the stream's reader then
- * ends it with an error).
+/* Parked requests: the ones waiting on the observation registry (a live stream between events, a stream
+ * waiting for its registration's answer, a long-poll). libmicrohttpd 0.9.75 takes a suspended connection out
+ * of its poll set, so a client that closes a parked request is not seen until the next write (for a
+ * long-poll: its answer); the watchdog peeks at the socket of every parked connection instead and, when the
+ * client is gone, marks it and resumes it (the stream's reader, or the handler of a request still waiting,
+ * then ends it and cancels it in the pipeline).
  * park: suspends the connection (ops.suspend) and marks it parked, as one step for the watchdog. Thread: the
  * connection's own. With c NULL only suspends. */
 void gw_dl_park(struct gw_dl *dl, struct gw_dl_conn *c, void *conn);

@@ -24,9 +24,11 @@
 
 /* ---- the pipeline's callbacks ---- */
 
-/* The pipeline's conn is the request. A live stream parks through the watchdog, which watches its socket
- * (libmicrohttpd 0.9.75 does not watch a suspended connection's, see deadline.c); every other wait (an
- * exchange, a long-poll, a stream's registration) is a plain suspend. */
+/* The pipeline's conn is the request. A request parked on the observation registry (a long-poll, a stream
+ * waiting for its registration or its next notification) parks through the watchdog, which watches its
+ * socket (libmicrohttpd 0.9.75 does not watch a suspended connection's, see deadline.c); an exchange wait is
+ * a plain suspend, bounded by timeout_ms. Every resume goes through the watchdog, which drops the resume of
+ * a connection it already resumed because its client was gone. */
 static void mhd_suspend(void *conn)
 {
     MHD_suspend_connection(conn);
@@ -37,16 +39,18 @@ static void mhd_resume(void *conn)
     MHD_resume_connection(conn);
 }
 
-/* The request's own MHD thread, inside a handler or content reader. */
+/* The request's own MHD thread, inside a handler. */
 static void suspend_conn(void *ctx)
 {
     struct request *r = ctx;
+    MHD_suspend_connection(r->conn);
+}
 
-    if (atomic_load(&r->live_stream)) {
-        gw_dl_park(r->http->dl, r->dl, r->conn);
-    } else {
-        MHD_suspend_connection(r->conn);
-    }
+/* The request's own MHD thread, inside a handler or content reader (the registry's lock held). */
+static void park_conn(void *ctx)
+{
+    struct request *r = ctx;
+    gw_dl_park(r->http->dl, r->dl, r->conn);
 }
 
 /* Any thread: a CoAP worker, the observation registry, or a follower's leader. r lives until its
@@ -54,12 +58,7 @@ static void suspend_conn(void *ctx)
 static void resume_conn(void *ctx)
 {
     struct request *r = ctx;
-
-    if (atomic_load(&r->live_stream)) {
-        gw_dl_resume(r->http->dl, r->dl, r->conn);
-    } else {
-        MHD_resume_connection(r->conn);
-    }
+    gw_dl_resume(r->http->dl, r->dl, r->conn);
 }
 
 /* ---- request life cycle ---- */
@@ -179,8 +178,11 @@ static const struct sockaddr *client_address(const struct request *r)
 
 static enum MHD_Result begin(struct request *r, const char *version)
 {
-    struct px_front front = {
-        .suspend = suspend_conn, .resume = resume_conn, .conn = r, .remote = client_address(r)};
+    struct px_front front = {.suspend = suspend_conn,
+                             .resume = resume_conn,
+                             .park = park_conn,
+                             .conn = r,
+                             .remote = client_address(r)};
     struct px_answer a;
     const char *detail;
 
@@ -225,11 +227,17 @@ static enum MHD_Result run(struct request *r)
     return gw_render(r, &a);
 }
 
-/* Resumed: the pipeline has the answer (or, for a long-poll woken early, parks again). */
+/* Resumed: the pipeline has the answer (or, for a long-poll woken early, parks again). Resumed by the
+ * watchdog because the client of the parked request is gone: the request leaves the registry (its slot is
+ * free now) and MHD closes the connection (on_completed frees the request). */
 static enum MHD_Result resumed(struct request *r)
 {
     struct px_answer a;
 
+    if (gw_dl_gone(r->http->dl, r->dl)) {
+        px_req_cancel(r->px);
+        return MHD_NO;
+    }
     if (px_req_resume(r->px, &a) == PX_STEP_WAIT) {
         return MHD_YES;
     }

@@ -55,9 +55,7 @@ struct request {
     struct px_req *px;     /* NULL for admin requests */
     uint64_t start_us;
     int status; /* HTTP status sent, for the access log */
-    /* A live stream being written (sse.c). live_stream: its response is queued, so every suspend from now
-     * on is a park of the stream (read by the resume callback on other threads). */
-    atomic_bool live_stream;
+    /* A live stream being written (sse.c). */
     bool sse_end_seen; /* the end of the observation was read (an end notification) */
     char *sse_buf;
     size_t sse_len, sse_off;

@@ -262,6 +262,5 @@ struct MHD_Response *gw_sse_response(struct request *r)
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream; charset=utf-8");
     MHD_add_response_header(resp, "X-Accel-Buffering", "no");
     r->last_write_ms = cg_now_ms();
-    atomic_store(&r->live_stream, true);
     return resp;
 }

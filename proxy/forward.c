@@ -334,6 +334,15 @@ void px_req_free(struct px_req *req)
     free(req);
 }
 
+void px_req_cancel(struct px_req *req)
+{
+    if (req == NULL || req->live == NULL) {
+        return;
+    }
+    px_observe_unsubscribe(req->fwd->observe, &req->live->sub); /* px_req_free's second call does nothing */
+    req->state = REQ_ANSWERED;
+}
+
 void px_req_info(const struct px_req *req, struct px_req_info *out)
 {
     out->upstream = req->route != NULL ? req->fwd->cfg->upstreams[req->route->upstream].name
@@ -949,12 +958,16 @@ static void on_sub_wake(struct px_subscriber *s)
     live->req->front.resume(live->req->front.conn);
 }
 
-/* Registry lock held; the request's own thread. */
+/* Registry lock held; the request's own thread. A park, not a suspend: only the client can end it early. */
 static void park(struct px_subscriber *s, void *arg)
 {
     struct px_req *req = arg;
     (void)s;
-    req->front.suspend(req->front.conn);
+    if (req->front.park != NULL) {
+        req->front.park(req->front.conn);
+    } else {
+        req->front.suspend(req->front.conn);
+    }
 }
 
 static enum px_step serve_live(struct px_req *req, struct px_answer *out)

@@ -41,12 +41,17 @@ bool px_forward_draining(const struct px_forward *fwd);
 
 /* ---- one request ---- */
 
-/* The front end's side of a request. suspend is called on the request's own thread, just before the
- * pipeline returns PX_STEP_WAIT (or parks a stream); resume is called once per suspend, from any thread,
- * when the request can go on. Both get conn. */
+/* The front end's side of a request. The pipeline makes a request wait in one of two ways, each on the
+ * request's own thread just before it returns PX_STEP_WAIT (or a stream's reader gets no event):
+ * - suspend: for an exchange or a cache flight, which ends by itself (the device answers or timeout_ms);
+ * - park: on the observation registry (a long-poll, a stream waiting for its registration's answer or for
+ *   its next notification), which may last as long as the client stays: the front end may watch the
+ *   client meanwhile, and when it is gone resume the request itself and call px_req_cancel. NULL: suspend.
+ * resume is called once per suspend or park, from any thread, when the request can go on. All get conn. */
 struct px_front {
     void (*suspend)(void *conn);
     void (*resume)(void *conn);
+    void (*park)(void *conn);
     void *conn;
     const struct sockaddr *remote; /* the client's address (rate limiting); NULL: unknown, not limited */
 };
@@ -71,6 +76,11 @@ struct px_headers {
 
 /* A new request. front is copied. NULL on OOM. Thread: the request's. */
 struct px_req *px_req_new(struct px_forward *fwd, const struct px_front *front);
+/* The client of a parked request is gone: the request leaves the registry now (the last subscriber of a
+ * resource deregisters it upstream), so its slot under limits.max_subscribers_per_resource is free before
+ * the request is. Call after the request was resumed from its park; it is answered with nothing (free it
+ * next). Does nothing for a request that is not live. Thread: the request's. */
+void px_req_cancel(struct px_req *req);
 /* Frees the request and everything it holds (unsubscribes a live one). The request must not be waiting
  * for an exchange (its resume has been called, or it never waited). NULL ok. */
 void px_req_free(struct px_req *req);

@@ -710,6 +710,94 @@ START_TEST(test_an_event_stream_request_starts_a_stream_and_gets_each_notificati
 }
 END_TEST
 
+/* A front end that tells parks from suspends, as gateway/http does. */
+struct park_conn {
+    struct conn c;
+    atomic_int parked;
+};
+
+static void on_park(void *p)
+{
+    atomic_fetch_add(&((struct park_conn *)p)->parked, 1);
+}
+
+static void on_park_suspend(void *p)
+{
+    on_suspend(&((struct park_conn *)p)->c);
+}
+
+static void on_park_resume(void *p)
+{
+    on_resume(&((struct park_conn *)p)->c);
+}
+
+static struct px_req *parking_request(struct park_conn *pc, const char *path, const char *query,
+                                      const struct px_headers *h, enum px_step *step, struct px_answer *a)
+{
+    struct px_front front = {
+        .suspend = on_park_suspend, .resume = on_park_resume, .park = on_park, .conn = pc};
+    struct px_req *req = px_req_new(fwd, &front);
+    ck_assert_ptr_nonnull(req);
+    px_req_begin(req, "GET", path, query, h != NULL ? h : &no_headers);
+    *step = px_req_run(req, a);
+    return req;
+}
+
+START_TEST(test_registry_waits_park_and_exchange_waits_suspend)
+{
+    struct park_conn lp = {0}, sse = {0}, plain = {0};
+    struct px_headers h = no_headers;
+    struct px_answer a;
+    enum px_step step;
+    h.accept = "text/event-stream";
+    struct px_req *r1 = parking_request(&lp, "/api/lp", "observe=next", NULL, &step, &a);
+    ck_assert_int_eq(step, PX_STEP_WAIT);
+    struct px_req *r2 = parking_request(&sse, "/api/pending", NULL, &h, &step, &a);
+    ck_assert_int_eq(step, PX_STEP_WAIT); /* its registration is not answered yet */
+    struct px_req *r3 = parking_request(&plain, "/api/x", NULL, NULL, &step, &a);
+    ck_assert_int_eq(step, PX_STEP_WAIT);
+    ck_assert_int_eq(lp.parked, 1);
+    ck_assert_int_eq(lp.c.suspended, 0);
+    ck_assert_int_eq(sse.parked, 1);
+    ck_assert_int_eq(sse.c.suspended, 0);
+    ck_assert_int_eq(plain.parked, 0);
+    ck_assert_int_eq(plain.c.suspended, 1);
+    complete(fake.sent[0], CO_CODE(2, 5), -1, NULL, "x");
+    ck_assert_int_eq(px_req_resume(r3, &a), PX_STEP_ANSWER);
+    px_answer_release(&a);
+    px_req_free(r3);
+    px_req_free(r2);
+    px_req_free(r1);
+}
+END_TEST
+
+START_TEST(test_cancelling_a_parked_request_deregisters_before_it_is_freed)
+{
+    struct park_conn lp = {0}, sse = {0};
+    struct px_headers h = no_headers;
+    struct px_answer a;
+    enum px_step step;
+    h.accept = "text/event-stream";
+    struct px_req *r1 = parking_request(&lp, "/api/lp", "observe=next", NULL, &step, &a);
+    struct px_req *r2 = parking_request(&sse, "/api/pending", NULL, &h, &step, &a);
+    ck_assert_uint_eq(fake.nobserved, 2);
+    px_req_cancel(r1); /* the front end saw the client go */
+    ck_assert_uint_eq(fake.nunobserved, 1);
+    px_req_cancel(r2);
+    ck_assert_uint_eq(fake.nunobserved, 2);
+    /* The slots are free: a new subscriber of the same resource starts a new observation. */
+    struct px_req *r3 = parking_request(&sse, "/api/pending", NULL, &h, &step, &a);
+    ck_assert_int_eq(step, PX_STEP_WAIT);
+    ck_assert_uint_eq(fake.nobserved, 3);
+    px_req_free(r1);
+    px_req_free(r2);
+    ck_assert_uint_eq(fake.nunobserved, 2); /* freeing after a cancel deregisters nothing twice */
+    px_req_cancel(r3);
+    px_req_free(r3);
+    px_req_cancel(NULL);
+}
+END_TEST
+
 START_TEST(test_a_subscriber_that_falls_behind_is_ended_with_the_reason)
 {
     struct conn c = {0};
@@ -1190,6 +1278,8 @@ static Suite *forward_suite(void)
     tcase_add_test(live, test_a_long_poll_with_nothing_new_gets_204_at_its_deadline);
     tcase_add_test(live, test_an_event_stream_request_starts_a_stream_and_gets_each_notification);
     tcase_add_test(live, test_a_second_subscriber_shares_the_observation);
+    tcase_add_test(live, test_registry_waits_park_and_exchange_waits_suspend);
+    tcase_add_test(live, test_cancelling_a_parked_request_deregisters_before_it_is_freed);
     tcase_add_test(live, test_a_subscriber_that_falls_behind_is_ended_with_the_reason);
     tcase_add_test(live, test_an_event_stream_whose_registration_fails_gets_the_error_status);
     tcase_add_test(live, test_notifications_refresh_the_cache_entry_of_a_caching_route);
