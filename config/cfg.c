@@ -133,6 +133,9 @@ static const struct field fields[] = {
     {"", "rate_limit", .kind = KIND_OBJECT},
     {"", "limits", .kind = KIND_OBJECT},
     {"", "log", .kind = KIND_OBJECT},
+    {"", "shutdown_grace_s", UINT_AT(struct cfg, shutdown_grace_s), .def = "10", .min = 1, .max = 3600,
+     .doc = "SIGTERM/SIGINT: requests in progress may finish within this; then what is left gets 503 or is "
+            "cut, and the gateway exits 0"},
 
     {"upstreams", "uri", STRING_AT(struct cfg_upstream, uri), .parse = parse_upstream_uri, .required = true,
      .doc = "`coap://host[:port][/base/path]` (`coaps://`: DTLS, port 5684, needs `psk` or `pki`); the path "

@@ -163,6 +163,7 @@ struct cfg {
         int level; /* enum cg_log_level value: 0 error, 1 warn, 2 info, 3 debug */
         bool access_log;
     } log;
+    unsigned shutdown_grace_s; /* SIGTERM/SIGINT: how long requests in progress may take to finish */
 };
 
 /* The first error found. Printed by cfg_error_format() as "FILE: field: reason", or as

@@ -629,14 +629,20 @@ void gw_http_quiesce(struct gw_http *http)
 bool gw_http_wait_idle(struct gw_http *http, unsigned timeout_ms)
 {
     struct timespec tick = {.tv_sec = 0, .tv_nsec = 10 * 1000 * 1000};
+    uint64_t until = cg_now_ms() + timeout_ms;
 
-    for (unsigned waited = 0; atomic_load(&http->active) > 0; waited += 10) {
-        if (waited >= timeout_ms) {
+    while (atomic_load(&http->active) > 0) {
+        if (cg_now_ms() >= until) {
             return false;
         }
         nanosleep(&tick, NULL);
     }
     return true;
+}
+
+int gw_http_active(struct gw_http *http)
+{
+    return atomic_load(&http->active);
 }
 
 void gw_http_stop(struct gw_http *http)

@@ -21,8 +21,11 @@ struct gw_http *gw_http_start(const struct cfg *cfg, struct px_client *client, s
  * closed. Requests in progress go on. Thread: main. */
 void gw_http_quiesce(struct gw_http *http);
 
-/* Waits until no request is in progress or timeout_ms passes. Returns true when idle. Thread: main. */
+/* Waits until no request is in progress or timeout_ms passes (monotonic). Returns true when idle. Thread:
+ * main. */
 bool gw_http_wait_idle(struct gw_http *http, unsigned timeout_ms);
+/* Requests in progress now. Any thread. */
+int gw_http_active(struct gw_http *http);
 
 /* Stops the daemon and frees everything. gw_http_stop(NULL) does nothing. Thread: main. */
 void gw_http_stop(struct gw_http *http);

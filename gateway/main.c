@@ -179,17 +179,6 @@ static int apply_overrides(const struct options *o, struct cfg *cfg)
     return 0;
 }
 
-static unsigned longest_timeout(const struct cfg *cfg)
-{
-    unsigned t = 0;
-    for (size_t i = 0; i < cfg->upstreams_len; i++) {
-        if (cfg->upstreams[i].timeout_ms > t) {
-            t = cfg->upstreams[i].timeout_ms;
-        }
-    }
-    return t;
-}
-
 /* Waits for SIGINT or SIGTERM (blocked in every thread, so only this one sees them). */
 static void wait_for_stop(const sigset_t *set)
 {
@@ -205,6 +194,37 @@ static void wait_for_stop(const sigset_t *set)
         }
         CG_LOG(CG_LOG_INFO, "main", "event=stopping signal=%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
         return;
+    }
+}
+
+/* The part of shutdown_grace_s kept for writing the 503s of what is still in flight at its end. */
+static unsigned answer_reserve_ms(unsigned grace_ms)
+{
+    return grace_ms / 5 < 1000 ? grace_ms / 5 : 1000;
+}
+
+/* SIGTERM/SIGINT: stop accepting (live streams get their last event and end, requests arriving on open
+ * connections get 503 and Connection: close), and let the requests in progress finish within
+ * shutdown_grace_s. What is still waiting for a device near its end is answered 503 by stopping the client
+ * (px_client_stop completes every exchange, which resumes its connection), and the rest of the grace is for
+ * writing those answers; serve() then stops the daemon, which cuts whatever is left (a body still being
+ * read, a client that does not read its answer). */
+static void drain(struct gw_http *http, struct px_client *client, unsigned grace_s)
+{
+    unsigned grace_ms = grace_s * 1000u;
+    unsigned reserve_ms = answer_reserve_ms(grace_ms);
+
+    gw_http_quiesce(http);
+    if (gw_http_wait_idle(http, grace_ms - reserve_ms)) {
+        CG_LOG(CG_LOG_INFO, "main", "event=drained");
+        return;
+    }
+    CG_LOG(CG_LOG_WARN, "main", "event=drain_grace_over active=%d detail=\"answering 503 to what is left\"",
+           gw_http_active(http));
+    px_client_stop(client);
+    if (!gw_http_wait_idle(http, reserve_ms)) {
+        CG_LOG(CG_LOG_WARN, "main", "event=drain_incomplete active=%d detail=\"cut at the end of the grace\"",
+               gw_http_active(http));
     }
 }
 
@@ -248,10 +268,7 @@ static int serve(struct cfg *cfg)
     sigaddset(&set, SIGHUP);
     wait_for_stop(&set);
 
-    gw_http_quiesce(http);
-    if (!gw_http_wait_idle(http, longest_timeout(cfg) + 2000)) {
-        CG_LOG(CG_LOG_WARN, "main", "event=drain_incomplete detail=\"requests still in progress at exit\"");
-    }
+    drain(http, client, cfg->shutdown_grace_s);
     rc = EXIT_SUCCESS;
     goto out_stop;
 

@@ -179,34 +179,41 @@ static ssize_t copy_pending(struct request *r, char *buf, size_t max)
     return (ssize_t)n;
 }
 
-/* The registry ends a subscriber that fell PX_SUB_QUEUE notifications behind with an end notification that
- * says so (proxy/observe.c sub_deliver); when it had no memory for one, the subscriber ends with none, so an
- * end that came without one, outside a shutdown, is that drop: the client is still told why. */
-static ssize_t dropped_event(struct request *r, char *buf, size_t max)
+/* The stream's last event, written when its end came without one: the copy is sent, then the stream ends. */
+static ssize_t last_event(struct request *r, const char *text, char *buf, size_t max)
 {
-    char text[128];
-    int n = snprintf(text, sizeof(text),
-                     "event: error\ndata: the subscriber fell %d notifications behind\n\n", PX_SUB_QUEUE);
+    size_t n = strlen(text);
 
     r->sse_end_seen = true;
-    if (n <= 0 || (size_t)n >= sizeof(text) || (r->sse_buf = malloc((size_t)n)) == NULL) {
+    if ((r->sse_buf = malloc(n)) == NULL) {
         return MHD_CONTENT_READER_END_OF_STREAM;
     }
-    memcpy(r->sse_buf, text, (size_t)n);
-    r->sse_len = (size_t)n;
+    memcpy(r->sse_buf, text, n);
+    r->sse_len = n;
     return copy_pending(r, buf, max);
 }
 
-/* No event to write: the stream parked (0), or it is over. */
+/* No event to write: the stream parked (0), or it is over. An end that came without an end notification is
+ * either the shutdown (the registry ends every stream at once: the client is told, so that it reconnects
+ * elsewhere or later rather than taking it for the device's end) or the registry dropping a subscriber that
+ * fell PX_SUB_QUEUE notifications behind when it had no memory for an end notification (proxy/observe.c
+ * sub_deliver): either way the client is told why. */
 static ssize_t no_event(struct request *r, bool ended, char *buf, size_t max)
 {
+    char text[128];
+
     if (!ended) {
         return 0; /* parked (suspended) until woken */
     }
-    if (!r->sse_end_seen && !px_forward_draining(r->http->fwd)) {
-        return dropped_event(r, buf, max);
+    if (r->sse_end_seen) {
+        return MHD_CONTENT_READER_END_OF_STREAM;
     }
-    return MHD_CONTENT_READER_END_OF_STREAM;
+    if (px_forward_draining(r->http->fwd)) {
+        return last_event(r, "event: error\ndata: the gateway is shutting down\n\n", buf, max);
+    }
+    snprintf(text, sizeof(text), "event: error\ndata: the subscriber fell %d notifications behind\n\n",
+             PX_SUB_QUEUE);
+    return last_event(r, text, buf, max);
 }
 
 static ssize_t sse_reader(void *cls, uint64_t pos, char *buf, size_t max)

@@ -1034,6 +1034,16 @@ static enum px_step notification_answer(struct px_req *req, struct px_answer *ou
     return step;
 }
 
+/* A live request whose observation ended without an end notification: the shutdown ended it (503, so the
+ * client retries later or elsewhere), or the device's observation went away. */
+static enum px_step live_ended(struct px_req *req, struct px_answer *out)
+{
+    if (px_forward_draining(req->fwd)) {
+        return problem(req, out, PX_ERR_UNAVAILABLE, "the gateway is shutting down");
+    }
+    return problem(req, out, PX_ERR_BAD_GATEWAY, "the observation ended");
+}
+
 /* SSE: the stream starts once the registration is answered with a success (RFC 7641 §3.2: an error is no
  * observation). An error gets its HTTP status instead, as a long-poll would, so a browser's EventSource
  * does not reconnect to it forever, each time a new CoAP GET. A later subscriber of a live observation
@@ -1046,7 +1056,7 @@ static enum px_step sse_start(struct px_req *req, struct px_answer *out)
 
     if (n == NULL) {
         req->state = REQ_SSE_PENDING;
-        return ended ? problem(req, out, PX_ERR_BAD_GATEWAY, "the observation ended") : PX_STEP_WAIT;
+        return ended ? live_ended(req, out) : PX_STEP_WAIT;
     }
     enum px_step step;
     if (n->end) {
@@ -1076,7 +1086,7 @@ static enum px_step longpoll_step(struct px_req *req, struct px_answer *out)
     struct px_notification *n =
         px_observe_next(req->fwd->observe, &live->sub, live->deadline_ms, &ended, park, req);
     if (n == NULL) {
-        return ended ? problem(req, out, PX_ERR_BAD_GATEWAY, "the observation ended") : PX_STEP_WAIT;
+        return ended ? live_ended(req, out) : PX_STEP_WAIT;
     }
     enum px_step step;
     if (!n->end) {

@@ -444,6 +444,19 @@ START_TEST(test_cache_ranges_are_inclusive)
 }
 END_TEST
 
+START_TEST(test_shutdown_grace_defaults_to_10_s_and_is_checked)
+{
+    struct cfg *cfg = parse_ok("{}");
+    ck_assert_uint_eq(cfg->shutdown_grace_s, 10);
+    cfg_free(cfg);
+    cfg = parse_ok("{'shutdown_grace_s': 1}");
+    ck_assert_uint_eq(cfg->shutdown_grace_s, 1);
+    cfg_free(cfg);
+    ck_assert_rejected("{'shutdown_grace_s': 0}", "t.json: shutdown_grace_s: must be between 1 and 3600");
+    ck_assert_rejected("{'shutdown_grace_s': 3601}", "t.json: shutdown_grace_s: must be between 1 and 3600");
+}
+END_TEST
+
 START_TEST(test_limits_ranges_are_inclusive)
 {
     struct cfg *cfg =
@@ -1222,7 +1235,7 @@ static char *reference(void)
 }
 
 /* Leaf fields of the schema: a new one must show in the README table (and this number). */
-#define FIELDS 51
+#define FIELDS 52
 
 START_TEST(test_reference_table_has_one_line_per_field)
 {
@@ -1742,7 +1755,8 @@ static Suite *config_suite(void)
                                test_sections_must_have_the_right_container_type, NULL});
     add(s, "ranges",
         (const TTest *const[]){test_upstream_ranges_are_inclusive, test_cache_ranges_are_inclusive,
-                               test_limits_ranges_are_inclusive, test_log_levels_map_to_numbers, NULL});
+                               test_limits_ranges_are_inclusive, test_log_levels_map_to_numbers,
+                               test_shutdown_grace_defaults_to_10_s_and_is_checked, NULL});
     add(s, "addresses",
         (const TTest *const[]){test_endpoint_parse_accepts_ipv4_ipv6_and_names,
                                test_endpoint_parse_rejects_bad_addresses, test_bad_listen_address_is_rejected,

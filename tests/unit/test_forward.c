@@ -798,6 +798,30 @@ START_TEST(test_cancelling_a_parked_request_deregisters_before_it_is_freed)
 }
 END_TEST
 
+START_TEST(test_live_requests_waiting_at_shutdown_get_503)
+{
+    struct park_conn lp = {0}, sse = {0};
+    struct px_headers h = no_headers;
+    struct px_answer a;
+    enum px_step step;
+    h.accept = "text/event-stream";
+    struct px_req *r1 = parking_request(&lp, "/api/lp", "observe=next", NULL, &step, &a);
+    struct px_req *r2 = parking_request(&sse, "/api/pending", NULL, &h, &step, &a);
+    px_forward_quiesce(fwd); /* ends every subscriber and wakes it */
+    ck_assert_int_eq(lp.c.resumed, 1);
+    ck_assert_int_eq(sse.c.resumed, 1);
+    ck_assert_int_eq(px_req_resume(r1, &a), PX_STEP_ANSWER);
+    ck_assert_int_eq(a.status, 503);
+    ck_assert_int_eq(a.retry_after, 1);
+    px_answer_release(&a);
+    ck_assert_int_eq(px_req_resume(r2, &a), PX_STEP_ANSWER);
+    ck_assert_int_eq(a.status, 503);
+    px_answer_release(&a);
+    px_req_free(r1);
+    px_req_free(r2);
+}
+END_TEST
+
 START_TEST(test_a_subscriber_that_falls_behind_is_ended_with_the_reason)
 {
     struct conn c = {0};
@@ -1280,6 +1304,7 @@ static Suite *forward_suite(void)
     tcase_add_test(live, test_a_second_subscriber_shares_the_observation);
     tcase_add_test(live, test_registry_waits_park_and_exchange_waits_suspend);
     tcase_add_test(live, test_cancelling_a_parked_request_deregisters_before_it_is_freed);
+    tcase_add_test(live, test_live_requests_waiting_at_shutdown_get_503);
     tcase_add_test(live, test_a_subscriber_that_falls_behind_is_ended_with_the_reason);
     tcase_add_test(live, test_an_event_stream_whose_registration_fails_gets_the_error_status);
     tcase_add_test(live, test_notifications_refresh_the_cache_entry_of_a_caching_route);
