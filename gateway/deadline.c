@@ -12,6 +12,12 @@
  * closed. Before a request line was read (a new or idle keep-alive connection) it is only closed too: a
  * client that sends its next request at that moment would take the 408 for that request's answer.
  *
+ * Connection limit: libmicrohttpd 0.9.75 stops polling its listening socket once it has its connection
+ * limit, so a client beyond it waits unanswered in the kernel's backlog until a connection ends. The gateway
+ * gives MHD a limit with some headroom above limits.max_connections and counts the connections here: one
+ * opened while max_connections are admitted is marked refused, answered 503 with Connection: close by
+ * http.c, and given 1 s for its header section, so refused connections leave the headroom at once.
+ *
  * Parked requests (an SSE stream between events or waiting for its registration, a long-poll): MHD 0.9.75
  * removes a suspended connection from its epoll set, so it never reads the FIN of a client that closes a
  * parked request; the subscription (and its slot under limits.max_subscribers_per_resource) would stay until
@@ -36,6 +42,7 @@
 #include "base/log.h"
 
 #define TICK_MS 250
+#define REFUSED_HEADER_MS 1000 /* a refused connection's header deadline: it must not hold MHD's headroom */
 
 enum conn_state { LIVE, ENDED, ANSWERED_408 };
 
@@ -47,6 +54,7 @@ struct gw_dl_conn {
     bool request_seen; /* the request line of the current request was read */
     bool parked;       /* suspended by gw_dl_park, not resumed yet */
     bool gone;         /* the client closed the connection while it was parked; the watchdog resumed it */
+    bool refused;      /* opened beyond max_connections: not admitted, its request gets 503 */
     uint64_t deadline_ms;
     void *conn; /* MHD's connection, for ops */
 };
@@ -58,6 +66,7 @@ struct gw_dl {
     bool stop;
     bool tls;
     unsigned header_s, body_s;
+    unsigned max_admitted, admitted; /* connections admitted (not refused) at once, and now */
     struct gw_dl_ops ops;
     struct gw_dl_conn head; /* sentinel of the circular list */
 };
@@ -180,7 +189,8 @@ static bool init_sync(struct gw_dl *dl)
     return ok;
 }
 
-struct gw_dl *gw_dl_start(unsigned header_s, unsigned body_s, bool tls, struct gw_dl_ops ops)
+struct gw_dl *gw_dl_start(unsigned header_s, unsigned body_s, bool tls, unsigned max_connections,
+                          struct gw_dl_ops ops)
 {
     struct gw_dl *dl = calloc(1, sizeof(*dl));
 
@@ -190,6 +200,7 @@ struct gw_dl *gw_dl_start(unsigned header_s, unsigned body_s, bool tls, struct g
     dl->header_s = header_s;
     dl->body_s = body_s;
     dl->tls = tls;
+    dl->max_admitted = max_connections;
     dl->ops = ops;
     dl->head.prev = dl->head.next = &dl->head;
     if (!init_sync(dl)) {
@@ -237,6 +248,12 @@ struct gw_dl_conn *gw_dl_open(struct gw_dl *dl, int fd, void *conn)
     c->state = LIVE;
     pthread_mutex_lock(&dl->mu);
     phase_deadline(dl, c, GW_DL_HEADER);
+    c->refused = dl->admitted >= dl->max_admitted;
+    if (c->refused) {
+        c->deadline_ms = cg_now_ms() + REFUSED_HEADER_MS;
+    } else {
+        dl->admitted++;
+    }
     c->next = &dl->head;
     c->prev = dl->head.prev;
     dl->head.prev->next = c;
@@ -253,8 +270,17 @@ void gw_dl_close(struct gw_dl *dl, struct gw_dl_conn *c)
     pthread_mutex_lock(&dl->mu);
     c->prev->next = c->next;
     c->next->prev = c->prev;
+    if (!c->refused) {
+        dl->admitted--;
+    }
     pthread_mutex_unlock(&dl->mu);
     free(c);
+}
+
+bool gw_dl_refused(struct gw_dl *dl, const struct gw_dl_conn *c)
+{
+    (void)dl; /* set once by gw_dl_open, before any other thread sees c */
+    return c != NULL && c->refused;
 }
 
 void gw_dl_request_line(struct gw_dl *dl, struct gw_dl_conn *c)

@@ -24,8 +24,11 @@ struct gw_dl_ops {
 };
 
 /* Starts the watchdog. tls: the connections speak TLS (a 408 cannot be written under MHD's feet, so an
- * expired connection is only closed). NULL when out of memory or threads. Thread: main. */
-struct gw_dl *gw_dl_start(unsigned header_s, unsigned body_s, bool tls, struct gw_dl_ops ops);
+ * expired connection is only closed). max_connections: connections admitted at once; the ones opened
+ * beyond are marked refused (gw_dl_refused) and get 1 s for their header section. NULL when out of memory
+ * or threads. Thread: main. */
+struct gw_dl *gw_dl_start(unsigned header_s, unsigned body_s, bool tls, unsigned max_connections,
+                          struct gw_dl_ops ops);
 /* Stops the watchdog and frees every connection still tracked. gw_dl_stop(NULL) does nothing. Thread: main,
  * after the daemon is stopped. */
 void gw_dl_stop(struct gw_dl *dl);
@@ -34,6 +37,10 @@ void gw_dl_stop(struct gw_dl *dl);
  * NULL when out of memory (the connection is then not tracked); every function below accepts NULL. */
 struct gw_dl_conn *gw_dl_open(struct gw_dl *dl, int fd, void *conn);
 void gw_dl_close(struct gw_dl *dl, struct gw_dl_conn *c);
+
+/* The connection was opened while max_connections others were admitted: its request is to be refused
+ * (503, Connection: close). It is not counted among the admitted ones. */
+bool gw_dl_refused(struct gw_dl *dl, const struct gw_dl_conn *c);
 
 /* The request line was read: an expiry now answers 408, since the client is inside a request. */
 void gw_dl_request_line(struct gw_dl *dl, struct gw_dl_conn *c);

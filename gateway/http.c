@@ -244,6 +244,24 @@ static enum MHD_Result resumed(struct request *r)
     return gw_render(r, &a);
 }
 
+/* A connection opened beyond limits.max_connections (deadline.c counts them): its request gets 503 at once
+ * and the connection closes, rather than the client waiting in the listen backlog (see start_daemon). */
+static enum MHD_Result refuse_over_limit(struct request *r)
+{
+    struct px_answer a = {.kind = PX_ANSWER_PROBLEM,
+                          .status = px_status_http(PX_ERR_UNAVAILABLE),
+                          .xcache = PX_XC_NONE,
+                          .close = true,
+                          .retry_after = 1,
+                          .problem = PX_ERR_UNAVAILABLE,
+                          .detail = "the gateway has reached limits.max_connections"};
+
+    gw_vet_untrack(r);
+    CG_LOG(CG_LOG_DEBUG, "http", "event=connection_limit max_connections=%u",
+           r->http->cfg->limits.max_connections);
+    return gw_render(r, &a);
+}
+
 /* First call: the header section is complete, the body's deadline starts. False from gw_dl_enter: the
  * watchdog ended the connection at that very moment. */
 static enum MHD_Result headers_done(struct request *r, const char *version)
@@ -251,7 +269,7 @@ static enum MHD_Result headers_done(struct request *r, const char *version)
     if (!gw_dl_enter(r->http->dl, r->dl, GW_DL_BODY)) {
         return MHD_NO;
     }
-    enum MHD_Result ret = begin(r, version);
+    enum MHD_Result ret = gw_dl_refused(r->http->dl, r->dl) ? refuse_over_limit(r) : begin(r, version);
     if (r->state != GW_BODY) {
         gw_dl_enter(r->http->dl, r->dl, GW_DL_NONE); /* answered at once */
     }
@@ -500,6 +518,17 @@ static unsigned pool_size(void)
     return cpus > 16 ? 16 : (unsigned)cpus;
 }
 
+/* MHD's connection limit above limits.max_connections: MHD 0.9.75 stops polling the listening socket of a
+ * thread at its share of the limit (new clients then hang in the backlog), so it is given room for the
+ * connections deadline.c marks refused, which are answered 503 and closed at once. */
+static unsigned mhd_connection_limit(unsigned max_connections)
+{
+    unsigned headroom = max_connections / 8;
+
+    headroom = headroom < 64 ? 64 : headroom > 1024 ? 1024 : headroom;
+    return max_connections + headroom;
+}
+
 /* The libmicrohttpd daemon on http->listen_fd, with the limits of the configuration. */
 static struct MHD_Daemon *start_daemon(struct gw_http *http)
 {
@@ -524,9 +553,10 @@ static struct MHD_Daemon *start_daemon(struct gw_http *http)
     return MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, http, MHD_OPTION_EXTERNAL_LOGGER, gw_mhdlog, NULL, /* first */
         MHD_OPTION_LISTEN_SOCKET, http->listen_fd, MHD_OPTION_THREAD_POOL_SIZE, pool_size(),
-        MHD_OPTION_CONNECTION_LIMIT, cfg->limits.max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
-        cfg->limits.connection_timeout_s, MHD_OPTION_URI_LOG_CALLBACK, on_uri, http,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, http, MHD_OPTION_NOTIFY_CONNECTION, on_connection, http,
+        MHD_OPTION_CONNECTION_LIMIT, mhd_connection_limit(cfg->limits.max_connections),
+        MHD_OPTION_CONNECTION_TIMEOUT, cfg->limits.connection_timeout_s, MHD_OPTION_URI_LOG_CALLBACK, on_uri,
+        http, MHD_OPTION_NOTIFY_COMPLETED, on_completed, http, MHD_OPTION_NOTIFY_CONNECTION, on_connection,
+        http,
         /* Not strict: at 1, MHD 0.9.75 closes on a space in the target without any answer and refuses a
          * missing Host with its own HTML page (see vet.c); at -1 ("permissive") it is the one level that
          * refuses whitespace before a colon. gateway/vet.c makes all three checks, with problem+json. */
@@ -541,12 +571,13 @@ static struct MHD_Daemon *start_daemon(struct gw_http *http)
  * CoAP workers' sockets, the log. */
 #define FD_RESERVE 64
 
-/* limits.max_connections needs as many descriptors: raise the soft RLIMIT_NOFILE up to the hard one when
- * it is lower, and say so when even that is not enough (MHD would then fail accept(2) with EMFILE). */
+/* limits.max_connections needs as many descriptors, and MHD's headroom above it: raise the soft RLIMIT_NOFILE
+ * up to the hard one when it is lower, and say so when even that is not enough (MHD would then fail accept(2)
+ * with EMFILE). */
 static void check_fd_limit(unsigned max_connections)
 {
     struct rlimit rl;
-    rlim_t need = (rlim_t)max_connections + FD_RESERVE;
+    rlim_t need = (rlim_t)mhd_connection_limit(max_connections) + FD_RESERVE;
 
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= need) {
         return;
@@ -598,9 +629,9 @@ struct gw_http *gw_http_start(const struct cfg *cfg, struct px_client *client, s
     if (http->listen_fd < 0) {
         return start_failed(http);
     }
-    http->dl =
-        gw_dl_start(cfg->limits.header_timeout_s, cfg->limits.body_timeout_s, cfg->tls.cert_pem != NULL,
-                    (struct gw_dl_ops){.suspend = mhd_suspend, .resume = mhd_resume});
+    http->dl = gw_dl_start(cfg->limits.header_timeout_s, cfg->limits.body_timeout_s,
+                           cfg->tls.cert_pem != NULL, cfg->limits.max_connections,
+                           (struct gw_dl_ops){.suspend = mhd_suspend, .resume = mhd_resume});
     if (http->dl == NULL) {
         snprintf(err, err_len, "http: cannot start the deadline watchdog");
         return start_failed(http);
