@@ -244,7 +244,7 @@ static const struct field fields[] = {
      .doc = "requests a client may send at once before the rate applies"},
 
     {"limits", "max_connections", UINT_AT(struct cfg, limits.max_connections), .def = "10000", .min = 1,
-     .max = 1000000, .doc = "concurrent HTTP connections"},
+     .max = 1000000, .doc = "concurrent HTTP connections; beyond it 503 at once, and the connection closes"},
     {"limits", "max_connections_per_ip", UINT_AT(struct cfg, limits.max_connections_per_ip), .def = "256",
      .min = 0, .max = 1000000,
      .doc = "concurrent HTTP connections from one address; beyond it new ones are "
