@@ -4,6 +4,7 @@
 # socket at its own limit). With max_connections 8 held by 8 keep-alive connections (each answered once,
 # so each is admitted): one client and then 30 at once get 503 within curl's 5 s (header_timeout_s and
 # connection_timeout_s are 30 s, so no timeout ends them); once the 8 close, clients are served again.
+# Then the descriptor limit is fitted to max_connections and MHD's headroom, or a warning says it cannot be.
 source "$(dirname "$0")/lib.sh"
 
 GW_PORT=$(free_port)
@@ -61,4 +62,31 @@ for ((i = 0; i < 20; i++)); do
 done
 
 stop_gateway
+
+# Descriptors: max_connections 2000 plus MHD's headroom (250) plus 64 must fit RLIMIT_NOFILE. A soft limit
+# of 256 is raised to fit; a hard limit of 300 cannot be, and the gateway says so.
+cat >"$T/fd.json" <<JSON
+{ "listen": "127.0.0.1:$GW_PORT", "limits": { "max_connections": 2000 } }
+JSON
+need=2314
+hard=$(ulimit -Hn)
+[[ $hard == unlimited ]] || ((hard >= need)) || need=$hard
+(
+    ulimit -Sn 256
+    exec "$COAPGW" --config "$T/fd.json" >"$T/fd.log" 2>&1
+) &
+fd_pid=$!
+soft_raised() { [[ $(awk '/^Max open files/ { print $4 }' "/proc/$fd_pid/limits") == "$need" ]]; }
+wait_until "the soft RLIMIT_NOFILE raised to $need" soft_raised
+kill -TERM "$fd_pid"
+wait "$fd_pid" || fail "coapgw with a raised descriptor limit exited with status $?"
+(
+    ulimit -n 300
+    exec "$COAPGW" --config "$T/fd.json" >"$T/fd2.log" 2>&1
+) &
+fd_pid=$!
+warned() { grep -q 'event=fd_limit max_connections=2000 needed=2314 nofile=300' "$T/fd2.log"; }
+wait_until "the fd_limit warning" warned
+kill -TERM "$fd_pid"
+wait "$fd_pid" || fail "coapgw with a low descriptor limit exited with status $?"
 pass
