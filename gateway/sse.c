@@ -203,7 +203,7 @@ static ssize_t no_event(struct request *r, bool ended, char *buf, size_t max)
     if (!ended) {
         return 0; /* parked (suspended) until woken */
     }
-    if (!r->sse_end_seen && !px_forward_draining(r->http->fwd)) {
+    if (!r->sse_end_seen && !px_forward_draining(r->gen->fwd)) {
         return dropped_event(r, buf, max);
     }
     return MHD_CONTENT_READER_END_OF_STREAM;
@@ -212,7 +212,7 @@ static ssize_t no_event(struct request *r, bool ended, char *buf, size_t max)
 static ssize_t sse_reader(void *cls, uint64_t pos, char *buf, size_t max)
 {
     struct request *r = cls;
-    uint64_t keepalive_ms = (uint64_t)r->http->cfg->limits.sse_keepalive_s * 1000u;
+    uint64_t keepalive_ms = (uint64_t)r->gen->cfg->limits.sse_keepalive_s * 1000u;
     bool ended = false;
     (void)pos;
 
