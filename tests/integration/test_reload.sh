@@ -54,7 +54,10 @@ http GET /new/r/x
 assert_problem 404
 EXTRA_ROUTES=$',\n    { "prefix": "/new/", "upstream": "dev", "cache": false }'
 write_gw
+t0=$(date +%s%N)
 reload
+t1=$(date +%s%N)
+echo "figure: SIGHUP to the reload logged (as the test saw it, polling every 50 ms): $(((t1 - t0) / 1000000)) ms"
 assert_contains "$RELOADED" "generation=2 changed=routes" "reload line"
 assert_contains "$RELOADED" "level=info mod=main" "reload line"
 http GET '/new/r/x?body=fresh'
@@ -160,8 +163,8 @@ echo "check: an SSE stream keeps its generation until it ends"
 curl -sS -N --max-time 90 -H 'Accept: text/event-stream' -o "$T/s.sse" "$(url '/api/obs/s?period_ms=200')" \
     2>"$T/s.err" &
 sse=$!
-events() { grep -c '^event: 2.05$' "$T/s.sse" 2>/dev/null || true; }
-some_events() { (($(events) >= 2)); }
+events() { grep -c '^event: 2.05$' "$T/${1:-s}.sse" 2>/dev/null || true; } # [NAME]
+some_events() { (($(events "$@") >= 2)); }
 wait_until "the stream's first events" some_events
 reload
 assert_contains "$RELOADED" "older_held=1" "the stream holds its generation"
@@ -176,5 +179,13 @@ released() {
 }
 wait_until "the stream's generation to be destroyed after it ended" released
 
+echo "check: SIGTERM with a stream holding a retired generation ends the stream and exits 0"
+curl -sS -N --max-time 90 -H 'Accept: text/event-stream' -o "$T/t.sse" "$(url '/api/obs/t?period_ms=200')" \
+    2>"$T/t.err" &
+sse=$!
+wait_until "the second stream's first events" some_events t
+reload
+assert_contains "$RELOADED" "older_held=1" "the second stream holds its generation"
 stop_gateway
+wait "$sse" || true
 pass
