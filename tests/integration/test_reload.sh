@@ -2,8 +2,9 @@
 # SIGHUP reloads the configuration: a new route answers once the reload is logged, a changed token file
 # takes effect, the log level changes, the cache is kept when its settings and the upstreams are unchanged,
 # an invalid file is refused with the --check-config message while the old configuration serves on, a
-# listen (or demo_server) change is named in a warning and the rest is applied, and an SSE stream keeps its
-# generation until it ends. Real curl, real signals, coap_testsrv as the device.
+# listen (or demo_server) change is named in a warning and the rest is applied, a limit changes, and an SSE
+# stream keeps its generation until it ends (or SIGTERM ends it). Real curl, real signals, coap_testsrv as the
+# device.
 source "$(dirname "$0")/lib.sh"
 
 start_testsrv
@@ -178,6 +179,19 @@ released() {
     [[ $RELOADED == *"older_held=0"* ]]
 }
 wait_until "the stream's generation to be destroyed after it ended" released
+
+echo "check: a limit changes with the reload"
+long=/api/r/$(printf 'x%.0s' {1..80})
+http GET "$long"
+assert_status 200 "an 86-byte target before the reload"
+TOP="$TOP"$',\n  "limits": { "max_uri_bytes": 64 }'
+write_gw
+reload
+assert_contains "$RELOADED" "changed=limits" "reload with a smaller max_uri_bytes"
+http GET "$long"
+assert_problem 414
+http GET /api/r/short
+assert_status 200 "a short target after the reload"
 
 echo "check: SIGTERM with a stream holding a retired generation ends the stream and exits 0"
 curl -sS -N --max-time 90 -H 'Accept: text/event-stream' -o "$T/t.sse" "$(url '/api/obs/t?period_ms=200')" \
