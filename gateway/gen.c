@@ -344,12 +344,11 @@ static int tls_keep(const struct cfg *cur, struct cfg *next)
     }
     free(next->tls.key_pem);
     memset(&next->tls, 0, sizeof(next->tls));
-    return dup_str(&next->tls.cert, cur->tls.cert) != 0 || dup_str(&next->tls.key, cur->tls.key) != 0 ||
-                   dup_bytes(&next->tls.cert_pem, &next->tls.cert_len, cur->tls.cert_pem,
-                             cur->tls.cert_len) != 0 ||
-                   dup_bytes(&next->tls.key_pem, &next->tls.key_len, cur->tls.key_pem, cur->tls.key_len) != 0
-               ? -1
-               : 0;
+    if (dup_str(&next->tls.cert, cur->tls.cert) != 0 || dup_str(&next->tls.key, cur->tls.key) != 0 ||
+        dup_bytes(&next->tls.cert_pem, &next->tls.cert_len, cur->tls.cert_pem, cur->tls.cert_len) != 0) {
+        return -1;
+    }
+    return dup_bytes(&next->tls.key_pem, &next->tls.key_len, cur->tls.key_pem, cur->tls.key_len);
 }
 
 #define KEEP(field, name)                                                                                    \

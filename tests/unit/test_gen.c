@@ -5,6 +5,8 @@
 #include <coap3/coap.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "gateway/gen.h"
 
@@ -120,6 +122,60 @@ START_TEST(test_header_limits_beyond_the_reserved_memory_need_a_restart)
 }
 END_TEST
 
+/* The HTTPS files of a configuration in dir: cert and key with the given contents (the key mode 600). */
+static void write_tls(const char *dir, const char *cert, const char *key)
+{
+    char path[256];
+    FILE *f;
+
+    snprintf(path, sizeof(path), "%s/cert.pem", dir);
+    ck_assert_ptr_nonnull(f = fopen(path, "w"));
+    fputs(cert, f);
+    fclose(f);
+    snprintf(path, sizeof(path), "%s/key.pem", dir);
+    ck_assert_ptr_nonnull(f = fopen(path, "w"));
+    fchmod(fileno(f), 0600);
+    fputs(key, f);
+    fclose(f);
+}
+
+static void tls_json(char *buf, size_t len, const char *dir)
+{
+    snprintf(buf, len,
+             "{\"listen\": \"127.0.0.1:18080\", " BASE_UPSTREAMS ","
+             " \"routes\": [{\"prefix\": \"/api/\", \"upstream\": \"dev\"}],"
+             " \"tls\": {\"cert\": \"%s/cert.pem\", \"key\": \"%s/key.pem\"}}",
+             dir, dir);
+}
+
+START_TEST(test_tls_files_keep_their_running_contents_and_are_named)
+{
+    char dir[] = "/tmp/test_gen.XXXXXX", json[512], err[256];
+    struct gw_reload_report rep;
+
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    write_tls(dir, "CERT-A\n", "KEY-A\n");
+    tls_json(json, sizeof(json), dir);
+    struct gw_gens *g = gw_gens_create_take(parse(json), NULL, err, sizeof(err));
+    ck_assert_msg(g != NULL, "%s", err);
+    write_tls(dir, "CERT-A\n", "KEY-B\n"); /* a renewed key under the same name */
+    ck_assert_int_eq(gw_gens_reload_take(g, parse(json), &rep, err, sizeof(err)), 0);
+    ck_assert_str_eq(rep.restart, "tls.key");
+    ck_assert_str_eq((const char *)gw_gens_current(g)->cfg->tls.key_pem, "KEY-A\n");
+    ck_assert_int_eq(gw_gens_reload_take(g, parse(base_json), &rep, err, sizeof(err)), 0);
+    ck_assert_str_eq(rep.restart, "tls.cert,tls.key"); /* HTTPS cannot be turned off either */
+    ck_assert_str_eq((const char *)gw_gens_current(g)->cfg->tls.cert_pem, "CERT-A\n");
+    ck_assert_uint_eq(gw_gens_reap(g), 0);
+    gw_gens_stop_clients(g);
+    gw_gens_destroy(g);
+    snprintf(json, sizeof(json), "%s/cert.pem", dir);
+    unlink(json);
+    snprintf(json, sizeof(json), "%s/key.pem", dir);
+    unlink(json);
+    rmdir(dir);
+}
+END_TEST
+
 /* ---- the cache ---- */
 
 START_TEST(test_the_cache_and_its_entries_are_kept_when_settings_and_upstreams_are_unchanged)
@@ -223,6 +279,7 @@ static Suite *gen_suite(void)
     tcase_add_test(pub, test_an_unchanged_file_changes_nothing_but_the_generation);
     tcase_add_test(pub, test_listen_and_demo_keep_their_running_values_and_are_named);
     tcase_add_test(pub, test_header_limits_beyond_the_reserved_memory_need_a_restart);
+    tcase_add_test(pub, test_tls_files_keep_their_running_contents_and_are_named);
     suite_add_tcase(s, pub);
     TCase *cache = tcase_create("cache");
     tcase_add_checked_fixture(cache, setup, teardown);
