@@ -362,9 +362,9 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
          * (the raw one is ours now), so MHD is left an empty one. uri is MHD's writable read buffer. */
         ((char *)(uintptr_t)uri)[strchr(uri, '?') - uri + 1] = '\0';
     }
+    r->gen = gw_gens_acquire(http->gens); /* the configuration this request lives by, to its end */
     gw_vet_track(r);
     atomic_fetch_add(&http->active, 1);
-    r->gen = gw_gens_acquire(http->gens); /* the configuration this request lives by, to its end */
     return r;
 }
 
