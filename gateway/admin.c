@@ -75,8 +75,8 @@ static enum MHD_Result reply_metrics(struct request *r)
         text_add(&t, "coapgw_http_responses_total{class=\"%dxx\"} %llu\n", c,
                  (unsigned long long)atomic_load(&http->answered[c]));
     }
-    if (http->cache != NULL) {
-        cache_metrics(&t, http->cache);
+    if (r->gen->cache != NULL) {
+        cache_metrics(&t, r->gen->cache);
     }
     metric(&t, "coapgw_log_lines_dropped_total", "counter",
            "Log lines dropped because stderr was not read fast enough or failed.", cg_log_dropped());
@@ -88,13 +88,13 @@ static enum MHD_Result reply_metrics(struct request *r)
 static enum MHD_Result reply_ready(struct request *r)
 {
     static const char *const names[] = {"unknown", "up", "down"};
-    const struct cfg *cfg = r->http->cfg;
+    const struct cfg *cfg = r->gen->cfg;
     struct text t = {.len = 0};
-    bool ready = !px_forward_draining(r->http->fwd);
+    bool ready = !px_forward_draining(r->gen->fwd);
 
     text_add(&t, "%s\n", ready ? "serving" : "draining");
     for (size_t i = 0; i < cfg->upstreams_len; i++) {
-        enum px_health h = px_client_upstream_health(r->http->client, i);
+        enum px_health h = px_client_upstream_health(r->gen->client, i);
         ready = ready && h == PX_HEALTH_UP;
         text_add(&t, "%s %s\n", cfg->upstreams[i].name, names[h]);
     }
@@ -132,7 +132,7 @@ static int refuse_metrics(struct request *r)
                            .get = conn_header,
                            .get_ctx = r->conn};
     struct px_answer a = {.kind = PX_ANSWER_PROBLEM, .xcache = PX_XC_NONE, .retry_after = -1, .age = -1};
-    enum px_auth_result result = px_forward_admin_auth(r->http->fwd, &h, a.challenge, sizeof(a.challenge));
+    enum px_auth_result result = px_forward_admin_auth(r->gen->fwd, &h, a.challenge, sizeof(a.challenge));
 
     if (result == PX_AUTH_OK) {
         return -1;

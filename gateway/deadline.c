@@ -371,3 +371,11 @@ bool gw_dl_gone(struct gw_dl *dl, struct gw_dl_conn *c)
     pthread_mutex_unlock(&dl->mu);
     return gone;
 }
+
+void gw_dl_set_timeouts(struct gw_dl *dl, unsigned header_s, unsigned body_s)
+{
+    pthread_mutex_lock(&dl->mu);
+    dl->header_s = header_s;
+    dl->body_s = body_s;
+    pthread_mutex_unlock(&dl->mu);
+}

@@ -67,4 +67,8 @@ void gw_dl_resume(struct gw_dl *dl, struct gw_dl_conn *c, void *conn);
 /* The client of this connection closed it while it was parked. */
 bool gw_dl_gone(struct gw_dl *dl, struct gw_dl_conn *c);
 
+/* New header and body timeouts (a reload), for the deadlines set from now on; a deadline already running
+ * keeps its end. Thread: any. */
+void gw_dl_set_timeouts(struct gw_dl *dl, unsigned header_s, unsigned body_s);
+
 #endif

@@ -159,11 +159,11 @@ static enum px_status check_sizes(const struct request *r, const char **detail)
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
 
-    if (r->target_len > r->http->cfg->limits.max_uri_bytes) {
+    if (r->target_len > r->gen->cfg->limits.max_uri_bytes) {
         *detail = "the request target is longer than limits.max_uri_bytes";
         return PX_ERR_URI_TOO_LONG;
     }
-    if (ci != NULL && ci->header_size > r->http->cfg->limits.max_header_bytes) {
+    if (ci != NULL && ci->header_size > r->gen->cfg->limits.max_header_bytes) {
         *detail = "the request header section is larger than limits.max_header_bytes";
         return PX_ERR_HEADERS_TOO_LARGE;
     }
@@ -199,7 +199,7 @@ static enum MHD_Result begin(struct request *r, const char *version)
     if (r->admin != CFG_ADMIN_NONE) {
         return MHD_YES;
     }
-    if ((r->px = px_req_new(r->http->fwd, &front)) == NULL) {
+    if ((r->px = px_req_new(r->gen->fwd, &front)) == NULL) {
         return MHD_NO;
     }
     if (!read_headers(r)) {
@@ -258,7 +258,7 @@ static enum MHD_Result refuse_over_limit(struct request *r)
 
     gw_vet_untrack(r);
     CG_LOG(CG_LOG_DEBUG, "http", "event=connection_limit max_connections=%u",
-           r->http->cfg->limits.max_connections);
+           r->gen->cfg->limits.max_connections);
     return gw_render(r, &a);
 }
 
@@ -388,6 +388,7 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
          * (the raw one is ours now), so MHD is left an empty one. uri is MHD's writable read buffer. */
         ((char *)(uintptr_t)uri)[strchr(uri, '?') - uri + 1] = '\0';
     }
+    r->gen = gw_gens_acquire(http->gens); /* the configuration this request lives by, to its end */
     gw_vet_track(r);
     atomic_fetch_add(&http->active, 1);
     return r;
@@ -439,7 +440,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     if (r->status == 0) {
         r->status = gw_dl_status(http->dl, r->dl);
     }
-    if (http->cfg->log.access_log && r->state != GW_NEW && cg_log_enabled(CG_LOG_INFO)) {
+    if (r->gen->cfg->log.access_log && r->state != GW_NEW && cg_log_enabled(CG_LOG_INFO)) {
         log_access(r);
     }
     unsigned klass = r->status >= 100 && r->status < 600 ? (unsigned)r->status / 100 : 0;
@@ -451,6 +452,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     }
     free(r->sse_buf);
     free(r->path);
+    gw_gen_release(r->gen); /* after px_req_free: the pipeline and the cache were the generation's */
     free(r);
     *req_cls = NULL;
     atomic_fetch_sub(&http->active, 1);
@@ -530,24 +532,20 @@ static unsigned mhd_connection_limit(unsigned max_connections)
 }
 
 /* The libmicrohttpd daemon on http->listen_fd, with the limits of the configuration. */
-static struct MHD_Daemon *start_daemon(struct gw_http *http)
+static struct MHD_Daemon *start_daemon(struct gw_http *http, const struct cfg *cfg)
 {
-    const struct cfg *cfg = http->cfg;
     unsigned flags =
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
-    bool tls = cfg->tls.cert_pem != NULL;
+    bool tls = http->tls_cert != NULL;
     if (tls) {
         flags |= MHD_USE_TLS; /* libmicrohttpd's GnuTLS support */
     }
-    /* Room for a header section of max_header_bytes, so that it is ours to answer 431 (with problem+json);
-     * a larger one fills MHD's pool and gets MHD's own 431 page. */
-    /* MHD's default pool (32 KiB) unless the limits need more: a larger pool costs memory on every
-     * connection (bench/reqmem.sh: 2.4 KB per request more at 34 KiB). */
-    size_t pool = 2 * cfg->limits.max_header_bytes + cfg->limits.max_uri_bytes + 8192;
+    /* Room for a header section of max_header_bytes (gen.c has the formula and its reasons). */
+    size_t pool = gw_gen_pool_bytes(cfg);
     struct MHD_OptionItem no_options[] = {{MHD_OPTION_END, 0, NULL}};
     struct MHD_OptionItem tls_options[] = {
-        {MHD_OPTION_HTTPS_MEM_CERT, 0, cfg->tls.cert_pem},
-        {MHD_OPTION_HTTPS_MEM_KEY, 0, cfg->tls.key_pem},
+        {MHD_OPTION_HTTPS_MEM_CERT, 0, http->tls_cert},
+        {MHD_OPTION_HTTPS_MEM_KEY, 0, http->tls_key},
         {MHD_OPTION_END, 0, NULL},
     };
     return MHD_start_daemon(
@@ -560,9 +558,8 @@ static struct MHD_Daemon *start_daemon(struct gw_http *http)
         /* Not strict: at 1, MHD 0.9.75 closes on a space in the target without any answer and refuses a
          * missing Host with its own HTML page (see vet.c); at -1 ("permissive") it is the one level that
          * refuses whitespace before a colon. gateway/vet.c makes all three checks, with problem+json. */
-        MHD_OPTION_STRICT_FOR_CLIENT, (int)0, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        pool < 32768 ? (size_t)32768 : pool, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-        cfg->limits.max_connections_per_ip,
+        MHD_OPTION_STRICT_FOR_CLIENT, (int)0, MHD_OPTION_CONNECTION_MEMORY_LIMIT, pool,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, cfg->limits.max_connections_per_ip,
         /* The HTTPS options only with MHD_USE_TLS: otherwise MHD 0.9.75 logs that they are misplaced. */
         MHD_OPTION_ARRAY, tls ? tls_options : no_options, MHD_OPTION_END);
 }
@@ -593,6 +590,28 @@ static void check_fd_limit(unsigned max_connections)
     }
 }
 
+/* The certificate and key the daemon is given: its own copies, since generation 1's snapshot goes at the
+ * first reload while the daemon runs on. */
+static bool copy_tls(struct gw_http *http, const struct cfg *cfg)
+{
+    if (cfg->tls.cert_pem == NULL) {
+        return true;
+    }
+    http->tls_cert = strdup((const char *)cfg->tls.cert_pem);
+    http->tls_key = strdup((const char *)cfg->tls.key_pem);
+    http->tls_key_len = cfg->tls.key_len;
+    return http->tls_cert != NULL && http->tls_key != NULL;
+}
+
+static void free_tls(struct gw_http *http)
+{
+    free(http->tls_cert);
+    if (http->tls_key != NULL) {
+        explicit_bzero(http->tls_key, http->tls_key_len);
+    }
+    free(http->tls_key);
+}
+
 /* Undoes gw_http_start up to the daemon. */
 static void *start_failed(struct gw_http *http)
 {
@@ -600,30 +619,24 @@ static void *start_failed(struct gw_http *http)
         close(http->listen_fd);
     }
     gw_dl_stop(http->dl);
-    px_forward_destroy(http->fwd);
+    free_tls(http);
     free(http);
     return NULL;
 }
 
-struct gw_http *gw_http_start(const struct cfg *cfg, struct px_client *client, struct px_cache *cache,
-                              char *err, size_t err_len)
+struct gw_http *gw_http_start(struct gw_gens *gens, char *err, size_t err_len)
 {
+    const struct cfg *cfg = gw_gens_current(gens)->cfg;
     struct gw_http *http = calloc(1, sizeof(*http));
     if (http == NULL) {
         snprintf(err, err_len, "http: out of memory");
         return NULL;
     }
-    http->cfg = cfg;
-    http->client = client;
-    http->cache = cache;
-    if (cache != NULL) {
-        px_cache_set_user_free(cache, gw_prebuilt_free);
-    }
-    http->fwd = px_forward_create(cfg, px_client_transport(client), cache, NULL, NULL);
-    if (http->fwd == NULL) {
-        snprintf(err, err_len, "http: cannot start the request pipeline");
-        free(http);
-        return NULL;
+    http->gens = gens;
+    http->listen_fd = -1;
+    if (!copy_tls(http, cfg)) {
+        snprintf(err, err_len, "http: out of memory");
+        return start_failed(http);
     }
     http->listen_fd = open_listener(&cfg->listen, err, err_len);
     if (http->listen_fd < 0) {
@@ -638,7 +651,7 @@ struct gw_http *gw_http_start(const struct cfg *cfg, struct px_client *client, s
     }
     check_fd_limit(cfg->limits.max_connections);
     gw_mhdlog_set_refusal_hook(gw_vet_mhd_refusal);
-    http->daemon = start_daemon(http);
+    http->daemon = start_daemon(http, cfg);
     if (http->daemon == NULL) {
         snprintf(err, err_len, "http: cannot start the HTTP server on %s:%u", cfg->listen.host,
                  cfg->listen.port);
@@ -647,9 +660,15 @@ struct gw_http *gw_http_start(const struct cfg *cfg, struct px_client *client, s
     return http;
 }
 
+void gw_http_reloaded(struct gw_http *http)
+{
+    const struct cfg *cfg = gw_gens_current(http->gens)->cfg;
+    gw_dl_set_timeouts(http->dl, cfg->limits.header_timeout_s, cfg->limits.body_timeout_s);
+}
+
 void gw_http_quiesce(struct gw_http *http)
 {
-    px_forward_quiesce(http->fwd); /* new requests get 503, live streams end now */
+    gw_gens_quiesce(http->gens); /* new requests get 503, live streams end now, on every generation */
     int fd = MHD_quiesce_daemon(http->daemon);
     if (fd >= 0) {
         close(fd);
@@ -683,6 +702,6 @@ void gw_http_stop(struct gw_http *http)
     }
     MHD_stop_daemon(http->daemon); /* also closes the listening socket unless quiesced */
     gw_dl_stop(http->dl);          /* after the daemon: no notification can come any more */
-    px_forward_destroy(http->fwd);
+    free_tls(http);
     free(http);
 }

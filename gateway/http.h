@@ -6,19 +6,25 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "config/cfg.h"
-#include "proxy/cache.h"
-#include "proxy/client.h"
+#include "gateway/gen.h"
 
 struct gw_http;
 
-/* Binds cfg->listen and starts serving. cfg, client and cache (NULL: no caching) are borrowed and must
- * outlive the server. Returns NULL with "what: why" in err (e.g. the address is in use). Thread: main. */
-struct gw_http *gw_http_start(const struct cfg *cfg, struct px_client *client, struct px_cache *cache,
-                              char *err, size_t err_len);
+/* Binds the current generation's listen address and starts serving; every request takes the generation
+ * current when it starts (gen.h). gens is borrowed and must outlive the server. Returns NULL with "what:
+ * why" in err (e.g. the address is in use). Thread: main. */
+struct gw_http *gw_http_start(struct gw_gens *gens, char *err, size_t err_len);
+
+/* The cache's user-slot destructor for this front end's prebuilt responses: give it to
+ * gw_gens_create_take. Any thread. */
+void gw_prebuilt_free(void *user);
+
+/* A reload was published: applies what the front end keeps outside the snapshot (the header and body
+ * deadlines). Thread: main. */
+void gw_http_reloaded(struct gw_http *http);
 
 /* Stops accepting connections; requests arriving later on open connections get 503 and the connection is
- * closed. Requests in progress go on. Thread: main. */
+ * closed, and live streams end, on every generation. Requests in progress go on. Thread: main. */
 void gw_http_quiesce(struct gw_http *http);
 
 /* Waits until no request is in progress or timeout_ms passes (monotonic). Returns true when idle. Thread:

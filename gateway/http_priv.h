@@ -12,16 +12,19 @@
 
 #include "config/cfg.h"
 #include "gateway/deadline.h"
+#include "gateway/gen.h"
 #include "proxy/cache.h"
 #include "proxy/client.h"
 #include "proxy/forward.h"
 
 struct gw_http {
-    const struct cfg *cfg;
-    struct px_client *client;
-    struct px_cache *cache; /* NULL when cache.enabled is false */
-    struct px_forward *fwd;
+    /* The configuration generations (gen.h): each request reads the one it started on, r->gen, never the
+     * current one, so a reload never changes a request in flight. */
+    struct gw_gens *gens;
     struct MHD_Daemon *daemon;
+    /* Copies of generation 1's certificate and key, which the daemon was given and which outlive it. */
+    char *tls_cert, *tls_key;
+    size_t tls_key_len;
     struct gw_dl *dl; /* header and body deadlines (deadline.c) */
     int listen_fd;
     atomic_int active;                /* requests between URI callback and completion */
@@ -36,6 +39,7 @@ enum gw_state { GW_NEW, GW_BODY, GW_WAITING, GW_ANSWERED };
 /* One HTTP request: the adapter's own state; the proxy's lives in px. */
 struct request {
     struct gw_http *http;
+    struct gw_gen *gen; /* held from on_uri to on_completed: cfg, client, cache, fwd of this request */
     struct MHD_Connection *conn;
     enum gw_state state;
     char *path;        /* raw path (percent-encoded), NUL-terminated at '?' */

@@ -14,9 +14,8 @@
 #include "coap/coaplog.h"
 #include "config/cfg.h"
 #include "demo/demo.h"
+#include "gateway/gen.h"
 #include "gateway/http.h"
-#include "proxy/cache.h"
-#include "proxy/client.h"
 
 #define EXIT_USAGE 2
 
@@ -135,35 +134,46 @@ static int parse_args(int argc, char **argv, struct options *o)
     return 0;
 }
 
-static struct cfg *load_config(const struct options *o)
+/* Reads the configuration (the defaults without --config), or NULL with the message in msg: `FILE: field:
+ * reason`, the same at start-up, for --check-config and for a reload. */
+static struct cfg *read_config(const struct options *o, char *msg, size_t len)
 {
     struct cfg *cfg = NULL;
     struct cfg_error err;
-    char msg[800];
 
     if (o->config_path == NULL) {
         cfg = cfg_default();
         if (cfg == NULL) {
-            fprintf(stderr, "coapgw: out of memory\n");
+            snprintf(msg, len, "coapgw: out of memory");
         }
         return cfg;
     }
     if (cfg_load(o->config_path, &cfg, &err) != CFG_OK) {
-        cfg_error_format(&err, msg, sizeof(msg));
-        fprintf(stderr, "%s\n", msg);
+        cfg_error_format(&err, msg, len);
         return NULL;
     }
     return cfg;
 }
 
-/* Command-line options win over the file. */
-static int apply_overrides(const struct options *o, struct cfg *cfg)
+static struct cfg *load_config(const struct options *o)
+{
+    char msg[800];
+    struct cfg *cfg = read_config(o, msg, sizeof(msg));
+
+    if (cfg == NULL) {
+        fprintf(stderr, "%s\n", msg);
+    }
+    return cfg;
+}
+
+/* Command-line options win over the file (at start and at every reload). -1 with the message in msg. */
+static int overrides(const struct options *o, struct cfg *cfg, char *msg, size_t len)
 {
     char reason[200];
     enum cg_log_level level;
 
     if (o->listen != NULL && cfg_endpoint_parse(o->listen, &cfg->listen, reason, sizeof(reason)) != 0) {
-        fprintf(stderr, "coapgw: --listen: %s\n", reason);
+        snprintf(msg, len, "coapgw: --listen: %s", reason);
         return -1;
     }
     if (o->demo >= 0) {
@@ -171,7 +181,7 @@ static int apply_overrides(const struct options *o, struct cfg *cfg)
     }
     if (o->log_level != NULL) {
         if (cg_log_level_parse(o->log_level, &level) != 0) {
-            fprintf(stderr, "coapgw: --log-level: must be one of error, warn, info, debug\n");
+            snprintf(msg, len, "coapgw: --log-level: must be one of error, warn, info, debug");
             return -1;
         }
         cfg->log.level = (int)level;
@@ -179,17 +189,74 @@ static int apply_overrides(const struct options *o, struct cfg *cfg)
     return 0;
 }
 
-/* Waits for SIGINT or SIGTERM (blocked in every thread, so only this one sees them). */
-static void wait_for_stop(const sigset_t *set)
+static int apply_overrides(const struct options *o, struct cfg *cfg)
 {
+    char msg[300];
+
+    if (overrides(o, cfg, msg, sizeof(msg)) != 0) {
+        fprintf(stderr, "%s\n", msg);
+        return -1;
+    }
+    return 0;
+}
+
+static void log_reload_failed(const char *msg)
+{
+    char q[1024];
+    cg_log_quote(q, sizeof(q), msg, strlen(msg));
+    CG_LOG(CG_LOG_ERROR, "main", "event=reload_failed detail=%s kept=current", q);
+}
+
+/* SIGHUP: reads the file again and publishes it as a new generation (gateway/gen.h): requests from now on
+ * see it, requests in flight finish on theirs. An invalid file, or one whose client cannot start, changes
+ * nothing. The log level is process-wide (base/log, libcoap's filter), so it follows the new snapshot. */
+static void reload(const struct options *o, struct gw_gens *gens, struct gw_http *http)
+{
+    char msg[800];
+    struct gw_reload_report rep;
+    struct cfg *next = read_config(o, msg, sizeof(msg));
+
+    if (next == NULL || overrides(o, next, msg, sizeof(msg)) != 0) {
+        cfg_free(next);
+        log_reload_failed(msg);
+        return;
+    }
+    if (gw_gens_reload_take(gens, next, &rep, msg, sizeof(msg)) != 0) {
+        log_reload_failed(msg);
+        return;
+    }
+    const struct cfg *cfg = gw_gens_current(gens)->cfg;
+    gw_http_reloaded(http);
+    cg_log_set_level((enum cg_log_level)cfg->log.level);
+    coap_set_log_level(co_log_coap_level((enum cg_log_level)cfg->log.level));
+    if (rep.restart[0] != '\0') {
+        CG_LOG(CG_LOG_WARN, "main",
+               "event=reload_needs_restart fields=%s detail=\"kept the running values; restart to apply\"",
+               rep.restart);
+    }
+    const char *cache = !cfg->cache.enabled ? "off" : rep.cache_kept ? "kept" : "new";
+    CG_LOG(CG_LOG_INFO, "main", "event=reloaded generation=%llu changed=%s cache=%s older_held=%u",
+           (unsigned long long)rep.id, rep.changed, cache, rep.alive_older);
+}
+
+/* How often main wakes to destroy the retired generations their last request let go. */
+#define REAP_EVERY_MS 100
+
+/* Waits for SIGINT or SIGTERM (blocked in every thread, so only this one sees them), reloading on SIGHUP
+ * and reaping retired generations in between: px_client_stop and px_client_destroy are main-thread only. */
+static void wait_for_stop(const sigset_t *set, const struct options *o, struct gw_gens *gens,
+                          struct gw_http *http)
+{
+    const struct timespec tick = {.tv_sec = 0, .tv_nsec = REAP_EVERY_MS * 1000000L};
+
     for (;;) {
-        int sig = 0;
-        if (sigwait(set, &sig) != 0) {
+        int sig = sigtimedwait(set, NULL, &tick);
+        if (sig < 0) {
+            gw_gens_reap(gens); /* EAGAIN (the tick) or EINTR */
             continue;
         }
         if (sig == SIGHUP) {
-            CG_LOG(CG_LOG_WARN, "main",
-                   "event=sighup detail=\"live reload is not supported yet; restart to apply changes\"");
+            reload(o, gens, http);
             continue;
         }
         CG_LOG(CG_LOG_INFO, "main", "event=stopping signal=%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
@@ -205,11 +272,11 @@ static unsigned answer_reserve_ms(unsigned grace_ms)
 
 /* SIGTERM/SIGINT: stop accepting (live streams get their last event and end, requests arriving on open
  * connections get 503 and Connection: close), and let the requests in progress finish within
- * shutdown_grace_s. What is still waiting for a device near its end is answered 503 by stopping the client
+ * shutdown_grace_s. What is still waiting for a device near its end is answered 503 by stopping the clients
  * (px_client_stop completes every exchange, which resumes its connection), and the rest of the grace is for
  * writing those answers; serve() then stops the daemon, which cuts whatever is left (a body still being
  * read, a client that does not read its answer). */
-static void drain(struct gw_http *http, struct px_client *client, unsigned grace_s)
+static void drain(struct gw_http *http, struct gw_gens *gens, unsigned grace_s)
 {
     unsigned grace_ms = grace_s * 1000u;
     unsigned reserve_ms = answer_reserve_ms(grace_ms);
@@ -221,40 +288,36 @@ static void drain(struct gw_http *http, struct px_client *client, unsigned grace
     }
     CG_LOG(CG_LOG_WARN, "main", "event=drain_grace_over active=%d detail=\"answering 503 to what is left\"",
            gw_http_active(http));
-    px_client_stop(client);
+    gw_gens_stop_clients(gens); /* every generation's client: a stream may hold a retired one */
     if (!gw_http_wait_idle(http, reserve_ms)) {
         CG_LOG(CG_LOG_WARN, "main", "event=drain_incomplete active=%d detail=\"cut at the end of the grace\"",
                gw_http_active(http));
     }
 }
 
-static int serve(struct cfg *cfg)
+/* Serves boot (taken: generation 1) until SIGINT or SIGTERM. The demo server is started once and never
+ * restarted: a reload that changes demo_server is told it needs a restart. */
+static int serve(struct cfg *boot, const struct options *o)
 {
     char err[512];
     int rc = EXIT_FAILURE;
     struct demo_server *demo = NULL;
-    struct px_client *client = NULL;
-    struct px_cache *cache = NULL;
+    struct gw_gens *gens = NULL;
     struct gw_http *http = NULL;
+    const struct cfg *cfg = boot;
 
     if (cfg->demo.enabled) {
         demo = demo_server_start(cfg->demo.listen.host, cfg->demo.listen.port, err, sizeof(err));
         if (demo == NULL) {
+            cfg_free(boot);
             goto out_error;
         }
     }
-    client = px_client_create(cfg, err, sizeof(err));
-    if (client == NULL) {
+    gens = gw_gens_create_take(boot, gw_prebuilt_free, err, sizeof(err));
+    if (gens == NULL) {
         goto out_error;
     }
-    if (cfg->cache.enabled) {
-        cache = px_cache_create(cfg->cache.max_entries, cfg->cache.max_bytes);
-        if (cache == NULL) {
-            snprintf(err, sizeof(err), "cache: out of memory");
-            goto out_error;
-        }
-    }
-    http = gw_http_start(cfg, client, cache, err, sizeof(err));
+    http = gw_http_start(gens, err, sizeof(err));
     if (http == NULL) {
         goto out_error;
     }
@@ -266,9 +329,10 @@ static int serve(struct cfg *cfg)
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGHUP);
-    wait_for_stop(&set);
+    wait_for_stop(&set, o, gens, http);
+    cfg = gw_gens_current(gens)->cfg;
 
-    drain(http, client, cfg->shutdown_grace_s);
+    drain(http, gens, cfg->shutdown_grace_s);
     rc = EXIT_SUCCESS;
     goto out_stop;
 
@@ -276,12 +340,11 @@ out_error:
     CG_LOG(CG_LOG_ERROR, "main", "event=start_failed detail=\"%s\"", err);
     fprintf(stderr, "coapgw: %s\n", err);
 out_stop:
-    /* The client completes anything left, which resumes the connections before the daemon stops; it is freed
-     * only after the daemon, whose threads may still submit (and get 503 at once). */
-    px_client_stop(client);
+    /* The clients (of every generation) complete anything left, which resumes the connections before the
+     * daemon stops; they are freed only after the daemon, whose threads may still submit (and get 503). */
+    gw_gens_stop_clients(gens);
     gw_http_stop(http);
-    px_client_destroy(client);
-    px_cache_destroy(cache);
+    gw_gens_destroy(gens); /* every generation, held or not: the daemon is gone */
     demo_server_stop(demo);
     return rc;
 }
@@ -324,9 +387,8 @@ int main(int argc, char **argv)
     co_log_tls_audit_install();
     coap_set_prng(buffered_random);
     cg_log_start_buffering();
-    int rc = serve(cfg);
+    int rc = serve(cfg, &o);
     cg_log_stop_buffering();
     coap_cleanup();
-    cfg_free(cfg);
     return rc;
 }

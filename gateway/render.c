@@ -14,7 +14,7 @@ enum MHD_Result gw_queue(struct request *r, struct MHD_Response *resp, int statu
     if (resp == NULL) {
         return MHD_NO;
     }
-    if (px_forward_draining(r->http->fwd)) {
+    if (px_forward_draining(r->gen->fwd)) {
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     }
     r->status = status;
@@ -218,6 +218,7 @@ static struct MHD_Response *build(struct request *r, struct px_answer *a)
 struct prebuilt {
     struct MHD_Response *resp;
     const struct cfg_route *route; /* Location depends on the route's prefix */
+    uint64_t gen; /* route's generation: a kept cache outlives it, and a later route may reuse its address */
     long age;
     uint32_t remaining;
     int status;
@@ -230,9 +231,10 @@ void gw_prebuilt_free(void *user)
     free(pb);
 }
 
-static bool prebuilt_matches(const struct prebuilt *pb, const struct px_answer *a)
+static bool prebuilt_matches(const struct prebuilt *pb, const struct px_answer *a, uint64_t gen)
 {
-    return pb != NULL && pb->route == a->route && pb->age == a->age && pb->remaining == a->remaining;
+    return pb != NULL && pb->route == a->route && pb->gen == gen && pb->age == a->age &&
+           pb->remaining == a->remaining;
 }
 
 static enum MHD_Result render_hit(struct request *r, struct px_answer *a)
@@ -241,7 +243,7 @@ static enum MHD_Result render_hit(struct request *r, struct px_answer *a)
     bool linked;
 
     struct prebuilt *pb = px_cache_entry_user_lock(e, &linked);
-    if (!prebuilt_matches(pb, a)) {
+    if (!prebuilt_matches(pb, a, r->gen->id)) {
         /* The body is lent by the entry, referenced for the response's life by release_entry. */
         px_cache_entry_ref(e);
         struct MHD_Response *resp = build(r, a);
@@ -266,8 +268,12 @@ static enum MHD_Result render_hit(struct request *r, struct px_answer *a)
         if (pb != NULL) {
             gw_prebuilt_free(pb);
         }
-        *fresh = (struct prebuilt){
-            .resp = resp, .route = a->route, .age = a->age, .remaining = a->remaining, .status = a->status};
+        *fresh = (struct prebuilt){.resp = resp,
+                                   .route = a->route,
+                                   .gen = r->gen->id,
+                                   .age = a->age,
+                                   .remaining = a->remaining,
+                                   .status = a->status};
         pb = fresh;
     }
     r->status = pb->status;

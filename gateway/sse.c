@@ -208,7 +208,7 @@ static ssize_t no_event(struct request *r, bool ended, char *buf, size_t max)
     if (r->sse_end_seen) {
         return MHD_CONTENT_READER_END_OF_STREAM;
     }
-    if (px_forward_draining(r->http->fwd)) {
+    if (px_forward_draining(r->gen->fwd)) {
         return last_event(r, "event: error\ndata: the gateway is shutting down\n\n", buf, max);
     }
     snprintf(text, sizeof(text), "event: error\ndata: the subscriber fell %d notifications behind\n\n",
@@ -219,7 +219,7 @@ static ssize_t no_event(struct request *r, bool ended, char *buf, size_t max)
 static ssize_t sse_reader(void *cls, uint64_t pos, char *buf, size_t max)
 {
     struct request *r = cls;
-    uint64_t keepalive_ms = (uint64_t)r->http->cfg->limits.sse_keepalive_s * 1000u;
+    uint64_t keepalive_ms = (uint64_t)r->gen->cfg->limits.sse_keepalive_s * 1000u;
     bool ended = false;
     (void)pos;
 
