@@ -11,9 +11,9 @@ enum gw_health_result {
     GW_HEALTH_BAD_URL,   /* not http://HOST[:PORT][/PATH] */
 };
 
-/* GETs url and waits at most timeout_ms for the whole exchange (resolving, connecting, sending, the status
- * line). Writes the status line (GW_HEALTH_OK, or UNHEALTHY with an answer) or "what: why" into msg.
- * Thread: any; blocks the caller. */
+/* GETs url and waits at most timeout_ms for the exchange (connecting, sending, the status line); a host name
+ * is resolved first with getaddrinfo(3), under the resolver's own timeouts. Writes the status line
+ * (GW_HEALTH_OK, or UNHEALTHY with an answer) or "what: why" into msg. Thread: any; blocks the caller. */
 enum gw_health_result gw_health_probe(const char *url, unsigned timeout_ms, char *msg, size_t msglen);
 
 #endif
