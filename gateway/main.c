@@ -20,7 +20,7 @@
 #include "proxy/client.h"
 
 #define EXIT_USAGE 2
-#define HEALTH_TIMEOUT_MS 3000 /* --health: the whole exchange */
+#define HEALTH_TIMEOUT_MS 3000 /* --health: connecting, sending and the status line */
 
 struct options {
     const char *config_path;
