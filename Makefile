@@ -42,3 +42,20 @@ test-release:
 
 clean:
 	rm -rf build build-test build-asan build-release
+
+# `make install` (PREFIX=/usr/local, DESTDIR for staging): the gateway, coapgw(1), the example configuration
+# (PREFIX/etc/coapgw/coapgw.json; /etc/coapgw with PREFIX=/usr) and the systemd unit (PREFIX/lib/systemd/system).
+# `make docker` builds the image (docker if an engine answers, else podman); `make docker-test` builds it and
+# proves it runs (docker/README.md). Neither is part of `make test`.
+.PHONY: install docker docker-test
+PREFIX ?= /usr/local
+install: deps
+	cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_INSTALL_PREFIX=$(PREFIX) >/dev/null
+	cmake --build build -j $(JOBS) --target coapgw
+	DESTDIR=$(DESTDIR) cmake --install build
+
+docker:
+	./docker/build.sh
+
+docker-test:
+	./docker/test.sh
