@@ -31,7 +31,7 @@ now_ms() {
 # answers or closes, or GIVE_UP_MS after $start. Writes "closed MS FIRSTLINE" or "held MS" to FILE (MS since
 # $start; FIRSTLINE is the answer's status line, "-" when the connection was closed without one).
 trickle() {
-    local file=$1 text=$2 k=0 rc line first=-
+    local file=$1 text=$2 k=0 rc line part="" first=-
     trap '' PIPE # a write on a closed connection fails (EPIPE) instead of killing the client
     while (($(now_ms) - start < GIVE_UP_MS)); do
         if ((k < ${#text})); then
@@ -40,10 +40,16 @@ trickle() {
         fi
         rc=0
         IFS= read -r -t 0.5 -u 3 line 2>/dev/null || rc=$?
-        if ((rc == 0)); then
+        if ((rc > 128)); then
+            part+=$line # a timeout keeps what it read of a line: the rest comes with the next read
+        elif ((rc == 0)); then
+            line=$part$line
+            part=""
             [[ $first != - ]] || first=${line%$'\r'}
-        elif ((rc <= 128)); then
-            break # the end of the connection (or a reset)
+        else
+            line=$part$line # the end of the connection (or a reset), maybe after an unterminated line
+            [[ $first != - || -z $line ]] || first=${line%$'\r'}
+            break
         fi
     done
     if (($(now_ms) - start < GIVE_UP_MS)); then
