@@ -290,6 +290,7 @@ int main(int argc, char **argv)
         return EXIT_SUCCESS;
     }
     cg_log_set_level((enum cg_log_level)cfg->log.level);
+    cg_log_set_format((enum cg_log_format)cfg->log.format);
 
     /* Block the stop signals before any thread exists, so every thread inherits the mask. */
     sigset_t set;
