@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "config/cfg.h"
+#include "gateway/access.h"
 #include "gateway/deadline.h"
 #include "proxy/cache.h"
 #include "proxy/client.h"
@@ -54,7 +55,9 @@ struct request {
     struct gw_dl_conn *dl; /* the connection's deadline, NULL when it is not tracked */
     struct px_req *px;     /* NULL for admin requests */
     uint64_t start_us;
-    int status; /* HTTP status sent, for the access log */
+    int status;      /* HTTP status sent, for the access log */
+    long long bytes; /* body bytes of the answer (0 for HEAD and 304), -1 for a stream: the access log */
+    char request_id[GW_REQUEST_ID_MAX + 1]; /* X-Request-Id, the client's or ours; "" before the first call */
     /* A live stream being written (sse.c). live_stream: its response is queued, so every suspend from now
      * on is a park of the stream (read by the resume callback on other threads). */
     atomic_bool live_stream;

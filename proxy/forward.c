@@ -100,8 +100,11 @@ struct px_req {
     struct px_fp_target fp_target;
     struct sockaddr_storage fp_addr;
     socklen_t fp_addr_len;
-    char *fp_prefix; /* "/hc/coap://host:port/": where Location answers point back to */
+    char *fp_prefix;       /* "/hc/coap://host:port/": where Location answers point back to */
+    uint64_t submitted_us; /* when the exchange was handed to the transport (metrics) */
 };
+
+struct cg_keyed px_exchange_durations = CG_KEYED_INIT(sizeof(struct cg_hist));
 
 static uint64_t now_ms(const struct px_forward *fwd)
 {
@@ -336,6 +339,9 @@ void px_req_free(struct px_req *req)
 
 void px_req_info(const struct px_req *req, struct px_req_info *out)
 {
+    out->route = req->route != NULL ? req->route->prefix
+                 : req->fp          ? req->fwd->cfg->forward_proxy.prefix
+                                    : NULL;
     out->upstream = req->route != NULL ? req->fwd->cfg->upstreams[req->route->upstream].name
                     : req->fp          ? "forward_proxy"
                                        : NULL;
@@ -670,7 +676,19 @@ static void submit(struct px_req *req, px_done_fn done)
     x->done = done;
     x->notify = NULL;
     x->arg = req;
+    req->submitted_us = cg_metrics_now_us();
     req->fwd->transport.submit(req->fwd->transport.impl, x);
+}
+
+/* Worker thread: the exchange's duration, for /metrics. */
+static void count_exchange(const struct px_req *req)
+{
+    const char *name =
+        req->route != NULL ? req->fwd->cfg->upstreams[req->route->upstream].name : "forward_proxy";
+    struct cg_hist *h = cg_keyed_get(&px_exchange_durations, name, strlen(name));
+    if (h != NULL) {
+        cg_hist_observe(h, cg_metrics_now_us() - req->submitted_us);
+    }
 }
 
 /* A 2.01's Location names the created resource: drop what is cached for it too (RFC 7252 §5.9.1.1). */
@@ -716,6 +734,7 @@ static void on_exchange_done(struct px_exchange *x, void *arg)
 {
     struct px_req *req = arg;
     (void)x;
+    count_exchange(req);
     invalidate_after(req);
     req->state = REQ_DONE;
     req->front.resume(req->front.conn);
@@ -818,6 +837,7 @@ static struct shared_answer *make_shared(struct px_req *req)
 static void on_flight_done(struct px_exchange *x, void *arg)
 {
     struct px_req *req = arg;
+    count_exchange(req);
     struct shared_answer *sh = make_shared(req);
 
     px_cache_flight_finish(req->fwd->cache, req->key, req->key_len, sh);
