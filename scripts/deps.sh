@@ -4,7 +4,8 @@
 set -eu
 
 PACKAGES="build-essential cmake pkg-config curl ca-certificates iproute2 procps
-libmicrohttpd-dev libcoap3-dev libcoap3-bin libjansson-dev libgnutls28-dev check"
+libmicrohttpd-dev libcoap3-dev libcoap3-bin libjansson-dev libgnutls28-dev check
+jq prometheus"
 
 missing=""
 for p in $PACKAGES; do
