@@ -15,6 +15,9 @@ static const char *const gone_fmts[] = {
     "Connection was closed by remote side with incomplete request.",
     /* MHD_connection_handle_write: "100 Continue" could not be sent; a socket error is its only cause. */
     "Failed to send data in request for ",
+    /* try_ready_chunked_body: the content reader returned END_WITH_ERROR, which gateway/sse.c does when the
+     * client closed a parked stream (deadline.c saw it), and otherwise only when out of memory. */
+    "Closing connection (application error generating response).",
 };
 
 /* Messages ending in a socket error's text (str_conn_error_): the client went away when it is one of

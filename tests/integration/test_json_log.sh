@@ -177,6 +177,8 @@ has_line "$ERR" '.mod == "main" and .event == "started"' || fail "no started lin
 has_line "$ERR" '.mod == "client" and .event == "timeout" and .upstream == "hole" and .path == "/r"' ||
     fail "no client timeout line as JSON: $(head -c 600 "$ERR")"
 ! has_line "$ERR" '.event == "access"' || fail "an access line on stderr"
+# The SSE client that left above is no warning (libmicrohttpd's "application error" is our reader ending).
+! has_line "$ERR" '.mod == "http" and .level == "warn"' || fail "an http warn line: $(grep '"http"' "$ERR" | head -3)"
 
 echo "check: at debug, libcoap's and libmicrohttpd's lines are JSON too, and the probes are logged"
 start_json_gateway debug --log-level debug

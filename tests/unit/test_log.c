@@ -228,6 +228,9 @@ START_TEST(test_mhd_peer_gone_is_debug)
                                      "Failed to send the response body for the request for `/x'. Error: The "
                                      "connection was forcibly closed by remote peer\n"),
                      CG_LOG_DEBUG);
+    ck_assert_int_eq(gw_mhdlog_level("Closing connection (application error generating response).\n",
+                                     "Closing connection (application error generating response).\n"),
+                     CG_LOG_DEBUG);
     ck_assert_int_eq(gw_mhdlog_level("Socket has been disconnected when reading request.\n",
                                      "Socket has been disconnected when reading request.\n"),
                      CG_LOG_DEBUG);
