@@ -197,9 +197,8 @@ START_TEST(test_coap_expected_events_demoted)
     ck_assert_int_eq(co_log_map(LOG_ALERT, "got RST for mid=0xa419\n"), CG_LOG_DEBUG);
     /* libcoap 4.3.1 coap_io.c: ICMP on a client socket, reported by proxy/client as a nack. */
     ck_assert_int_eq(
-        co_log_map(
-            LOG_WARNING,
-            "** 127.0.0.1:58552 <-> 127.0.0.1:27808 UDP : coap_network_read: ICMP: Connection refused\n"),
+        co_log_map(LOG_WARNING,
+                   "** 127.0.0.1:58552 <-> 127.0.0.1:27808 UDP : coap_network_read: ICMP: Connection refused\n"),
         CG_LOG_DEBUG);
     /* Only at the start of the message: a device's text elsewhere does not demote a line. */
     ck_assert_int_eq(co_log_map(LOG_WARNING, "Proxy loop detected 'got RST for mid='\n"), CG_LOG_WARN);
@@ -235,11 +234,10 @@ START_TEST(test_mhd_peer_gone_is_debug)
     ck_assert_int_eq(gw_mhdlog_level("Socket has been disconnected when reading request.\n",
                                      "Socket has been disconnected when reading request.\n"),
                      CG_LOG_DEBUG);
-    ck_assert_int_eq(
-        gw_mhdlog_level("Connection socket is closed when reading request due to the error: %s\n",
-                        "Connection socket is closed when reading request due to the error: "
-                        "detected connection closure\n"),
-        CG_LOG_DEBUG);
+    ck_assert_int_eq(gw_mhdlog_level("Connection socket is closed when reading request due to the error: %s\n",
+                                     "Connection socket is closed when reading request due to the error: "
+                                     "detected connection closure\n"),
+                     CG_LOG_DEBUG);
 }
 END_TEST
 
