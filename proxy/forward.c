@@ -83,6 +83,7 @@ struct px_req {
     uint8_t coap_code; /* the CoAP code behind the answer (0: none) */
     struct px_coap_request creq;
     struct px_exchange x;
+    uint64_t submitted_us; /* when x was handed to the transport (/metrics) */
     /* Cache. */
     enum px_xcache xc;
     struct px_conditions cond;
@@ -100,8 +101,7 @@ struct px_req {
     struct px_fp_target fp_target;
     struct sockaddr_storage fp_addr;
     socklen_t fp_addr_len;
-    char *fp_prefix;       /* "/hc/coap://host:port/": where Location answers point back to */
-    uint64_t submitted_us; /* when the exchange was handed to the transport (metrics) */
+    char *fp_prefix; /* "/hc/coap://host:port/": where Location answers point back to */
 };
 
 struct cg_keyed px_exchange_durations = CG_KEYED_INIT(sizeof(struct cg_hist));
