@@ -257,7 +257,9 @@ static int serve(struct cfg *cfg)
 
 out_error:
     CG_LOG(CG_LOG_ERROR, "main", "event=start_failed detail=\"%s\"", err);
-    fprintf(stderr, "coapgw: %s\n", err);
+    if (cg_log_format() == CG_LOG_TEXT) {
+        fprintf(stderr, "coapgw: %s\n", err); /* with log.format json, stderr holds only JSON lines */
+    }
 out_stop:
     /* The client completes anything left, which resumes the connections before the daemon stops; it is freed
      * only after the daemon, whose threads may still submit (and get 503 at once). */

@@ -186,6 +186,15 @@ http GET /api/sensors/temperature
 http GET /healthz -H 'X-Request-Id: probe-debug'
 curl -sS -N --max-time 1 -H 'Accept: text/event-stream' -o /dev/null "$(url /api/sensors/humidity)" \
     2>/dev/null || true
+# A second gateway on the same ports cannot start: its stderr is JSON lines too, the reason among them.
+rc=0
+"$COAPGW" --config "$T/gw.json" >/dev/null 2>"$T/fail.err.log" || rc=$?
+assert_eq 1 "$rc" "exit status of a gateway whose ports are taken"
+bad=$(jq -c 'select((.level | type) != "string")' "$T/fail.err.log") ||
+    fail "a failed start wrote lines that are not JSON: $(head -c 400 "$T/fail.err.log")"
+[[ -z $bad ]] || fail "a failed start wrote lines without a level: $bad"
+has_line "$T/fail.err.log" '.event == "start_failed" and .level == "error" and (.detail | length) > 0' ||
+    fail "no start_failed line: $(head -c 400 "$T/fail.err.log")"
 stop_gateway
 iconv -f UTF-8 -t UTF-8 "$ERR" >/dev/null || fail "stderr is not valid UTF-8 at debug"
 bad=$(jq -c 'select((.ts | type) != "string" or (.level | type) != "string" or (.mod | type) != "string")' \
