@@ -6,6 +6,7 @@
 
 #include "base/clock.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <poll.h>
@@ -13,6 +14,7 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -341,12 +343,11 @@ static size_t kv_value(const char *s, size_t n, char *out, size_t cap, size_t *o
         if (c == '\\' && i + 1 < n) {
             char e = s[++i];
             c = e == 'n' ? '\n' : e == 'r' ? '\r' : e == 't' ? '\t' : e;
-            if (e == 'x' && i + 2 < n) {
-                unsigned v = 0;
-                if (sscanf(s + i + 1, "%2x", &v) == 1) {
-                    c = (char)v;
-                    i += 2;
-                }
+            if (e == 'x' && i + 2 < n && isxdigit((unsigned char)s[i + 1]) &&
+                isxdigit((unsigned char)s[i + 2])) {
+                char hex[3] = {s[i + 1], s[i + 2], '\0'};
+                c = (char)strtoul(hex, NULL, 16);
+                i += 2;
             }
         }
         if (o < cap) {

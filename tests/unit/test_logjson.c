@@ -135,6 +135,17 @@ START_TEST(test_text_pairs_become_members)
     ck_assert_str_eq(json_string_value(json_object_get(v, "path")), "/x\xef\xbf\xbd\n"); /* \xff: U+FFFD */
     ck_assert_str_eq(json_string_value(json_object_get(v, "text")), "free text");
     json_decref(v);
+
+    /* A broken escape stays as it is written. */
+    static const char odd[] = "a=\"\\x4\" b=\"\\x41\\q\" c=\"open";
+    cg_json_begin(&j, buf, sizeof(buf));
+    cg_json_kv(&j, odd, strlen(odd));
+    cg_json_end(&j);
+    v = parse(buf);
+    ck_assert_str_eq(json_string_value(json_object_get(v, "a")), "x4");
+    ck_assert_str_eq(json_string_value(json_object_get(v, "b")), "Aq");
+    ck_assert_str_eq(json_string_value(json_object_get(v, "c")), "open");
+    json_decref(v);
 }
 END_TEST
 
