@@ -59,7 +59,7 @@ enum cg_log_format cg_log_format(void)
 size_t cg_log_timestamp(char out[CG_LOG_TS_LEN])
 {
     static _Thread_local time_t cached_sec = -1;
-    static _Thread_local char cached_date[32];
+    static _Thread_local char cached_date[20]; /* "2026-12-01T22:24:16" */
     struct timespec ts;
 
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -69,7 +69,7 @@ size_t cg_log_timestamp(char out[CG_LOG_TS_LEN])
         strftime(cached_date, sizeof(cached_date), "%Y-%m-%dT%H:%M:%S", &tm);
         cached_sec = ts.tv_sec;
     }
-    int n = snprintf(out, CG_LOG_TS_LEN, "%s.%03ldZ", cached_date, ts.tv_nsec / 1000000);
+    int n = snprintf(out, CG_LOG_TS_LEN, "%s.%03dZ", cached_date, (int)(ts.tv_nsec / 1000000) % 1000);
     return n > 0 && n < CG_LOG_TS_LEN ? (size_t)n : 0;
 }
 
