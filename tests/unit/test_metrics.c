@@ -1,6 +1,7 @@
 /* Unit tests for base/metrics: histogram buckets, series keyed by name, and the Prometheus text format's
  * escaping and histogram samples. */
 #include <check.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -133,6 +134,43 @@ START_TEST(test_a_full_set_counts_the_rest_as_other)
 }
 END_TEST
 
+/* Threads race to create the same keys: each key gets one series, and no increment is lost. */
+static struct cg_keyed race_set = CG_KEYED_INIT(sizeof(struct pair));
+enum { RACE_THREADS = 4, RACE_KEYS = 64, RACE_ROUNDS = 200 };
+
+static void *race(void *arg)
+{
+    char key[16];
+    (void)arg;
+    for (int r = 0; r < RACE_ROUNDS; r++) {
+        for (int k = 0; k < RACE_KEYS; k++) {
+            snprintf(key, sizeof(key), "/r%d/", k);
+            struct pair *p = cg_keyed_get(&race_set, key, strlen(key));
+            atomic_fetch_add_explicit(&p->a, 1, memory_order_relaxed);
+        }
+    }
+    return NULL;
+}
+
+START_TEST(test_racing_threads_share_one_series_per_key)
+{
+    pthread_t t[RACE_THREADS];
+    for (int i = 0; i < RACE_THREADS; i++) {
+        ck_assert_int_eq(pthread_create(&t[i], NULL, race, NULL), 0);
+    }
+    for (int i = 0; i < RACE_THREADS; i++) {
+        pthread_join(t[i], NULL);
+    }
+    ck_assert_uint_eq(cg_keyed_count(&race_set), RACE_KEYS);
+    for (size_t i = 0; i < RACE_KEYS; i++) {
+        const char *key;
+        struct pair *p = cg_keyed_at(&race_set, i, &key);
+        ck_assert_uint_eq(atomic_load(&p->a), RACE_THREADS * RACE_ROUNDS);
+        ck_assert_ptr_eq(cg_keyed_get(&race_set, key, strlen(key)), p);
+    }
+}
+END_TEST
+
 START_TEST(test_family_head)
 {
     struct cg_buf b = CG_BUF_INIT;
@@ -158,6 +196,7 @@ static Suite *metrics_suite(void)
     tc = tcase_create("keyed series");
     tcase_add_test(tc, test_a_key_always_finds_its_series);
     tcase_add_test(tc, test_a_full_set_counts_the_rest_as_other);
+    tcase_add_test(tc, test_racing_threads_share_one_series_per_key);
     suite_add_tcase(s, tc);
     return s;
 }
