@@ -115,6 +115,8 @@ _Static_assert(sizeof(enum cfg_auth_type) == sizeof(int), "enum cfg_auth_type is
 static const char *const auth_type_names[] = {
     [CFG_AUTH_NONE] = "none", [CFG_AUTH_BEARER] = "bearer", [CFG_AUTH_API_KEY] = "api_key", NULL};
 
+static const char *const log_format_names[] = {[CG_LOG_TEXT] = "text", [CG_LOG_JSON] = "json", NULL};
+
 static parse_fn parse_upstreams, parse_upstream_uri, parse_routes, parse_route_prefix, parse_route_upstream,
     parse_methods, parse_forward_enabled, parse_prefix, parse_allow, parse_log_level, parse_origins,
     parse_header_names, parse_auth, parse_tls_file, parse_psk, parse_pki;
@@ -283,7 +285,10 @@ static const struct field fields[] = {
     {"log", "level", ENUM_AT(struct cfg, log.level, int), .def = "\"info\"", .parse = parse_log_level,
      .doc = "`error`, `warn`, `info`, `debug`"},
     {"log", "access_log", BOOL_AT(struct cfg, log.access_log), .def = "true",
-     .doc = "one line per request on stderr"},
+     .doc = "one line per request (on stderr; on stdout with `format` `json`)"},
+    {"log", "format", ENUM_AT(struct cfg, log.format, int), .def = "\"text\"", .names = log_format_names,
+     .doc = "`text` (`key=value` lines) or `json` (one JSON object a line; the access log on stdout, every "
+            "other line on stderr)"},
 };
 
 /* ---- errors and field paths ---- */

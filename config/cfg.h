@@ -162,6 +162,7 @@ struct cfg {
     struct {
         int level; /* enum cg_log_level value: 0 error, 1 warn, 2 info, 3 debug */
         bool access_log;
+        int format; /* enum cg_log_format value: 0 text, 1 json */
     } log;
     unsigned shutdown_grace_s; /* SIGTERM/SIGINT: how long requests in progress may take to finish */
 };

@@ -1,12 +1,16 @@
 /* gateway/admin: the gateway's own endpoints. /healthz (alive), /readyz (serving, upstreams reachable),
  * /metrics (Prometheus text). Never routed, never sent to a device. */
+#include <coap3/coap.h>
 #include <microhttpd.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "base/log.h"
+#include "base/metrics.h"
 #include "gateway/http_priv.h"
+#include "gateway/metrics.h"
 
 struct text {
     char buf[4096];
@@ -31,6 +35,7 @@ static enum MHD_Result reply_text(struct request *r, int status, const char *con
 {
     struct MHD_Response *resp =
         MHD_create_response_from_buffer(t->len, (void *)t->buf, MHD_RESPMEM_MUST_COPY);
+    r->bytes = (long long)t->len;
     if (resp != NULL) {
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
@@ -39,48 +44,154 @@ static enum MHD_Result reply_text(struct request *r, int status, const char *con
 }
 
 /* One metric family without labels: HELP and TYPE once, then the sample. */
-static void metric(struct text *t, const char *name, const char *type, const char *help, uint64_t value)
+static void metric(struct cg_buf *b, const char *name, const char *type, const char *help, uint64_t value)
 {
-    text_add(t, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type, name,
-             (unsigned long long)value);
+    cg_prom_head(b, name, type, help);
+    cg_prom_printf(b, "%s %llu\n", name, (unsigned long long)value);
 }
 
-static void cache_metrics(struct text *t, struct px_cache *cache)
+static void cache_metrics(struct cg_buf *b, struct px_cache *cache)
 {
     struct px_cache_stats st;
     px_cache_stats(cache, &st);
-    metric(t, "coapgw_cache_hits_total", "counter", "Fresh cache hits.", st.hits);
-    metric(t, "coapgw_cache_misses_total", "counter", "Lookups that found no fresh entry.", st.misses);
-    metric(t, "coapgw_cache_revalidated_total", "counter", "Stale entries refreshed by 2.03 Valid.",
+    metric(b, "coapgw_cache_hits_total", "counter", "Fresh cache hits.", st.hits);
+    metric(b, "coapgw_cache_misses_total", "counter", "Lookups that found no fresh entry.", st.misses);
+    metric(b, "coapgw_cache_revalidated_total", "counter", "Stale entries refreshed by 2.03 Valid.",
            st.revalidated);
-    metric(t, "coapgw_cache_stores_total", "counter", "Responses stored.", st.stores);
-    metric(t, "coapgw_cache_evictions_total", "counter", "Entries evicted by the bounds.", st.evictions);
-    metric(t, "coapgw_cache_invalidations_total", "counter", "Entries dropped after unsafe methods.",
+    metric(b, "coapgw_cache_stores_total", "counter", "Responses stored.", st.stores);
+    metric(b, "coapgw_cache_evictions_total", "counter", "Entries evicted by the bounds.", st.evictions);
+    metric(b, "coapgw_cache_invalidations_total", "counter", "Entries dropped after unsafe methods.",
            st.invalidations);
-    metric(t, "coapgw_cache_entries", "gauge", "Entries stored.", st.entries);
-    metric(t, "coapgw_cache_bytes", "gauge", "Bytes accounted to stored entries.", st.bytes);
+    metric(b, "coapgw_cache_entries", "gauge", "Entries stored.", st.entries);
+    metric(b, "coapgw_cache_bytes", "gauge", "Bytes accounted to stored entries.", st.bytes);
+}
+
+/* The per-upstream families, each with one sample per configured upstream. */
+enum up_field {
+    UP_UP,
+    UP_INFLIGHT,
+    UP_QUEUED,
+    UP_OBSERVATIONS,
+    UP_EXCHANGES,
+    UP_TIMEOUTS,
+    UP_RETRANS,
+    UP_NACKS
+};
+
+static const struct {
+    const char *name, *type, *help;
+} up_families[] = {
+    [UP_UP] = {"coapgw_upstream_up", "gauge",
+               "1 when the upstream answered its last exchange or ping, else 0."},
+    [UP_INFLIGHT] = {"coapgw_upstream_inflight", "gauge", "CoAP exchanges on the wire."},
+    [UP_QUEUED] = {"coapgw_upstream_queue_depth", "gauge", "CoAP exchanges waiting beyond max_inflight."},
+    [UP_OBSERVATIONS] = {"coapgw_upstream_observations", "gauge",
+                         "CoAP observations registered or registering."},
+    [UP_EXCHANGES] = {"coapgw_upstream_exchanges_total", "counter", "CoAP exchanges completed, any outcome."},
+    [UP_TIMEOUTS] = {"coapgw_upstream_timeouts_total", "counter",
+                     "CoAP exchanges that ended past timeout_ms."},
+    [UP_RETRANS] = {"coapgw_upstream_retransmissions_total", "counter", "CoAP CON retransmissions sent."},
+    [UP_NACKS] = {"coapgw_upstream_nacks_total", "counter",
+                  "Failed CoAP exchanges: RST, ICMP, retries exhausted, "
+                  "DTLS."},
+};
+
+static uint64_t up_value(const struct px_upstream_stats *st, enum up_field f)
+{
+    switch (f) {
+    case UP_UP:
+        return st->health == PX_HEALTH_UP;
+    case UP_INFLIGHT:
+        return st->inflight;
+    case UP_QUEUED:
+        return st->queued;
+    case UP_OBSERVATIONS:
+        return st->observations;
+    case UP_EXCHANGES:
+        return st->exchanges;
+    case UP_TIMEOUTS:
+        return st->timeouts;
+    case UP_RETRANS:
+        return st->retransmissions;
+    case UP_NACKS:
+        return st->nacks;
+    }
+    return 0;
+}
+
+static void upstream_metrics(struct cg_buf *b, const struct gw_gen *gen)
+{
+    const struct cfg *cfg = gen->cfg;
+    size_t n = cfg->upstreams_len;
+    struct px_upstream_stats *st = n > 0 ? calloc(n, sizeof(*st)) : NULL;
+
+    if (st == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        px_client_upstream_stats(gen->client, i, &st[i]);
+    }
+    for (size_t f = 0; f < sizeof(up_families) / sizeof(up_families[0]); f++) {
+        cg_prom_head(b, up_families[f].name, up_families[f].type, up_families[f].help);
+        for (size_t i = 0; i < n; i++) {
+            char name[512];
+            cg_prom_escape(name, sizeof(name), cfg->upstreams[i].name, strlen(cfg->upstreams[i].name));
+            cg_prom_printf(b, "%s{upstream=\"%s\"} %llu\n", up_families[f].name, name,
+                           (unsigned long long)up_value(&st[i], (enum up_field)f));
+        }
+    }
+    free(st);
+}
+
+static void build_info(struct cg_buf *b)
+{
+    char coap[64], mhd[64];
+    const char *cv = coap_package_version(), *mv = MHD_get_version();
+
+    if (strncmp(cv, "libcoap ", 8) == 0) {
+        cv += 8; /* "libcoap 4.3.1" */
+    }
+    cg_prom_escape(coap, sizeof(coap), cv, strlen(cv));
+    cg_prom_escape(mhd, sizeof(mhd), mv, strlen(mv));
+    cg_prom_head(b, "coapgw_build_info", "gauge", "Always 1: the versions of coapgw and its libraries.");
+    cg_prom_printf(b, "coapgw_build_info{version=\"%s\",libcoap=\"%s\",libmicrohttpd=\"%s\"} 1\n",
+                   COAPGW_VERSION, coap, mhd);
 }
 
 /* Prometheus text exposition (version 0.0.4) of the gateway's counters. */
 static enum MHD_Result reply_metrics(struct request *r)
 {
     struct gw_http *http = r->http;
-    struct text t = {.len = 0};
+    struct cg_buf b = CG_BUF_INIT;
 
-    metric(&t, "coapgw_http_requests_active", "gauge", "HTTP requests in progress.",
+    build_info(&b);
+    metric(&b, "coapgw_http_requests_active", "gauge", "HTTP requests in progress.",
            (uint64_t)atomic_load(&http->active));
-    text_add(&t, "# HELP coapgw_http_responses_total HTTP responses sent, by status class.\n"
-                 "# TYPE coapgw_http_responses_total counter\n");
+    cg_prom_head(&b, "coapgw_http_responses_total", "counter",
+                 "HTTP responses sent (admin endpoints apart), by status class.");
     for (int c = 1; c <= 5; c++) {
-        text_add(&t, "coapgw_http_responses_total{class=\"%dxx\"} %llu\n", c,
-                 (unsigned long long)atomic_load(&http->answered[c]));
+        cg_prom_printf(&b, "coapgw_http_responses_total{class=\"%dxx\"} %llu\n", c,
+                       (unsigned long long)atomic_load(&http->answered[c]));
     }
+    gw_metrics_write(&b);
+    upstream_metrics(&b, r->gen);
     if (r->gen->cache != NULL) {
-        cache_metrics(&t, r->gen->cache);
+        cache_metrics(&b, r->gen->cache);
     }
-    metric(&t, "coapgw_log_lines_dropped_total", "counter",
-           "Log lines dropped because stderr was not read fast enough or failed.", cg_log_dropped());
-    return reply_text(r, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", &t);
+    metric(&b, "coapgw_log_lines_dropped_total", "counter",
+           "Log lines dropped because stderr or stdout was not read fast enough or failed.",
+           cg_log_dropped());
+    size_t len;
+    uint8_t *body = cg_buf_take(&b, &len);
+    struct MHD_Response *resp = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+    if (resp == NULL) {
+        free(body);
+        return MHD_NO;
+    }
+    r->bytes = (long long)len;
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    return gw_queue(r, resp, MHD_HTTP_OK);
 }
 
 /* /readyz: 200 while serving and every upstream answered its last exchange or ping; otherwise 503. The body
@@ -104,6 +215,7 @@ static enum MHD_Result reply_ready(struct request *r)
 static enum MHD_Result reply_health(struct request *r)
 {
     struct MHD_Response *resp = MHD_create_response_from_buffer(3, (void *)"ok\n", MHD_RESPMEM_PERSISTENT);
+    r->bytes = 3;
     if (resp != NULL) {
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain; charset=utf-8");
     }

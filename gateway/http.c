@@ -19,7 +19,9 @@
 
 #include "base/clock.h"
 #include "base/log.h"
+#include "gateway/access.h"
 #include "gateway/http_priv.h"
+#include "gateway/metrics.h"
 #include "gateway/mhdlog.h"
 
 /* ---- the pipeline's callbacks ---- */
@@ -176,6 +178,38 @@ static const struct sockaddr *client_address(const struct request *r)
     return ci != NULL ? ci->client_addr : NULL;
 }
 
+struct request_id_fields {
+    const char *value;
+    unsigned count;
+};
+
+static enum MHD_Result find_request_id(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    struct request_id_fields *f = cls;
+    (void)kind;
+
+    if (strcasecmp(key, "X-Request-Id") == 0) {
+        f->value = value;
+        f->count++;
+    }
+    return MHD_YES;
+}
+
+/* X-Request-Id: one field of 1..128 printable ASCII characters is the client's id and is kept; anything
+ * else (absent, empty, too long, a space or a control byte, several fields) gets a new random id. Set
+ * before anything can answer, so every answer carries it (render.c) and the access line names it. */
+static void take_request_id(struct request *r)
+{
+    struct request_id_fields f = {.value = NULL, .count = 0};
+
+    MHD_get_connection_values(r->conn, MHD_HEADER_KIND, find_request_id, &f);
+    if (f.count == 1 && gw_request_id_valid(f.value, strlen(f.value))) {
+        memcpy(r->request_id, f.value, strlen(f.value) + 1);
+    } else {
+        gw_request_id_new(r->request_id);
+    }
+}
+
 static enum MHD_Result begin(struct request *r, const char *version)
 {
     struct px_front front = {.suspend = suspend_conn,
@@ -186,6 +220,7 @@ static enum MHD_Result begin(struct request *r, const char *version)
     struct px_answer a;
     const char *detail;
 
+    take_request_id(r);
     gw_vet_untrack(r);
     enum px_status st = gw_vet(r, version, &detail);
     if (st == PX_OK) {
@@ -394,35 +429,64 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
     return r;
 }
 
-static void log_access(const struct request *r)
+/* The client's address without its port, for the JSON access line. */
+static const char *remote_text(const struct request *r, char *buf, size_t cap)
 {
-    struct px_req_info info = {.upstream = NULL, .coap_code = 0, .xcache = PX_XC_NONE};
-    char code[5] = "-";
+    const struct sockaddr *sa = client_address(r);
 
-    if (r->px != NULL) {
-        px_req_info(r->px, &info);
+    if (sa == NULL ||
+        getnameinfo(sa, sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in),
+                    buf, (socklen_t)cap, NULL, 0, NI_NUMERICHOST) != 0) {
+        return NULL;
     }
-    /* Hundredths of a millisecond in integers: no floating-point formatting on every request. */
-    long long centi = (long long)(now_us() - r->start_us) / 10;
-    if (info.coap_code != 0) {
-        co_code_format(info.coap_code, code);
+    return buf;
+}
+
+/* /healthz and /readyz are probed every few seconds: their lines are debug, every other one info. */
+static void log_access(const struct request *r, const struct px_req_info *info, uint64_t us)
+{
+    enum cg_log_level level =
+        r->admin == CFG_ADMIN_HEALTHZ || r->admin == CFG_ADMIN_READYZ ? CG_LOG_DEBUG : CG_LOG_INFO;
+    char remote[64], ts[CG_LOG_TS_LEN], line[8192];
+
+    if (!cg_log_enabled(level)) {
+        return;
     }
-    const char *xc = px_xcache_name(info.xcache);
-    /* A refused request line is written quoted and escaped: its control bytes must not reach the log. The
-     * method is unknown ("-") when MHD refused the header section before the access handler ran. */
-    char qmethod[4 * 32 + 3], qpath[4 * 256 + 3];
-    const char *method = r->method[0] != '\0' ? r->method : "-", *path = r->path;
-    if (r->line_bad) {
-        cg_log_quote(qmethod, sizeof(qmethod), r->method, strnlen(r->method, 32));
-        cg_log_quote(qpath, sizeof(qpath), r->path, strnlen(r->path, 256));
-        method = qmethod;
-        path = qpath;
+    /* The method is unknown ("-") when MHD refused the header section before the access handler ran. */
+    const char *xc = px_xcache_name(info->xcache);
+    struct gw_access a = {
+        .request_id = r->request_id[0] != '\0' ? r->request_id : NULL,
+        .method = r->method[0] != '\0' ? r->method : NULL,
+        .path = r->path,
+        .query = r->query,
+        .status = r->status,
+        .upstream = info->upstream,
+        .coap_code = info->coap_code,
+        .cache = xc,
+        .bytes = r->bytes,
+        .duration_us = us,
+    };
+    if (cg_log_format() == CG_LOG_JSON) {
+        a.remote = remote_text(r, remote, sizeof(remote));
+        cg_log_timestamp(ts);
+        cg_log_stdout(line, gw_access_json(line, sizeof(line), ts, &a));
+        return;
     }
-    cg_log_buffered(CG_LOG_INFO, "http",
-                    "event=access method=%s path=%.*s status=%d upstream=%s coap=%s cache=%s ms=%lld.%02lld",
-                    method, r->line_bad ? (int)sizeof(qpath) : 256, path, r->status,
-                    info.upstream != NULL ? info.upstream : "-", code, xc != NULL ? xc : "BYPASS",
-                    centi / 100, centi % 100);
+    gw_access_text(line, 2048, &a);
+    cg_log_buffered(level, "http", "%s", line);
+}
+
+/* Admin requests are counted apart: a probe's 503 is no request the gateway failed. */
+static void count_request(struct gw_http *http, const struct request *r, const struct px_req_info *info,
+                          uint64_t us)
+{
+    if (r->admin != CFG_ADMIN_NONE) {
+        gw_metrics_admin(r->admin, r->status);
+        return;
+    }
+    unsigned klass = r->status >= 100 && r->status < 600 ? (unsigned)r->status / 100 : 0;
+    atomic_fetch_add_explicit(&http->answered[klass], 1, memory_order_relaxed);
+    gw_metrics_request(info->route, r->method, r->status, us);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
@@ -440,11 +504,18 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     if (r->status == 0) {
         r->status = gw_dl_status(http->dl, r->dl);
     }
-    if (r->gen->cfg->log.access_log && r->state != GW_NEW && cg_log_enabled(CG_LOG_INFO)) {
-        log_access(r);
+    struct px_req_info info = {.route = NULL, .upstream = NULL, .coap_code = 0, .xcache = PX_XC_NONE};
+    if (r->px != NULL) {
+        px_req_info(r->px, &info);
     }
-    unsigned klass = r->status >= 100 && r->status < 600 ? (unsigned)r->status / 100 : 0;
-    atomic_fetch_add_explicit(&http->answered[klass], 1, memory_order_relaxed);
+    uint64_t us = now_us() - r->start_us;
+    if (r->gen->cfg->log.access_log && r->state != GW_NEW) {
+        log_access(r, &info, us);
+    }
+    count_request(http, r, &info, us);
+    if (r->sse_counted) {
+        gw_metrics_sse(-1);
+    }
     gw_vet_untrack(r);
     px_req_free(r->px);
     for (size_t i = 0; i < GW_LIST_FIELDS; i++) {

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "config/cfg.h"
+#include "gateway/access.h"
 #include "gateway/deadline.h"
 #include "gateway/gen.h"
 #include "proxy/cache.h"
@@ -58,8 +59,11 @@ struct request {
     struct gw_dl_conn *dl; /* the connection's deadline, NULL when it is not tracked */
     struct px_req *px;     /* NULL for admin requests */
     uint64_t start_us;
-    int status; /* HTTP status sent, for the access log */
-    /* A live stream being written (sse.c). */
+    int status;      /* HTTP status sent, for the access log */
+    long long bytes; /* body bytes of the answer (0 for HEAD and 304), -1 for a stream: the access log */
+    char request_id[GW_REQUEST_ID_MAX + 1]; /* X-Request-Id, the client's or ours; "" before the first call */
+    /* A live stream being written (sse.c). sse_counted: counted in coapgw_sse_subscribers (render.c). */
+    bool sse_counted;
     bool sse_end_seen; /* the end of the observation was read (an end notification) */
     char *sse_buf;
     size_t sse_len, sse_off;

@@ -368,7 +368,9 @@ static int serve(struct cfg *boot, const struct options *o)
 
 out_error:
     CG_LOG(CG_LOG_ERROR, "main", "event=start_failed detail=\"%s\"", err);
-    fprintf(stderr, "coapgw: %s\n", err);
+    if (cg_log_format() == CG_LOG_TEXT) {
+        fprintf(stderr, "coapgw: %s\n", err); /* with log.format json, stderr holds only JSON lines */
+    }
 out_stop:
     /* The clients (of every generation) complete anything left, which resumes the connections before the
      * daemon stops; they are freed only after the daemon, whose threads may still submit (and get 503). */
@@ -403,6 +405,7 @@ int main(int argc, char **argv)
         return EXIT_SUCCESS;
     }
     cg_log_set_level((enum cg_log_level)cfg->log.level);
+    cg_log_set_format((enum cg_log_format)cfg->log.format);
 
     /* Block the stop signals before any thread exists, so every thread inherits the mask. */
     sigset_t set;

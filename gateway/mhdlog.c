@@ -17,6 +17,14 @@ static const char *const gone_fmts[] = {
     "Failed to send data in request for ",
 };
 
+/* Constant texts MHD passes as the argument of a bare "%s" (connection_close_error): matched as the whole
+ * message, which no client can write because no client value ever goes through that format. */
+static const char *const gone_messages[] = {
+    /* try_ready_chunked_body: the content reader returned END_WITH_ERROR, which gateway/sse.c does when the
+     * client closed a parked stream (deadline.c saw it), and otherwise only when out of memory. */
+    "Closing connection (application error generating response).",
+};
+
 /* Messages ending in a socket error's text (str_conn_error_): the client went away when it is one of
  * gone_errors. The SSE case: a subscriber closes its stream, and the next event or keep-alive fails with
  * "Failed to send the chunked response body for the request for `...'. Error: The socket is no longer
@@ -50,8 +58,22 @@ static bool ends_with(const char *message, const char *text)
     return len >= n && memcmp(message + len - n, text, n) == 0;
 }
 
+/* True when message is text, trailing newlines aside. */
+static bool is_message(const char *message, const char *text)
+{
+    size_t n = strlen(text);
+    return strncmp(message, text, n) == 0 && strspn(message + n, "\r\n") == strlen(message + n);
+}
+
 enum cg_log_level gw_mhdlog_level(const char *fmt, const char *message)
 {
+    if (strcmp(fmt, "%s") == 0 || strcmp(fmt, "%s\n") == 0) {
+        for (size_t i = 0; i < COUNT(gone_messages); i++) {
+            if (is_message(message, gone_messages[i])) {
+                return CG_LOG_DEBUG;
+            }
+        }
+    }
     for (size_t i = 0; i < COUNT(gone_fmts); i++) {
         if (starts_with(fmt, gone_fmts[i])) {
             return CG_LOG_DEBUG;

@@ -1,13 +1,16 @@
-/* gateway/render: a pipeline answer as a libmicrohttpd response. Fresh cache hits reuse one prebuilt
- * response per entry and second of age, so a hit costs a lookup and a queue. Never blocks. */
+/* gateway/render: a pipeline answer as a libmicrohttpd response, every one with the request's X-Request-Id.
+ * Fresh cache hits reuse the headers mapped once per entry and second of age, so a hit costs a lookup,
+ * copying a few headers and a queue. Never blocks. */
 #include <microhttpd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "gateway/http_priv.h"
+#include "gateway/metrics.h"
 
 #define PROBLEM_MAX 1024
+#define REQUEST_ID_HEADER "X-Request-Id"
 
 enum MHD_Result gw_queue(struct request *r, struct MHD_Response *resp, int status)
 {
@@ -16,6 +19,12 @@ enum MHD_Result gw_queue(struct request *r, struct MHD_Response *resp, int statu
     }
     if (px_forward_draining(r->gen->fwd)) {
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    }
+    if (r->request_id[0] != '\0') {
+        MHD_add_response_header(resp, REQUEST_ID_HEADER, r->request_id);
+    }
+    if (strcmp(r->method, MHD_HTTP_METHOD_HEAD) == 0 && r->bytes > 0) {
+        r->bytes = 0; /* MHD sends no body to HEAD */
     }
     r->status = status;
     r->state = GW_ANSWERED;
@@ -78,16 +87,17 @@ static void add_cors(struct MHD_Response *resp, const struct px_answer *a)
     MHD_add_response_header(resp, "Access-Control-Allow-Origin", a->cors_origin);
     if (a->kind != PX_ANSWER_PREFLIGHT) {
         MHD_add_response_header(resp, "Access-Control-Expose-Headers",
-                                "ETag, Location, Retry-After, X-Cache");
+                                "ETag, Location, Retry-After, X-Cache, X-Request-Id");
     }
 }
 
-static struct MHD_Response *problem_response(const struct px_answer *a)
+static struct MHD_Response *problem_response(struct request *r, const struct px_answer *a)
 {
     char body[PROBLEM_MAX];
     size_t len = px_problem_json(body, sizeof(body), a->problem, a->detail);
     struct MHD_Response *resp = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_COPY);
 
+    r->bytes = (long long)len;
     if (resp == NULL) {
         return NULL;
     }
@@ -135,9 +145,11 @@ static struct MHD_Response *body_response(struct px_answer *a)
 
 /* A mapped device answer. A 304 keeps the body it replaces: libmicrohttpd 0.9.75 never sends a 304's body
  * but derives Content-Length from it, and RFC 9110 §8.6 allows only the length the 200 would have had. */
-static struct MHD_Response *coap_response(struct px_answer *a)
+static struct MHD_Response *coap_response(struct request *r, struct px_answer *a)
 {
     const struct px_http_response *h = &a->http;
+
+    r->bytes = h->send_body ? (long long)a->body_len : 0;
     struct MHD_Response *resp = h->send_body || a->status == MHD_HTTP_NOT_MODIFIED
                                     ? body_response(a)
                                     : MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
@@ -188,7 +200,13 @@ static struct MHD_Response *preflight_response(const struct px_answer *a)
 static struct MHD_Response *stream_response(struct request *r, const struct px_answer *a)
 {
     struct MHD_Response *resp = gw_sse_response(r);
-    if (resp != NULL && a->no_store) {
+    if (resp == NULL) {
+        return NULL;
+    }
+    gw_metrics_sse(1); /* on_completed counts it out */
+    r->sse_counted = true;
+    r->bytes = -1; /* written by the content reader, as notifications come */
+    if (a->no_store) {
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
     }
     return resp;
@@ -196,11 +214,12 @@ static struct MHD_Response *stream_response(struct request *r, const struct px_a
 
 static struct MHD_Response *build(struct request *r, struct px_answer *a)
 {
+    r->bytes = 0;
     switch (a->kind) {
     case PX_ANSWER_PROBLEM:
-        return problem_response(a);
+        return problem_response(r, a);
     case PX_ANSWER_COAP:
-        return px_answer_map(a) ? coap_response(a) : problem_response(a);
+        return px_answer_map(a) ? coap_response(r, a) : problem_response(r, a);
     case PX_ANSWER_EMPTY:
         return empty_response(a);
     case PX_ANSWER_STREAM:
@@ -211,10 +230,11 @@ static struct MHD_Response *build(struct request *r, struct px_answer *a)
     return NULL;
 }
 
-/* ---- fresh hits: one prebuilt response per entry and second ---- */
+/* ---- fresh hits: headers mapped once per entry and second ---- */
 
-/* A cache entry's ready-made HIT response. Its headers (Age, max-age) hold for one second of the entry's
- * age; within it every hit queues the same MHD response instead of building one. */
+/* A cache entry's ready-made HIT response, a template that is never queued itself: each hit gets a response
+ * of its own (its X-Request-Id is its own) with the template's headers copied, and the entry's payload
+ * lent, not copied. The headers (Age, max-age) hold for one second of the entry's age. */
 struct prebuilt {
     struct MHD_Response *resp;
     const struct cfg_route *route; /* Location depends on the route's prefix */
@@ -222,6 +242,7 @@ struct prebuilt {
     long age;
     uint32_t remaining;
     int status;
+    long long bytes; /* body bytes: 0 when the answer has none (a 2.05 mapped to 204, say) */
 };
 
 void gw_prebuilt_free(void *user)
@@ -237,50 +258,91 @@ static bool prebuilt_matches(const struct prebuilt *pb, const struct px_answer *
            pb->remaining == a->remaining;
 }
 
+static enum MHD_Result copy_header(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    (void)kind;
+    MHD_add_response_header(cls, key, value);
+    return MHD_YES;
+}
+
+/* This hit's own response from the template: the entry's payload, lent with a reference of its own. */
+static struct MHD_Response *hit_response(const struct prebuilt *pb, struct px_cache_entry *e)
+{
+    struct MHD_Response *resp;
+    size_t len = 0;
+    const uint8_t *payload = px_cache_entry_payload(e, &len);
+
+    if (pb->bytes > 0 && len > 0) {
+        px_cache_entry_ref(e);
+        resp = MHD_create_response_from_buffer_with_free_callback_cls(len, (void *)payload, release_entry, e);
+        if (resp == NULL) {
+            px_cache_entry_release(e);
+        }
+    } else {
+        resp = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+    }
+    if (resp != NULL) {
+        MHD_get_response_headers(pb->resp, copy_header, resp);
+    }
+    return resp;
+}
+
+/* Maps the hit and keeps the result as the entry's template (the old one freed). NULL when the entry is
+ * no longer cached (nothing to keep it in) or memory runs out: *resp is then the answer itself. */
+static struct prebuilt *prebuild(struct request *r, struct px_answer *a, struct prebuilt *old, bool linked,
+                                 struct MHD_Response **resp)
+{
+    struct px_cache_entry *e = a->entry;
+
+    /* The body is lent by the entry, referenced for the response's life by release_entry. */
+    px_cache_entry_ref(e);
+    *resp = build(r, a);
+    if (*resp != NULL) {
+        add_xcache(*resp, a);
+        add_cors(*resp, a); /* Vary: Origin only: a prebuilt hit never carries an allowed origin */
+    }
+    if (a->entry == e) {
+        px_cache_entry_release(e); /* not taken by the response */
+    }
+    a->entry = e;
+    struct prebuilt *fresh = linked && *resp != NULL ? malloc(sizeof(*fresh)) : NULL;
+    if (fresh == NULL) {
+        return NULL;
+    }
+    if (old != NULL) {
+        gw_prebuilt_free(old);
+    }
+    *fresh = (struct prebuilt){.resp = *resp,
+                               .route = a->route,
+                               .gen = r->gen->id,
+                               .age = a->age,
+                               .remaining = a->remaining,
+                               .status = a->status,
+                               .bytes = r->bytes};
+    *resp = NULL;
+    return fresh;
+}
+
 static enum MHD_Result render_hit(struct request *r, struct px_answer *a)
 {
     struct px_cache_entry *e = a->entry;
+    struct MHD_Response *resp = NULL;
     bool linked;
 
     struct prebuilt *pb = px_cache_entry_user_lock(e, &linked);
     if (!prebuilt_matches(pb, a, r->gen->id)) {
-        /* The body is lent by the entry, referenced for the response's life by release_entry. */
-        px_cache_entry_ref(e);
-        struct MHD_Response *resp = build(r, a);
-        if (resp != NULL) {
-            add_xcache(resp, a);
-            add_cors(resp, a); /* Vary: Origin only: a prebuilt hit never carries an allowed origin */
-        }
-        if (a->entry == e) {
-            px_cache_entry_release(e); /* not taken by the response */
-        }
-        a->entry = e;
-        struct prebuilt *fresh = linked && resp != NULL ? malloc(sizeof(*fresh)) : NULL;
+        struct prebuilt *fresh = prebuild(r, a, pb, linked, &resp);
         if (fresh == NULL) {
             px_cache_entry_user_unlock(e, pb);
-            enum MHD_Result ret =
-                resp != NULL ? MHD_queue_response(r->conn, (unsigned)a->status, resp) : MHD_NO;
-            r->status = a->status;
-            r->state = GW_ANSWERED;
-            MHD_destroy_response(resp);
-            return ret;
+            return gw_queue(r, resp, a->status);
         }
-        if (pb != NULL) {
-            gw_prebuilt_free(pb);
-        }
-        *fresh = (struct prebuilt){.resp = resp,
-                                   .route = a->route,
-                                   .gen = r->gen->id,
-                                   .age = a->age,
-                                   .remaining = a->remaining,
-                                   .status = a->status};
         pb = fresh;
     }
-    r->status = pb->status;
-    r->state = GW_ANSWERED;
-    enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned)pb->status, pb->resp);
+    resp = hit_response(pb, e);
+    r->bytes = pb->bytes;
+    int status = pb->status;
     px_cache_entry_user_unlock(e, pb);
-    return ret;
+    return gw_queue(r, resp, status);
 }
 
 enum MHD_Result gw_render_refusal(struct request *r, enum px_status st, const char *detail,
@@ -293,7 +355,7 @@ enum MHD_Result gw_render_refusal(struct request *r, enum px_status st, const ch
                           .retry_after = -1,
                           .problem = st,
                           .detail = detail};
-    struct MHD_Response *resp = problem_response(&a);
+    struct MHD_Response *resp = problem_response(r, &a);
 
     if (resp != NULL && accept_encoding != NULL) {
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCEPT_ENCODING, accept_encoding);

@@ -83,6 +83,7 @@ struct px_req {
     uint8_t coap_code; /* the CoAP code behind the answer (0: none) */
     struct px_coap_request creq;
     struct px_exchange x;
+    uint64_t submitted_us; /* when x was handed to the transport (/metrics) */
     /* Cache. */
     enum px_xcache xc;
     struct px_conditions cond;
@@ -102,6 +103,8 @@ struct px_req {
     socklen_t fp_addr_len;
     char *fp_prefix; /* "/hc/coap://host:port/": where Location answers point back to */
 };
+
+struct cg_keyed px_exchange_durations = CG_KEYED_INIT(sizeof(struct cg_hist));
 
 static uint64_t now_ms(const struct px_forward *fwd)
 {
@@ -345,6 +348,9 @@ void px_req_cancel(struct px_req *req)
 
 void px_req_info(const struct px_req *req, struct px_req_info *out)
 {
+    out->route = req->route != NULL ? req->route->prefix
+                 : req->fp          ? req->fwd->cfg->forward_proxy.prefix
+                                    : NULL;
     out->upstream = req->route != NULL ? req->fwd->cfg->upstreams[req->route->upstream].name
                     : req->fp          ? "forward_proxy"
                                        : NULL;
@@ -679,7 +685,19 @@ static void submit(struct px_req *req, px_done_fn done)
     x->done = done;
     x->notify = NULL;
     x->arg = req;
+    req->submitted_us = cg_metrics_now_us();
     req->fwd->transport.submit(req->fwd->transport.impl, x);
+}
+
+/* Worker thread: the exchange's duration, for /metrics. */
+static void count_exchange(const struct px_req *req)
+{
+    const char *name =
+        req->route != NULL ? req->fwd->cfg->upstreams[req->route->upstream].name : "forward_proxy";
+    struct cg_hist *h = cg_keyed_get(&px_exchange_durations, name, strlen(name));
+    if (h != NULL) {
+        cg_hist_observe(h, cg_metrics_now_us() - req->submitted_us);
+    }
 }
 
 /* A 2.01's Location names the created resource: drop what is cached for it too (RFC 7252 §5.9.1.1). */
@@ -725,6 +743,7 @@ static void on_exchange_done(struct px_exchange *x, void *arg)
 {
     struct px_req *req = arg;
     (void)x;
+    count_exchange(req);
     invalidate_after(req);
     req->state = REQ_DONE;
     req->front.resume(req->front.conn);
@@ -827,6 +846,7 @@ static struct shared_answer *make_shared(struct px_req *req)
 static void on_flight_done(struct px_exchange *x, void *arg)
 {
     struct px_req *req = arg;
+    count_exchange(req);
     struct shared_answer *sh = make_shared(req);
 
     px_cache_flight_finish(req->fwd->cache, req->key, req->key_len, sh);

@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 
 #include "base/clock.h"
+#include "base/metrics.h"
 #include "config/cfg.h"
 #include "proxy/auth.h"
 #include "proxy/cache.h"
@@ -176,10 +177,16 @@ struct px_notification *px_req_next_event(struct px_req *req, uint64_t wake_at_m
 
 /* What the access log says about a request. */
 struct px_req_info {
+    const char *route;    /* the matched route's prefix (forward_proxy.prefix for the forward proxy), NULL */
     const char *upstream; /* upstream name, NULL when unrouted */
     uint8_t coap_code;    /* 0: none */
     enum px_xcache xcache;
 };
 void px_req_info(const struct px_req *req, struct px_req_info *out);
+
+/* /metrics: how long each upstream CoAP exchange of the pipeline took, from its submission (queueing
+ * included) to its completion, as struct cg_hist series keyed by upstream name ("forward_proxy" for
+ * forward-proxy targets). Observations are not exchanges and are not counted. */
+extern struct cg_keyed px_exchange_durations;
 
 #endif

@@ -4,7 +4,8 @@
 set -eu
 
 PACKAGES="build-essential cmake pkg-config curl ca-certificates iproute2 procps
-libmicrohttpd-dev libcoap3-dev libcoap3-bin libjansson-dev libgnutls28-dev check"
+libmicrohttpd-dev libcoap3-dev libcoap3-bin libjansson-dev libgnutls28-dev check
+jq prometheus"
 # The deployment tests: nginx in front of two replicas (integ_nginx), the Kubernetes and compose YAML read by
 # python3 (integ_manifests). The tests run nginx on their own ports; Debian starts its nginx.service on port 80
 # where a policy-rc.d does not forbid it (`systemctl disable --now nginx` if unwanted).

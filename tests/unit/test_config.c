@@ -1235,7 +1235,7 @@ static char *reference(void)
 }
 
 /* Leaf fields of the schema: a new one must show in the README table (and this number). */
-#define FIELDS 52
+#define FIELDS 53
 
 START_TEST(test_reference_table_has_one_line_per_field)
 {

@@ -228,6 +228,9 @@ START_TEST(test_mhd_peer_gone_is_debug)
                                      "Failed to send the response body for the request for `/x'. Error: The "
                                      "connection was forcibly closed by remote peer\n"),
                      CG_LOG_DEBUG);
+    /* connection_close_error: the constant text through "%s\n". */
+    ck_assert_int_eq(gw_mhdlog_level("%s\n", "Closing connection (application error generating response).\n"),
+                     CG_LOG_DEBUG);
     ck_assert_int_eq(gw_mhdlog_level("Socket has been disconnected when reading request.\n",
                                      "Socket has been disconnected when reading request.\n"),
                      CG_LOG_DEBUG);
@@ -247,9 +250,16 @@ START_TEST(test_mhd_other_is_warn)
     ck_assert_int_eq(gw_mhdlog_level("Server reached connection limit. Closing inbound connection.\n",
                                      "Server reached connection limit. Closing inbound connection.\n"),
                      CG_LOG_WARN);
+    /* Another constant text, or the gone text with more after it, stays warn. */
+    ck_assert_int_eq(gw_mhdlog_level("%s\n", "Closing connection (failed to create response header).\n"),
+                     CG_LOG_WARN);
+    ck_assert_int_eq(
+        gw_mhdlog_level("%s\n", "Closing connection (application error generating response). x\n"),
+        CG_LOG_WARN);
     /* The URL is the client's: naming a peer-gone error in it does not demote the message. */
-    ck_assert_int_eq(gw_mhdlog_level(SEND_CHUNKED, "Failed to send the chunked response body for the request "
-                                                   "for `/The socket is not connected'. Error: Bad FD value\n"),
+    ck_assert_int_eq(gw_mhdlog_level(SEND_CHUNKED,
+                                     "Failed to send the chunked response body for the request "
+                                     "for `/The socket is not connected'. Error: Bad FD value\n"),
                      CG_LOG_WARN);
 }
 END_TEST
