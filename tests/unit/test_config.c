@@ -1222,7 +1222,7 @@ static char *reference(void)
 }
 
 /* Leaf fields of the schema: a new one must show in the README table (and this number). */
-#define FIELDS 51
+#define FIELDS 55
 
 START_TEST(test_reference_table_has_one_line_per_field)
 {
