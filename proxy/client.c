@@ -2407,12 +2407,13 @@ static void resolve_apply(struct upstream *up, const struct resolve_job *job)
     if (up->resolved && same_addr(&up->addr, &job->addr, job->addr_len)) {
         return;
     }
+    bool changed = up->resolved; /* not the first address: a change worth a line */
     coap_address_init(&up->addr);
     up->addr.size = job->addr_len;
     memcpy(&up->addr.addr, &job->addr, job->addr_len);
     up->resolved = true;
     drop_idle_sessions(up);
-    if (cg_log_enabled(CG_LOG_INFO)) {
+    if (changed && cg_log_enabled(CG_LOG_INFO)) {
         char host[INET6_ADDRSTRLEN] = "?";
         const struct sockaddr *sa = (const struct sockaddr *)&job->addr;
         const void *bin = sa->sa_family == AF_INET6
