@@ -58,6 +58,7 @@ if ! unshare -m true 2>/dev/null; then
     exit 77
 fi
 printf '127.0.0.1 localhost\n127.0.0.1 dev.test\n' >"$T/hosts"
+# shellcheck disable=SC2016 # $1 is expanded by the inner sh
 if ! unshare -m sh -c 'mount --bind "$1" /etc/hosts' _ "$T/hosts" 2>/dev/null; then
     echo "SKIP: a bind mount on /etc/hosts is not permitted here"
     exit 77
@@ -81,6 +82,7 @@ cat >"$T/named.json" <<JSON
 JSON
 GW_LOG="$T/gateway.named.log"
 # unshare without --fork execs: the pid is the gateway's, so stop_gateway checks its exit status.
+# shellcheck disable=SC2016 # $1..$3 are expanded by the inner sh
 unshare -m sh -c 'mount --bind "$1" /etc/hosts && exec "$2" --config "$3"' _ "$T/hosts" "$COAPGW" \
     "$T/named.json" >"$GW_LOG" 2>&1 &
 GW_PID=$!
