@@ -95,15 +95,18 @@ static enum MHD_Result reply_ready(struct request *r)
     size_t blocking = 0;
 
     for (size_t i = 0; i < cfg->upstreams_len; i++) {
-        blocking += cfg->upstreams[i].required &&
-                    px_client_upstream_health(r->http->client, i) == PX_HEALTH_DOWN;
+        blocking +=
+            cfg->upstreams[i].required && px_client_upstream_health(r->http->client, i) == PX_HEALTH_DOWN;
     }
-    text_add(&t, "%s\n", draining ? "draining" : blocking > 0 ? "not ready: a required upstream is down" : "serving");
+    text_add(&t, "%s\n",
+             draining       ? "draining"
+             : blocking > 0 ? "not ready: a required upstream is down"
+                            : "serving");
     for (size_t i = 0; i < cfg->upstreams_len; i++) {
         char why[240];
         enum px_health h = px_client_upstream_state(r->http->client, i, why, sizeof(why));
-        text_add(&t, "%s %s%s%s%s\n", cfg->upstreams[i].name, names[h], cfg->upstreams[i].required ? " required" : "",
-                 why[0] != '\0' ? ": " : "", why);
+        text_add(&t, "%s %s%s%s%s\n", cfg->upstreams[i].name, names[h],
+                 cfg->upstreams[i].required ? " required" : "", why[0] != '\0' ? ": " : "", why);
     }
     bool ready = !draining && blocking == 0;
     return reply_text(r, ready ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, "text/plain; charset=utf-8", &t);
