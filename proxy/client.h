@@ -71,8 +71,8 @@ int px_client_check_names(const struct cfg *cfg, const char *file, FILE *out);
 /* What /metrics tells about one configured upstream: gauges (a snapshot) and counters since start. */
 struct px_upstream_stats {
     enum px_health health;
-    uint64_t inflight;        /* exchanges on the wire */
-    uint64_t queued;          /* exchanges waiting beyond max_inflight */
+    uint64_t inflight;        /* CON exchanges on the wire: requests and observations' (de/re)registrations */
+    uint64_t queued;          /* the same, waiting for a place beyond max_inflight */
     uint64_t observations;    /* observations registered or registering */
     uint64_t exchanges;       /* exchanges completed (any outcome) */
     uint64_t timeouts;        /* exchanges that ended with 504 */
