@@ -438,8 +438,9 @@ static void format_blocks(int32_t first, int32_t last, char out[24])
     }
 }
 
-/* The debug line of one completed exchange. libcoap 4.3.1 does not tell how often it retransmitted a CON,
- * so that is not in it (libcoap's own debug lines show each retransmission). */
+/* The debug line of one completed exchange. libcoap 4.3.1 does not tell how often it retransmitted a CON:
+ * retransmits= is the count certain from its schedule (settle_retransmissions), a lower bound; libcoap's
+ * own debug lines show each retransmission. */
 static void log_exchange(const struct upstream *up, const struct px_exchange *x, enum px_status status)
 {
     char path[LOG_VALUE_MAX * 4 / 3], token[17], code[5] = "-", b1[24], b2[24];
@@ -458,10 +459,10 @@ static void log_exchange(const struct upstream *up, const struct px_exchange *x,
     const char *method = co_method_name(x->code);
     cg_log_write(CG_LOG_DEBUG, "client",
                  "event=exchange method=%s path=%s token=%s mid=0x%04x type=%s code=%s status=%s block1=%s "
-                 "block2=%s duration_ms=%llu",
+                 "block2=%s retransmits=%u duration_ms=%llu",
                  method != NULL ? method : "?", path, x->priv.token_len > 0 ? token : "-",
                  (unsigned)(x->priv.mid < 0 ? 0 : x->priv.mid), up->cfg->type == CFG_MSG_NON ? "NON" : "CON",
-                 code, status_word(status), b1, b2, (unsigned long long)took);
+                 code, status_word(status), b1, b2, x->priv.retransmits, (unsigned long long)took);
 }
 
 /* ---- retransmissions ----
@@ -503,6 +504,7 @@ static void settle_retransmissions(struct upstream *up, struct px_exchange *x, c
     unsigned n = after_last ? (session != NULL ? coap_session_get_max_retransmit(session) : 4u)
                             : certain_retransmissions(session, cg_now_ms() - x->priv.sent_ms);
     x->priv.sent_ms = 0;
+    x->priv.retransmits += n;
     if (n > 0) {
         atomic_fetch_add_explicit(&up->st_retransmissions, n, memory_order_relaxed);
     }
@@ -3242,6 +3244,7 @@ static bool enqueue(struct px_client *c, struct px_exchange *x)
     x->priv.owner = NULL;
     x->priv.heard = false;
     x->priv.sent_ms = 0;
+    x->priv.retransmits = 0;
     x->priv.block1 = x->priv.block2_first = x->priv.block2_last = -1;
     x->resp_payload = NULL;
     x->resp_len = 0;

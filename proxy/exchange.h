@@ -56,6 +56,7 @@ struct px_exchange {
         bool heard;                        /* the device sent something for the request sent (ACK, RST,
                                               response): a timeout then is not "no answer at all" */
         uint64_t sent_ms;                  /* when the (last) CON was first sent, for retransmissions */
+        unsigned retransmits;              /* CON retransmissions certainly sent for this exchange */
     } priv;
 };
 
