@@ -42,7 +42,12 @@ copies() { # PATH: how many copies of the request the device received, and with 
 }
 assert_eq "2 1" "$(copies /mute/a)" "copies (and message ids) of /mute/a at the device"
 assert_eq "3 1" "$(copies /mute/b)" "copies (and message ids) of /mute/b at the device"
-line_of() { grep "event=exchange .*path=\"$1\"" "$GW_LOG" || fail "no debug exchange line for $1"; }
+# Log lines are written by the logger's own thread: they may land just after the HTTP answer.
+has_line() { grep -q "event=exchange .*path=\"$1\"" "$GW_LOG"; }
+for p in /ok /mute/a /mute/b; do
+    wait_until "the debug exchange line of $p" has_line "$p"
+done
+line_of() { grep "event=exchange .*path=\"$1\"" "$GW_LOG"; }
 assert_contains "$(line_of /mute/a)" "status=timeout block1=- block2=- retransmits=1 " "exchange of /mute/a"
 assert_contains "$(line_of /mute/b)" "status=timeout block1=- block2=- retransmits=2 " "exchange of /mute/b"
 assert_contains "$(line_of /ok)" " retransmits=0 " "exchange of /ok"
