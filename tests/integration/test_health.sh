@@ -40,6 +40,8 @@ assert_status 200 "/readyz with unreachable upstreams that are not required"
 assert_eq serving "$(head -n 1 <<<"$BODY")" "/readyz first line"
 assert_contains "$BODY" "hole down: no answer to a CoAP ping" "why hole is down"
 assert_contains "$BODY" "nobody down: ICMP unreachable" "why nobody is down"
+hole_down_logged() { grep -q 'event=upstream_down .*upstream="hole"' "$GW_LOG"; } # the logger's thread writes it
+wait_until "the upstream_down line of hole" hole_down_logged
 assert_eq 1 "$(grep -c 'event=upstream_down .*upstream="hole"' "$GW_LOG")" "upstream_down lines for hole"
 
 # coap_testsrv's silent=1 ACKs the request and never answers it: 504 each time, but the device is there.

@@ -102,6 +102,7 @@ moved() {
 wait_until "requests to reach the device on 127.0.0.2" moved
 http GET "/n/r/x?body=first"
 assert_status 404 "/r/x at libcoap's example server"
-assert_contains "$(cat "$GW_LOG")" 'event=resolved addr=127.0.0.2 upstream="named"' "gateway log"
+resolved_logged() { grep -q 'event=resolved addr=127.0.0.2 upstream="named"' "$GW_LOG"; }
+wait_until "the resolved line in the gateway log" resolved_logged
 stop_gateway
 pass
