@@ -68,13 +68,13 @@ q_deregistered() {
 wait_until "every q stream deregistered after its client left" q_deregistered
 
 echo "check: long-polls leaving while their registration waits in the queue cost the device nothing"
-# The first registration is answered after 3 s; the others wait behind it (max_inflight 1). Every long-poll
+# The first registration is answered after 5 s; the others wait behind it (max_inflight 1). Every long-poll
 # ends after longpoll_timeout_s (1 s) with 204 and leaves: the queued registrations are dropped unsent.
 coap_get "$SRV" /stats/reset >/dev/null
 M=10
 LP=()
 for ((i = 0; i < M; i++)); do
-    curl -sS -o /dev/null -w '%{http_code}\n' --max-time 60 "$(url "/one/obs/lp$i?observe=next&reg_delay_ms=3000")" \
+    curl -sS -o /dev/null -w '%{http_code}\n' --max-time 60 "$(url "/one/obs/lp$i?observe=next&reg_delay_ms=5000")" \
         >"$T/lp$i.code" 2>"$T/lp$i.err" &
     LP+=("$!")
 done
