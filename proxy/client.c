@@ -69,7 +69,7 @@ struct slot {
 
 /* What an observation sends: a registration (GET Observe=0), a re-registration after Max-Age (the same), or
  * a deregistration (GET Observe=1, RFC 7641 §3.6). Each is one CON exchange and goes through the upstream's
- * max_inflight and queue like a request (see credit_take). */
+ * max_inflight and queue like a request (see feed and obs_go). */
 enum obs_op { OP_REGISTER, OP_REREGISTER, OP_DEREGISTER };
 
 /* An RFC 7641 observation: its own session and token, alive until ended. */

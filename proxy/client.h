@@ -73,7 +73,7 @@ struct px_upstream_stats {
     enum px_health health;
     uint64_t inflight;        /* CON exchanges on the wire: requests and observations' (de/re)registrations */
     uint64_t queued;          /* the same, waiting for a place beyond max_inflight */
-    uint64_t observations;    /* observations registered or registering */
+    uint64_t observations;    /* observations registered or registering (queued included) */
     uint64_t exchanges;       /* exchanges completed (any outcome) */
     uint64_t timeouts;        /* exchanges that ended with 504 */
     uint64_t retransmissions; /* CON retransmissions certainly sent (a lower bound: see client.c) */
