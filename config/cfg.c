@@ -150,6 +150,16 @@ static const struct field fields[] = {
      .max = 1000000, .doc = "requests waiting beyond `max_inflight`; a full queue answers 503 + Retry-After"},
     {"upstreams", "type", ENUM_AT(struct cfg_upstream, type, enum cfg_msg_type), .def = "\"con\"",
      .names = msg_type_names, .doc = "`con` (confirmable, retransmitted) or `non`"},
+    {"upstreams", "required", BOOL_AT(struct cfg_upstream, required), .def = "false",
+     .doc = "`/readyz` answers 503 while this upstream is down (else the devices never make the gateway "
+            "unready)"},
+    {"upstreams", "ping_interval_s", UINT_AT(struct cfg_upstream, ping_interval_s), .def = "30", .min = 0,
+     .max = 86400,
+     .doc = "a CoAP ping (empty CON) after this long without news from the upstream, and at start-up; 0: "
+            "no pings (the state then comes from traffic only)"},
+    {"upstreams", "resolve_interval_s", UINT_AT(struct cfg_upstream, resolve_interval_s), .def = "60",
+     .min = 1, .max = 86400,
+     .doc = "a host name in `uri` is resolved again this often, and after a failure (off the workers)"},
     {"upstreams", "psk", .kind = KIND_OBJECT, .offset = OFFSET(struct cfg_upstream, psk, struct cfg_psk),
      .own = true, .parse = parse_psk},
     {"psk", "identity", STRING_AT(struct cfg_psk, identity), .required = true,
@@ -281,6 +291,9 @@ static const struct field fields[] = {
      .max = 3600, .doc = "keep-alive comment interval on quiet SSE streams"},
     {"limits", "longpoll_timeout_s", UINT_AT(struct cfg, limits.longpoll_timeout_s), .def = "30", .min = 1,
      .max = 3600, .doc = "how long `?observe=next` waits before 204"},
+    {"limits", "max_observations_per_upstream", UINT_AT(struct cfg, limits.max_observations_per_upstream),
+     .def = "64", .min = 1, .max = 100000,
+     .doc = "CoAP observations (registered or waiting for a slot) per upstream; a new one beyond gets 503"},
 
     {"log", "level", ENUM_AT(struct cfg, log.level, int), .def = "\"info\"", .parse = parse_log_level,
      .doc = "`error`, `warn`, `info`, `debug`"},

@@ -73,6 +73,9 @@ struct cfg_upstream {
     unsigned max_inflight;  /* exchanges on the wire at once (NSTART) */
     unsigned queue_limit;   /* requests waiting beyond max_inflight */
     enum cfg_msg_type type; /* "con" or "non" */
+    bool required;               /* /readyz is 503 while this upstream is down */
+    unsigned ping_interval_s;    /* CoAP ping after this long without news; 0: never */
+    unsigned resolve_interval_s; /* a host name is resolved again this often */
 };
 
 /* A list of strings (owned). */
@@ -158,6 +161,7 @@ struct cfg {
         unsigned max_subscribers_per_resource;
         unsigned sse_keepalive_s;    /* SSE keep-alive comment interval */
         unsigned longpoll_timeout_s; /* ?observe=next waits this long, then 204 */
+        unsigned max_observations_per_upstream; /* registered or waiting for a slot */
     } limits;
     struct {
         int level; /* enum cg_log_level value: 0 error, 1 warn, 2 info, 3 debug */

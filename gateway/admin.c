@@ -194,21 +194,32 @@ static enum MHD_Result reply_metrics(struct request *r)
     return gw_queue(r, resp, MHD_HTTP_OK);
 }
 
-/* /readyz: 200 while serving and every upstream answered its last exchange or ping; otherwise 503. The body
- * lists each upstream ("NAME up|down|unknown"). */
+/* /readyz: 200 while serving, 503 while draining, whatever the devices do, unless an upstream marked
+ * "required" is down: then 503 and the body says which and why. The body lists every upstream, one a line:
+ * "NAME up|down|unknown[ required][: why]". */
 static enum MHD_Result reply_ready(struct request *r)
 {
     static const char *const names[] = {"unknown", "up", "down"};
     const struct cfg *cfg = r->gen->cfg;
     struct text t = {.len = 0};
-    bool ready = !px_forward_draining(r->gen->fwd);
+    bool draining = px_forward_draining(r->gen->fwd);
+    size_t blocking = 0;
 
-    text_add(&t, "%s\n", ready ? "serving" : "draining");
     for (size_t i = 0; i < cfg->upstreams_len; i++) {
-        enum px_health h = px_client_upstream_health(r->gen->client, i);
-        ready = ready && h == PX_HEALTH_UP;
-        text_add(&t, "%s %s\n", cfg->upstreams[i].name, names[h]);
+        blocking +=
+            cfg->upstreams[i].required && px_client_upstream_health(r->gen->client, i) == PX_HEALTH_DOWN;
     }
+    text_add(&t, "%s\n",
+             draining       ? "draining"
+             : blocking > 0 ? "not ready: a required upstream is down"
+                            : "serving");
+    for (size_t i = 0; i < cfg->upstreams_len; i++) {
+        char why[240];
+        enum px_health h = px_client_upstream_state(r->gen->client, i, why, sizeof(why));
+        text_add(&t, "%s %s%s%s%s\n", cfg->upstreams[i].name, names[h],
+                 cfg->upstreams[i].required ? " required" : "", why[0] != '\0' ? ": " : "", why);
+    }
+    bool ready = !draining && blocking == 0;
     return reply_text(r, ready ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, "text/plain; charset=utf-8", &t);
 }
 

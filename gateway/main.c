@@ -400,6 +400,7 @@ int main(int argc, char **argv)
         return EXIT_USAGE;
     }
     if (o.check_config) {
+        px_client_check_names(cfg, o.config_path ? o.config_path : "(defaults)", stderr); /* warnings only */
         printf("%s: configuration is valid\n", o.config_path ? o.config_path : "(defaults)");
         cfg_free(cfg);
         return EXIT_SUCCESS;

@@ -34,8 +34,16 @@ struct worker;
  * struct holder is the first member of each, so a session's app data can be told apart by its kind. */
 enum holder_kind { HOLD_SLOT, HOLD_OBS, HOLD_PROBE };
 
-#define PROBE_IDLE_MS 30000u /* an upstream with no news for this long gets a CoAP ping */
-#define SEEN_CON_MIDS 8      /* message ids of the last confirmable responses a holder's session received */
+#define SEEN_CON_MIDS 8 /* message ids of the last confirmable responses a holder's session received */
+
+/* Reachability (see set_health): DOWN_AFTER consecutive failures (a ping or a request that got no answer at
+ * all) make an upstream down; any answer makes it up. After a failure the next ping comes PING_RETRY_MS
+ * later, and every PING_DOWN_MS (at most ping_interval_s) while down. */
+#define DOWN_AFTER 3u
+#define PING_RETRY_MS 1000u
+#define PING_DOWN_MS 10000u
+#define RESOLVE_RETRY_MS 5000u /* a name that failed to resolve is tried again this soon (or sooner) */
+#define GAI_DETAILS 8          /* distinct resolution failures an upstream keeps a 502 detail for */
 
 struct holder {
     enum holder_kind kind;
@@ -59,16 +67,25 @@ struct slot {
     struct px_exchange *x;
 };
 
+/* What an observation sends: a registration (GET Observe=0), a re-registration after Max-Age (the same), or
+ * a deregistration (GET Observe=1, RFC 7641 §3.6). Each is one CON exchange and goes through the upstream's
+ * max_inflight and queue like a request (see feed and obs_go). */
+enum obs_op { OP_REGISTER, OP_REREGISTER, OP_DEREGISTER };
+
 /* An RFC 7641 observation: its own session and token, alive until ended. */
 struct observation {
     struct holder h;
     struct observation *next;
     struct px_exchange *x;
-    uint64_t deadline_ms; /* registering: give up then; else re-register then (Max-Age passed) */
+    uint64_t deadline_ms; /* op pending: give up then; else re-register then (Max-Age passed) */
     bool seen;            /* a notification with an Observe value arrived: last_seq/last_ms are set */
     uint32_t last_seq;
     uint64_t last_ms;
-    bool registering; /* a registration is waiting for its answer */
+    enum obs_op op; /* the operation waiting or on the wire */
+    bool queued;    /* op waits in the upstream's queue (x is linked there) */
+    bool on_wire;   /* op was sent and holds one of max_inflight until its answer */
+    bool cancelled; /* the last subscriber left: nothing more is notified */
+    bool counted;   /* holds a place under limits.max_observations_per_upstream */
 };
 
 /* A control message: deregister an observation by id. */
@@ -78,12 +95,21 @@ struct ctl_msg {
     uint64_t id;
 };
 
+/* A host name to resolve (worker -> resolver thread), and its answer (resolver -> worker). */
+struct resolve_job {
+    struct resolve_job *next;
+    size_t upstream;
+    int rc; /* getaddrinfo's; 0: addr is set */
+    struct sockaddr_storage addr;
+    socklen_t addr_len;
+};
+
 /* Reachability probe: an empty CON (CoAP ping, RFC 7252 §4.3) on a session of its own, answered by RST. */
 struct probe {
     struct holder h;
     bool outstanding;
-    uint64_t deadline_ms; /* outstanding: down if no pong by then */
-    uint64_t due_ms;      /* next ping, unless traffic brings news first */
+    uint64_t deadline_ms; /* outstanding: a failure if no pong by then */
+    uint64_t due_ms;      /* next ping (UINT64_MAX: never); any answer pushes it ping_interval_s away */
 };
 
 struct upstream {
@@ -91,15 +117,25 @@ struct upstream {
     coap_address_t addr;
     struct worker *worker;
     struct slot *slots;
-    unsigned inflight;
-    struct px_exchange *q_head, *q_tail; /* waiting beyond max_inflight, FIFO (so deadlines ascend) */
+    unsigned inflight; /* CON exchanges on the wire: requests in slots plus observation operations */
+    struct px_exchange *q_head, *q_tail; /* waiting beyond max_inflight, FIFO: requests, and observations'
+                                            exchanges (priv.owner) waiting to (de/re)register */
     unsigned q_len;
     struct observation *observations;
     struct probe probe;
-    char uri_host[256];           /* RFC 7252 §6.4 step 5: the host name, lower case; "" for an IP literal */
-    atomic_int health;            /* enum px_health, read by any thread */
-    atomic_uint_fast64_t news_ms; /* when the health was last learned */
-    /* For /metrics (px_client_upstream_stats): written by the worker, read by any thread. */
+    char uri_host[256]; /* RFC 7252 §6.4 step 5: the host name, lower case; "" for an IP literal */
+    unsigned fails;     /* consecutive failures (no answer at all); DOWN_AFTER make it down */
+    /* Resolution of a host name (uri_host set), worker only: addr is valid while resolved. */
+    bool resolved, resolving;
+    uint64_t resolve_due_ms, resolved_ms;
+    int gai_rc;                 /* the last failure's getaddrinfo code */
+    int gai_codes[GAI_DETAILS]; /* 502 details made for these codes (gai_details), never rewritten */
+    char *gai_details[GAI_DETAILS];
+    atomic_int health;      /* enum px_health, read by any thread */
+    pthread_mutex_t why_mu; /* guards why: what showed the current health */
+    char why[240];
+    /* For /metrics (px_client_upstream_stats): written by the worker, read by any thread; st_observations
+     * also by px_client_observe, which takes a place under max_observations_per_upstream there. */
     atomic_uint_fast64_t st_inflight, st_queued, st_observations, st_exchanges, st_timeouts,
         st_retransmissions, st_nacks;
 };
@@ -131,6 +167,7 @@ struct worker {
     pthread_mutex_t mu;
     struct px_exchange *in_head, *in_tail; /* guarded by mu */
     struct ctl_msg *ctl_head, *ctl_tail;   /* guarded by mu */
+    struct resolve_job *res_head;          /* answers of the resolver, guarded by mu */
     bool stopping;                         /* guarded by mu */
     struct upstream **ups;                 /* the upstreams this worker owns */
     size_t ups_len;
@@ -140,11 +177,23 @@ struct worker {
     size_t graveyard_len, graveyard_cap;
 };
 
+/* The resolver thread: getaddrinfo can block for seconds, so host names are resolved here, never on a
+ * worker; answers go back to the upstream's worker (worker.res_head). */
+struct resolver {
+    pthread_t thread;
+    bool started;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool stopping;            /* guarded by mu */
+    struct resolve_job *jobs; /* guarded by mu */
+};
+
 struct px_client {
     const struct cfg *cfg;
     struct upstream *ups; /* one per cfg->upstreams[i] */
     struct worker workers[MAX_WORKERS];
     size_t workers_len;
+    struct resolver resolver;
     atomic_uint_fast64_t next_obs_id;
     atomic_uint inflight_total; /* exchanges on the wire over all upstreams (limits.max_inflight_total) */
 };
@@ -204,22 +253,81 @@ static void log_event(enum cg_log_level level, const struct upstream *up, const 
 
 /* ---- reachability ---- */
 
-/* Any answer (even an error code or an RST) shows the device is there; ICMP errors and silence show it is
- * not. A change is logged (up at info, down at warn) with what showed it: reason, and the exchange x
- * when there is one. Worker thread. */
+/* Sets the health and what showed it. A change is logged (up at info, down at warn) with the reason and
+ * the exchange x when there is one. Worker thread (px_client_create before the workers run). */
 static void set_health(struct upstream *up, enum px_health h, const struct px_exchange *x, const char *reason)
 {
     enum px_health old = (enum px_health)atomic_exchange(&up->health, (int)h);
-    atomic_store(&up->news_ms, cg_now_ms());
-    if (old != h) {
+    if (old != h || h == PX_HEALTH_DOWN) {
+        pthread_mutex_lock(&up->why_mu);
+        snprintf(up->why, sizeof(up->why), "%s", reason != NULL ? reason : "");
+        pthread_mutex_unlock(&up->why_mu);
+    }
+    if (old != h && h != PX_HEALTH_UNKNOWN) {
         log_event(h == PX_HEALTH_UP ? CG_LOG_INFO : CG_LOG_WARN, up, x,
                   h == PX_HEALTH_UP ? "upstream_up" : "upstream_down", "", reason);
     }
 }
 
+static unsigned ping_interval_ms(const struct upstream *up)
+{
+    return up->cfg->ping_interval_s * 1000u;
+}
+
+/* Any CoAP answer from the device (an ACK, an RST, a response, a notification, a pong) shows it is there:
+ * the upstream is up, its failures are forgotten, and the next ping is ping_interval_s away. */
+static void heard(struct upstream *up, struct px_exchange *x, const char *reason)
+{
+    if (x != NULL) {
+        x->priv.heard = true;
+    }
+    up->fails = 0;
+    if (!up->probe.outstanding && ping_interval_ms(up) > 0) {
+        up->probe.due_ms = cg_now_ms() + ping_interval_ms(up);
+    }
+    set_health(up, PX_HEALTH_UP, x, reason);
+}
+
+static void want_resolve(struct upstream *up, uint64_t now);
+
+/* A ping or a request that got no answer at all (no ACK, no RST, no response: silence past the deadline,
+ * the last retransmission unacknowledged, ICMP unreachable). One is not enough to call the upstream down:
+ * DOWN_AFTER in a row are. Each is followed by a ping soon, and by a new resolution of a host name. */
+static void unanswered(struct upstream *up, const struct px_exchange *x, const char *reason)
+{
+    uint64_t now = cg_now_ms();
+
+    if (up->fails < UINT32_MAX) {
+        up->fails++;
+    }
+    if (up->fails >= DOWN_AFTER) {
+        set_health(up, PX_HEALTH_DOWN, x, reason);
+    }
+    if (!up->probe.outstanding && ping_interval_ms(up) > 0) {
+        unsigned wait = up->fails >= DOWN_AFTER ? PING_DOWN_MS : PING_RETRY_MS;
+        wait = wait < ping_interval_ms(up) ? wait : ping_interval_ms(up);
+        if (now + wait < up->probe.due_ms) {
+            up->probe.due_ms = now + wait;
+        }
+    }
+    want_resolve(up, now);
+}
+
 enum px_health px_client_upstream_health(struct px_client *c, size_t upstream)
 {
     return (enum px_health)atomic_load(&c->ups[upstream].health);
+}
+
+enum px_health px_client_upstream_state(struct px_client *c, size_t upstream, char *why, size_t why_len)
+{
+    struct upstream *up = &c->ups[upstream];
+
+    if (why_len > 0) {
+        pthread_mutex_lock(&up->why_mu);
+        snprintf(why, why_len, "%s", up->why);
+        pthread_mutex_unlock(&up->why_mu);
+    }
+    return (enum px_health)atomic_load(&up->health);
 }
 
 void px_client_upstream_stats(struct px_client *c, size_t upstream, struct px_upstream_stats *out)
@@ -252,7 +360,41 @@ static void finish(struct px_exchange *x, enum px_status status, const char *det
     x->done(x, x->arg);
 }
 
-static void dispatch(struct upstream *up, struct px_exchange *x);
+static void queue_push(struct upstream *up, struct px_exchange *x)
+{
+    x->priv.next = NULL;
+    if (up->q_tail != NULL) {
+        up->q_tail->priv.next = x;
+    } else {
+        up->q_head = x;
+    }
+    up->q_tail = x;
+    up->q_len++;
+    stats_sync(up);
+}
+
+/* Takes x out of the queue wherever it is (an observation whose subscriber left, or whose device notified
+ * before its re-registration's turn came). */
+static void queue_remove(struct upstream *up, struct px_exchange *x)
+{
+    struct px_exchange *prev = NULL;
+    for (struct px_exchange *q = up->q_head; q != NULL; prev = q, q = q->priv.next) {
+        if (q != x) {
+            continue;
+        }
+        if (prev != NULL) {
+            prev->priv.next = x->priv.next;
+        } else {
+            up->q_head = x->priv.next;
+        }
+        if (up->q_tail == x) {
+            up->q_tail = prev;
+        }
+        up->q_len--;
+        stats_sync(up);
+        return;
+    }
+}
 
 static struct px_exchange *queue_pop(struct upstream *up)
 {
@@ -296,8 +438,9 @@ static void format_blocks(int32_t first, int32_t last, char out[24])
     }
 }
 
-/* The debug line of one completed exchange. libcoap 4.3.1 does not tell how often it retransmitted a CON,
- * so that is not in it (libcoap's own debug lines show each retransmission). */
+/* The debug line of one completed exchange. libcoap 4.3.1 does not tell how often it retransmitted a CON:
+ * retransmits= is the count certain from its schedule (settle_retransmissions), a lower bound; libcoap's
+ * own debug lines show each retransmission. */
 static void log_exchange(const struct upstream *up, const struct px_exchange *x, enum px_status status)
 {
     char path[LOG_VALUE_MAX * 4 / 3], token[17], code[5] = "-", b1[24], b2[24];
@@ -316,34 +459,85 @@ static void log_exchange(const struct upstream *up, const struct px_exchange *x,
     const char *method = co_method_name(x->code);
     cg_log_write(CG_LOG_DEBUG, "client",
                  "event=exchange method=%s path=%s token=%s mid=0x%04x type=%s code=%s status=%s block1=%s "
-                 "block2=%s duration_ms=%llu",
+                 "block2=%s retransmits=%u duration_ms=%llu",
                  method != NULL ? method : "?", path, x->priv.token_len > 0 ? token : "-",
                  (unsigned)(x->priv.mid < 0 ? 0 : x->priv.mid), up->cfg->type == CFG_MSG_NON ? "NON" : "CON",
-                 code, status_word(status), b1, b2, (unsigned long long)took);
+                 code, status_word(status), b1, b2, x->priv.retransmits, (unsigned long long)took);
 }
 
-/* Detaches the slot's exchange, completes it, and feeds the slot from the queue. */
+/* ---- retransmissions ----
+ * libcoap 4.3.1 retransmits a CON inside the session and says nothing about it (no callback, no counter; its
+ * debug log line is not made below debug level). What is counted instead is what its schedule (RFC 7252
+ * §4.2) makes certain: the k-th retransmission of a CON leaves at most ACK_TIMEOUT x ACK_RANDOM_FACTOR x
+ * (2^k - 1) after the first transmission, so a CON whose first answer (ACK, RST, response) came, or which
+ * was abandoned, E ms after it was sent counts every k (up to MAX_RETRANSMIT) whose latest time is <= E;
+ * one nacked after the last retransmission counts MAX_RETRANSMIT. The figure is a lower bound: a
+ * retransmission sent in the window between the earliest and the latest time of its schedule is not
+ * counted. Each Block-wise follow-up request counts as a CON of its own. */
+static unsigned certain_retransmissions(const coap_session_t *session, uint64_t elapsed_ms)
+{
+    coap_fixed_point_t t = {2, 0}, r = {1, 500};
+    unsigned max = 4, k = 0;
+
+    if (session != NULL) {
+        t = coap_session_get_ack_timeout(session);
+        r = coap_session_get_ack_random_factor(session);
+        max = coap_session_get_max_retransmit(session);
+    }
+    uint64_t first = ((uint64_t)t.integer_part * 1000u + t.fractional_part) *
+                     ((uint64_t)r.integer_part * 1000u + r.fractional_part) / 1000u;
+    while (k < max && first * ((2ull << k) - 1) <= elapsed_ms) {
+        k++;
+    }
+    return k;
+}
+
+/* Counts the retransmissions of x's last CON once its fate is known (an answer, a nack, abandonment);
+ * after_last: libcoap gave up after its last retransmission. */
+static void settle_retransmissions(struct upstream *up, struct px_exchange *x, const coap_session_t *session,
+                                   bool after_last)
+{
+    if (x->priv.sent_ms == 0 || up->cfg->type == CFG_MSG_NON) {
+        x->priv.sent_ms = 0;
+        return;
+    }
+    unsigned n = after_last ? (session != NULL ? coap_session_get_max_retransmit(session) : 4u)
+                            : certain_retransmissions(session, cg_now_ms() - x->priv.sent_ms);
+    x->priv.sent_ms = 0;
+    x->priv.retransmits += n;
+    if (n > 0) {
+        atomic_fetch_add_explicit(&up->st_retransmissions, n, memory_order_relaxed);
+    }
+}
+
+/* ---- slots of max_inflight (NSTART) ----
+ * up->inflight counts every CON exchange on the wire: requests in slots and observations' registrations,
+ * re-registrations and deregistrations. A freed place is taken by the queue's head in feed(), run by the
+ * worker loop outside libcoap's callbacks and list walks (a place may be freed deep inside either). */
+static void credit_release(struct upstream *up)
+{
+    up->inflight--;
+    stats_sync(up);
+}
+
+/* Detaches the slot's exchange and completes it; its place goes to the queue's head in feed(). */
 static void slot_complete(struct slot *s, enum px_status status, const char *detail)
 {
     struct upstream *up = s->h.up;
     struct px_exchange *x = s->x;
 
+    settle_retransmissions(up, x, s->h.session, false);
     if (cg_log_enabled(CG_LOG_DEBUG)) {
         log_exchange(up, x, status);
     }
     s->x = NULL;
-    up->inflight--;
-    stats_sync(up);
+    credit_release(up);
     atomic_fetch_add_explicit(&up->st_exchanges, 1, memory_order_relaxed);
     if (status == PX_ERR_TIMEOUT) {
         atomic_fetch_add_explicit(&up->st_timeouts, 1, memory_order_relaxed);
     }
     atomic_fetch_sub(&up->worker->client->inflight_total, 1);
     finish(x, status, detail);
-    struct px_exchange *next = queue_pop(up);
-    if (next != NULL) {
-        dispatch(up, next);
-    }
 }
 
 /* Drops a session and everything libcoap still holds for it (retransmissions of an abandoned request must
@@ -747,6 +941,8 @@ static void slot_send(struct slot *s, struct px_exchange *x)
     s->x = x;
     up->inflight++;
     stats_sync(up);
+    x->priv.heard = false;
+    x->priv.sent_ms = 0;
     if (!holder_open(&s->h)) {
         static const char why[] = "cannot open a CoAP session to the upstream";
         log_event(CG_LOG_WARN, up, x, "send_failed", "", why);
@@ -762,9 +958,11 @@ static void slot_send(struct slot *s, struct px_exchange *x)
                                                 : "cannot build the CoAP request");
         return;
     }
+    x->priv.sent_ms = cg_now_ms();
     if (coap_send(s->h.session, pdu) == COAP_INVALID_MID) {
         static const char why[] = "the upstream cannot be reached";
         log_event(CG_LOG_WARN, up, x, "send_failed", "", why);
+        x->priv.sent_ms = 0;
         slot_reset_session(s, false);
         slot_complete(s, PX_ERR_BAD_GATEWAY, why);
     }
@@ -791,29 +989,49 @@ static bool take_total(struct px_client *c)
     return true;
 }
 
+static void obs_go(struct observation *o);
+static const char *unresolved_detail(struct upstream *up);
+
+/* Puts x on the wire in a free place of max_inflight: a request in a free slot, or an observation's
+ * operation on its own session. */
+static void run_now(struct upstream *up, struct px_exchange *x)
+{
+    if (x->priv.owner != NULL) {
+        obs_go(x->priv.owner);
+        return;
+    }
+    if (!take_total(up->worker->client)) {
+        finish(x, PX_ERR_UNAVAILABLE, "the gateway has reached limits.max_inflight_total");
+        return;
+    }
+    slot_send(free_slot(up), x);
+}
+
+/* A new request: on the wire when a place is free and nothing waits before it, else queued (up to
+ * queue_limit: then 503). An upstream whose host name does not resolve answers 502 at once. */
 static void dispatch(struct upstream *up, struct px_exchange *x)
 {
-    if (up->inflight < up->cfg->max_inflight) {
-        if (!take_total(up->worker->client)) {
-            finish(x, PX_ERR_UNAVAILABLE, "the gateway has reached limits.max_inflight_total");
-            return;
-        }
-        slot_send(free_slot(up), x);
+    if (!up->resolved) {
+        finish(x, PX_ERR_BAD_GATEWAY, unresolved_detail(up));
+        return;
+    }
+    if (up->inflight < up->cfg->max_inflight && up->q_head == NULL) {
+        run_now(up, x);
         return;
     }
     if (up->q_len >= up->cfg->queue_limit) {
         finish(x, PX_ERR_UNAVAILABLE, "the upstream's request queue is full");
         return;
     }
-    x->priv.next = NULL;
-    if (up->q_tail != NULL) {
-        up->q_tail->priv.next = x;
-    } else {
-        up->q_head = x;
+    queue_push(up, x);
+}
+
+/* Fills the free places of max_inflight from the queue, oldest first. Worker loop only. */
+static void feed(struct upstream *up)
+{
+    while (up->inflight < up->cfg->max_inflight && up->q_head != NULL) {
+        run_now(up, queue_pop(up));
     }
-    up->q_tail = x;
-    up->q_len++;
-    stats_sync(up);
 }
 
 /* ---- libcoap callbacks (worker thread) ---- */
@@ -905,26 +1123,123 @@ static bool obs_send(struct observation *o, uint32_t value)
         coap_delete_pdu(pdu);
         return false;
     }
+    x->priv.mid = coap_pdu_get_mid(pdu);
     return coap_send(o->h.session, pdu) != COAP_INVALID_MID;
 }
 
-/* Ends the observation: unlinks it and calls done() once. */
+/* RFC 7641 §3.6: deregisters with a GET carrying Observe=1 and the registration's token. In block mode
+ * libcoap tracks the observation and gives a request of ours a new token; its own cancel sends the
+ * registration's token. */
+static bool obs_send_cancel(struct observation *o)
+{
+    coap_binary_t token = {.length = o->x->priv.token_len, .s = o->x->priv.token};
+    coap_pdu_type_t type = o->h.up->cfg->type == CFG_MSG_NON ? COAP_MESSAGE_NON : COAP_MESSAGE_CON;
+
+    return coap_cancel_observe(o->h.session, &token, type) || obs_send(o, 1);
+}
+
+/* Gives back the observation's place under limits.max_observations_per_upstream: when it ends, or at once
+ * when its last subscriber leaves (a deregistration may still have to go out). */
+static void obs_uncount(struct observation *o)
+{
+    if (o->counted) {
+        o->counted = false;
+        atomic_fetch_sub(&o->h.up->st_observations, 1);
+    }
+}
+
+/* Ends the observation: out of the queue and of max_inflight, unlinked, done() called once. */
 static void obs_end(struct observation *o, enum px_status status, const char *detail)
 {
-    struct observation **p = &o->h.up->observations;
+    struct upstream *up = o->h.up;
+    struct observation **p = &up->observations;
     while (*p != NULL && *p != o) {
         p = &(*p)->next;
     }
     if (*p == o) {
         *p = o->next;
     }
+    if (o->queued) {
+        queue_remove(up, o->x);
+        o->queued = false;
+    }
+    if (o->on_wire) {
+        settle_retransmissions(up, o->x, o->h.session, false);
+        o->on_wire = false;
+        credit_release(up);
+    }
+    obs_uncount(o);
     holder_detach(&o->h, true); /* obs_end may run inside a libcoap callback */
     struct px_exchange *x = o->x;
+    x->priv.owner = NULL;
     free(x->resp_payload);
     x->resp_payload = NULL;
     x->resp_len = 0;
     free(o);
     finish(x, status, detail);
+}
+
+/* Queues op for a place of max_inflight; feed() sends it when its turn comes. queue_limit bounds requests
+ * only: observations' operations are bounded by limits.max_observations_per_upstream. */
+static void obs_queue(struct observation *o, enum obs_op op, uint64_t deadline_ms)
+{
+    o->op = op;
+    o->deadline_ms = deadline_ms;
+    o->x->priv.deadline_ms = deadline_ms;
+    o->x->priv.owner = o;
+    o->queued = true;
+    queue_push(o->h.up, o->x);
+}
+
+/* The operation's turn has come (feed): it takes a place of max_inflight until its answer. */
+static void obs_go(struct observation *o)
+{
+    struct upstream *up = o->h.up;
+    struct px_exchange *x = o->x;
+
+    o->queued = false;
+    if (!up->resolved && o->op != OP_DEREGISTER) {
+        obs_end(o, PX_ERR_BAD_GATEWAY, unresolved_detail(up));
+        return;
+    }
+    up->inflight++;
+    stats_sync(up);
+    o->on_wire = true;
+    x->priv.heard = false;
+    x->priv.sent_ms = 0;
+    if (o->op == OP_REGISTER) {
+        if (!holder_open(&o->h)) {
+            obs_end(o, PX_ERR_BAD_GATEWAY, "cannot open a CoAP session to the upstream");
+            return;
+        }
+        coap_session_set_no_observe_cancel(o->h.session); /* we deregister ourselves, once */
+        new_token(x);
+    }
+    if (o->h.session == NULL) {
+        obs_end(o, o->op == OP_DEREGISTER ? PX_OK : PX_ERR_BAD_GATEWAY,
+                o->op == OP_DEREGISTER ? "the last subscriber left" : "the observation's session was lost");
+        return;
+    }
+    uint64_t now = cg_now_ms();
+    x->priv.sent_ms = now;
+    if (o->op == OP_DEREGISTER) {
+        o->deadline_ms = now + up->cfg->timeout_ms; /* its answer is awaited this long, then let go */
+    }
+    if (!(o->op == OP_DEREGISTER ? obs_send_cancel(o) : obs_send(o, 0))) {
+        x->priv.sent_ms = 0;
+        obs_end(o, o->op == OP_DEREGISTER ? PX_OK : PX_ERR_BAD_GATEWAY,
+                o->op == OP_DEREGISTER ? "the last subscriber left" : "the upstream cannot be reached");
+    }
+}
+
+/* The answer to the operation on the wire has come: its place of max_inflight is free again. */
+static void obs_answered(struct observation *o)
+{
+    if (o->on_wire) {
+        settle_retransmissions(o->h.up, o->x, o->h.session, false);
+        o->on_wire = false;
+        credit_release(o->h.up);
+    }
 }
 
 static coap_response_t obs_response(struct observation *o, const coap_pdu_t *received)
@@ -935,10 +1250,16 @@ static coap_response_t obs_response(struct observation *o, const coap_pdu_t *rec
     const uint8_t *data = NULL;
     const char *detail = NULL;
 
+    if (o->on_wire && o->op == OP_DEREGISTER) {
+        /* Whatever the token (libcoap may have sent the cancel with one of its own): the device answered. */
+        heard(o->h.up, x, "the upstream answered a deregistration");
+        obs_end(o, PX_OK, "the last subscriber left");
+        return COAP_RESPONSE_OK;
+    }
     if (!token_matches(x, received)) {
         return COAP_RESPONSE_FAIL;
     }
-    set_health(o->h.up, PX_HEALTH_UP, x, "a notification arrived");
+    heard(o->h.up, x, "a notification arrived");
     if (!co_code_is_response(code)) {
         obs_end(o, PX_ERR_BAD_GATEWAY, "the upstream sent a message that is not a response");
         return COAP_RESPONSE_OK;
@@ -959,6 +1280,10 @@ static coap_response_t obs_response(struct observation *o, const coap_pdu_t *rec
         return COAP_RESPONSE_OK;
     }
     if (more_blocks(received)) {
+        if (o->on_wire) { /* libcoap asks for the next block at once: a CON of its own */
+            settle_retransmissions(o->h.up, x, o->h.session, false);
+            x->priv.sent_ms = cg_now_ms();
+        }
         return COAP_RESPONSE_OK;
     }
     x->resp_code = code;
@@ -974,12 +1299,26 @@ static coap_response_t obs_response(struct observation *o, const coap_pdu_t *rec
         o->last_seq = v;
         o->last_ms = now;
     }
+    obs_answered(o);
+    if (o->cancelled) {
+        /* The last subscriber left while the registration was on its way: deregister what the device
+         * accepted; nothing is notified any more. */
+        if (!observing) {
+            obs_end(o, PX_OK, "the last subscriber left");
+        } else if (!o->queued) {
+            obs_queue(o, OP_DEREGISTER, now + o->h.up->cfg->timeout_ms);
+        }
+        return COAP_RESPONSE_OK;
+    }
     x->notify(x, x->arg);
     if (!observing) {
         obs_end(o, PX_OK, "the upstream ended the observation");
         return COAP_RESPONSE_OK;
     }
-    o->registering = false;
+    if (o->queued) { /* a re-registration waiting for its turn: the device spoke first, none is needed */
+        queue_remove(o->h.up, x);
+        o->queued = false;
+    }
     /* Re-register once Max-Age has passed without a notification; at least 1 s, so Max-Age 0 cannot make a
      * registration storm. */
     uint32_t max_age = co_max_age(&x->resp);
@@ -987,59 +1326,80 @@ static coap_response_t obs_response(struct observation *o, const coap_pdu_t *rec
     return COAP_RESPONSE_OK;
 }
 
+/* A new observation (px_client_observe): its registration waits for a place of max_inflight like a request,
+ * within the same timeout_ms (queueing included). */
 static void obs_start(struct upstream *up, struct px_exchange *x)
 {
     struct observation *o = calloc(1, sizeof(*o));
     if (o == NULL) {
+        atomic_fetch_sub(&up->st_observations, 1);
         finish(x, PX_ERR_INTERNAL, "out of memory");
         return;
     }
     o->h.kind = HOLD_OBS;
     o->h.up = up;
+    o->h.fd = -1;
     o->x = x;
+    o->counted = true; /* taken by px_client_observe */
     o->next = up->observations;
     up->observations = o;
-    o->h.fd = -1;
-    if (!holder_open(&o->h)) {
-        obs_end(o, PX_ERR_BAD_GATEWAY, "cannot open a CoAP session to the upstream");
-        return;
-    }
-    coap_session_set_no_observe_cancel(o->h.session); /* we deregister ourselves, once */
-    new_token(x);
-    o->registering = true;
-    o->deadline_ms = cg_now_ms() + up->cfg->timeout_ms;
-    if (!obs_send(o, 0)) {
-        obs_end(o, PX_ERR_BAD_GATEWAY, "the upstream cannot be reached");
-    }
+    obs_queue(o, OP_REGISTER, x->priv.deadline_ms);
 }
 
+/* The last subscriber left (px_client_unobserve). A registration still waiting for its turn is dropped
+ * with nothing sent; one on the wire is deregistered once the device has answered it (obs_response); a
+ * registered observation queues its deregistration. */
 static void obs_cancel(struct upstream *up, uint64_t id)
 {
     for (struct observation *o = up->observations; o != NULL; o = o->next) {
-        if (o->x->priv.obs_id == id) {
-            /* RFC 7641 §3.6: deregister with a GET carrying Observe=1 and the same token. The session is
-             * released, not disconnected, so libcoap still retransmits that CON until it is acknowledged. */
-            coap_binary_t token = {.length = o->x->priv.token_len, .s = o->x->priv.token};
-            coap_pdu_type_t type = o->h.up->cfg->type == CFG_MSG_NON ? COAP_MESSAGE_NON : COAP_MESSAGE_CON;
-            /* In block mode libcoap tracks the observation and gives a request of ours a new token; its
-             * own cancel sends the registration's token. */
-            if (!coap_cancel_observe(o->h.session, &token, type)) {
-                obs_send(o, 1);
-            }
-            if (o->h.fd >= 0) {
-                epoll_ctl(up->worker->epfd, EPOLL_CTL_DEL, o->h.fd, NULL);
-                o->h.fd = -1;
-            }
-            coap_session_set_app_data(o->h.session, NULL);
-            coap_session_release(o->h.session);
-            o->h.session = NULL;
-            obs_end(o, PX_OK, "the last subscriber left");
-            return;
+        if (o->x->priv.obs_id != id || o->cancelled) {
+            continue;
         }
+        o->cancelled = true;
+        obs_uncount(o);
+        if (o->queued && o->op == OP_REGISTER) {
+            obs_end(o, PX_OK, "the last subscriber left");
+        } else if (o->queued) {
+            o->op = OP_DEREGISTER; /* a waiting re-registration becomes the deregistration */
+        } else if (!o->on_wire) {
+            obs_queue(o, OP_DEREGISTER, cg_now_ms() + up->cfg->timeout_ms);
+        }
+        return;
     }
 }
 
-/* Re-registers after Max-Age without a notification; gives up when that goes unanswered. */
+/* An observation's deadline has passed: an operation waiting or on the wire is given up (a registration or
+ * a re-registration ends the observation with 504); a registered observation silent past Max-Age queues a
+ * re-registration. False when it has ended. */
+static bool obs_deadline(struct observation *o, uint64_t now)
+{
+    struct upstream *up = o->h.up;
+    bool waited = o->queued;
+
+    if (!o->queued && !o->on_wire) {
+        obs_queue(o, OP_REREGISTER, now + up->cfg->timeout_ms);
+        return true;
+    }
+    if (o->op == OP_DEREGISTER) {
+        obs_end(o, PX_OK, "the last subscriber left"); /* its session goes: libcoap stops retransmitting */
+        return false;
+    }
+    const char *why =
+        o->op == OP_REGISTER
+            ? (waited ? "the registration waited in the upstream's queue past timeout_ms"
+                      : "the upstream did not answer the registration within timeout_ms")
+            : (waited ? "the upstream stopped notifying and the re-registration waited in the queue past "
+                        "timeout_ms"
+                      : "the upstream stopped notifying and did not answer a re-registration");
+    if (o->on_wire && !o->x->priv.heard) {
+        unanswered(up, o->x, why);
+    }
+    log_event(CG_LOG_WARN, up, o->x, "timeout", "observe=1 ", why);
+    obs_end(o, PX_ERR_TIMEOUT, why);
+    return false;
+}
+
+/* Deadlines of the observations; returns ms until the next one (-1: none). */
 static long expire_observations(struct upstream *up, uint64_t now)
 {
     long next = -1;
@@ -1047,24 +1407,11 @@ static long expire_observations(struct upstream *up, uint64_t now)
 
     while (o != NULL) {
         struct observation *following = o->next;
-        if (o->deadline_ms <= now) {
-            if (o->registering) {
-                static const char why[] =
-                    "the upstream stopped notifying and did not answer a re-registration";
-                log_event(CG_LOG_WARN, up, o->x, "timeout", "observe=1 ", why);
-                obs_end(o, PX_ERR_TIMEOUT, why);
-                o = following;
-                continue;
-            }
-            o->registering = true;
-            o->deadline_ms = now + o->h.up->cfg->timeout_ms;
-            if (!obs_send(o, 0)) {
-                obs_end(o, PX_ERR_BAD_GATEWAY, "the upstream cannot be reached");
-                o = following;
-                continue;
-            }
+        if (o->deadline_ms <= now && !obs_deadline(o, now)) {
+            o = following;
+            continue;
         }
-        long left = (long)(o->deadline_ms - now);
+        long left = o->deadline_ms > now ? (long)(o->deadline_ms - now) : 0;
         if (next < 0 || left < next) {
             next = left;
         }
@@ -1087,9 +1434,11 @@ static bool retry_smaller_blocks(struct slot *s, const coap_pdu_t *received)
     }
     x->priv.block1_szx = (uint8_t)(block.szx + 1);
     coap_pdu_t *pdu;
+    settle_retransmissions(s->h.up, x, s->h.session, false);
     if (build_pdu(s, x, &pdu) != PX_OK || coap_send(s->h.session, pdu) == COAP_INVALID_MID) {
         return false; /* answer the 4.13 as it is */
     }
+    x->priv.sent_ms = cg_now_ms();
     if (cg_log_enabled(CG_LOG_INFO)) {
         char extra[32];
         snprintf(extra, sizeof(extra), "block_size=%u ", 16u << block.szx);
@@ -1142,7 +1491,7 @@ static coap_response_t on_response(coap_session_t *session, const coap_pdu_t *se
         return COAP_RESPONSE_FAIL;
     }
     struct px_exchange *x = s->x;
-    set_health(s->h.up, PX_HEALTH_UP, x, "a response arrived");
+    heard(s->h.up, x, "a response arrived");
     note_blocks(x, received);
     x->resp_code = (uint8_t)coap_pdu_get_code(received);
     if (!co_code_is_response(x->resp_code)) {
@@ -1178,6 +1527,9 @@ static coap_response_t on_response(coap_session_t *session, const coap_pdu_t *se
     }
     if (!more_blocks(received)) {
         slot_complete(s, PX_OK, NULL);
+    } else { /* libcoap asks for the next block at once: a CON of its own */
+        settle_retransmissions(s->h.up, x, session, false);
+        x->priv.sent_ms = cg_now_ms();
     }
     return COAP_RESPONSE_OK;
 }
@@ -1187,9 +1539,10 @@ static coap_response_t on_response(coap_session_t *session, const coap_pdu_t *se
 static void probe_answered(struct probe *p, bool up, const char *reason)
 {
     p->outstanding = false;
-    p->due_ms = cg_now_ms() + PROBE_IDLE_MS;
-    set_health(p->h.up, up ? PX_HEALTH_UP : PX_HEALTH_DOWN, NULL, reason);
-    if (!up) {
+    if (up) {
+        heard(p->h.up, NULL, reason);
+    } else {
+        unanswered(p->h.up, NULL, reason);
         holder_detach(&p->h, true);
     }
 }
@@ -1204,8 +1557,10 @@ static void on_pong(coap_session_t *session, const coap_pdu_t *received, const c
     }
 }
 
-/* Pings an upstream nobody has heard from for PROBE_IDLE_MS (at once at start-up), so /readyz knows whether
- * it is reachable without waiting for a client to find out. Returns ms until it needs attention again. */
+/* Pings an upstream nobody has heard from for ping_interval_s (at once at start-up, and soon after a
+ * failure: see unanswered), so /readyz knows whether it is reachable without waiting for a client to find
+ * out. Nothing when ping_interval_s is 0 or the host name does not resolve. Returns ms until it needs
+ * attention again (-1: never). */
 static long expire_probe(struct upstream *up, uint64_t now)
 {
     struct probe *p = &up->probe;
@@ -1215,13 +1570,11 @@ static long expire_probe(struct upstream *up, uint64_t now)
             return (long)(p->deadline_ms - now);
         }
         p->outstanding = false;
-        set_health(up, PX_HEALTH_DOWN, NULL, "no answer to a CoAP ping");
         holder_detach(&p->h, false);
-        p->due_ms = now + PROBE_IDLE_MS;
+        unanswered(up, NULL, "no answer to a CoAP ping");
     }
-    uint64_t news = atomic_load(&up->news_ms);
-    if (atomic_load(&up->health) != PX_HEALTH_UNKNOWN && news + PROBE_IDLE_MS > p->due_ms) {
-        p->due_ms = news + PROBE_IDLE_MS; /* traffic told us already */
+    if (ping_interval_ms(up) == 0 || !up->resolved || p->due_ms == UINT64_MAX) {
+        return -1;
     }
     if (now < p->due_ms) {
         return (long)(p->due_ms - now);
@@ -1230,10 +1583,10 @@ static long expire_probe(struct upstream *up, uint64_t now)
      * on_event reports it to probe_answered. */
     bool opened = holder_open(&p->h);
     bool handshake = opened && coap_session_get_state(p->h.session) == COAP_SESSION_STATE_HANDSHAKE;
+    p->due_ms = now + ping_interval_ms(up); /* pushed back by any answer, brought forward by a failure */
     if (!handshake && (!opened || coap_session_send_ping(p->h.session) == COAP_INVALID_MID)) {
-        set_health(up, PX_HEALTH_DOWN, NULL, "cannot send a CoAP ping");
-        p->due_ms = now + PROBE_IDLE_MS;
-        return (long)PROBE_IDLE_MS;
+        unanswered(up, NULL, "cannot send a CoAP ping");
+        return (long)(p->due_ms - now);
     }
     unsigned wait = up->cfg->timeout_ms < 5000 ? up->cfg->timeout_ms : 5000;
     p->outstanding = true;
@@ -1287,14 +1640,34 @@ static void log_nack(const struct upstream *up, const struct px_exchange *x, coa
     log_event(CG_LOG_WARN, up, x, "nack", extra, nack_text(reason));
 }
 
+/* What a nack says about the upstream: an RST is an answer, anything else is none. */
+static void nack_news(struct upstream *up, struct px_exchange *x, coap_nack_reason_t reason)
+{
+    if (reason == COAP_NACK_RST) {
+        heard(up, x, nack_text(reason));
+    } else {
+        unanswered(up, x, nack_text(reason));
+    }
+}
+
 static void obs_nack(struct observation *o, const coap_pdu_t *sent, coap_nack_reason_t reason)
 {
-    set_health(o->h.up, reason == COAP_NACK_RST ? PX_HEALTH_UP : PX_HEALTH_DOWN, o->x, nack_text(reason));
-    if (sent == NULL || token_matches(o->x, sent)) {
-        log_nack(o->h.up, o->x, reason);
-        obs_end(o, reason == COAP_NACK_TOO_MANY_RETRIES ? PX_ERR_TIMEOUT : PX_ERR_BAD_GATEWAY,
-                "the upstream did not accept the observation");
+    bool deregistering = o->on_wire && o->op == OP_DEREGISTER;
+
+    if (!deregistering && sent != NULL && !token_matches(o->x, sent)) {
+        return;
     }
+    if (reason == COAP_NACK_TOO_MANY_RETRIES && o->on_wire) {
+        settle_retransmissions(o->h.up, o->x, o->h.session, true);
+    }
+    nack_news(o->h.up, o->x, reason);
+    if (deregistering) {
+        obs_end(o, PX_OK, "the last subscriber left");
+        return;
+    }
+    log_nack(o->h.up, o->x, reason);
+    obs_end(o, reason == COAP_NACK_TOO_MANY_RETRIES ? PX_ERR_TIMEOUT : PX_ERR_BAD_GATEWAY,
+            "the upstream did not accept the observation");
 }
 
 /* A DTLS session that failed or closed (a failed handshake, a fatal alert, the device's close_notify)
@@ -1320,7 +1693,7 @@ static void dtls_lost(struct holder *h)
     }
     holder_detach(h, true);
     if (!was_up) {
-        set_health(up, PX_HEALTH_DOWN, x, why);
+        unanswered(up, x, why);
     }
     if (x != NULL) {
         slot_complete((struct slot *)h, PX_ERR_BAD_GATEWAY, why);
@@ -1406,14 +1779,17 @@ static void on_nack(coap_session_t *session, const coap_pdu_t *sent, const coap_
     }
     struct slot *s = (struct slot *)holder;
     bool ours = s->x != NULL && (sent == NULL || token_matches(s->x, sent));
-    set_health(s->h.up, reason == COAP_NACK_RST ? PX_HEALTH_UP : PX_HEALTH_DOWN, ours ? s->x : NULL,
-               nack_text(reason));
     if (!ours) {
+        if (reason == COAP_NACK_RST) {
+            heard(s->h.up, NULL, nack_text(reason));
+        }
         return;
     }
+    nack_news(s->h.up, s->x, reason);
     log_nack(s->h.up, s->x, reason);
     switch (reason) {
     case COAP_NACK_TOO_MANY_RETRIES:
+        settle_retransmissions(s->h.up, s->x, s->h.session, true);
         slot_reset_session(s, true);
         slot_complete(s, PX_ERR_TIMEOUT, "the upstream did not acknowledge the request");
         return;
@@ -1608,7 +1984,7 @@ static void holder_fail_x(struct holder *h, const char *extra, const char *detai
     if (h->kind == HOLD_SLOT) {
         struct slot *s = (struct slot *)h;
         if (s->x != NULL) {
-            set_health(h->up, PX_HEALTH_UP, s->x, "a response arrived");
+            heard(h->up, s->x, "a response arrived");
             log_event(CG_LOG_WARN, h->up, s->x, "bad_response", extra, detail);
             slot_reset_session(s, false); /* stops libcoap retransmitting or asking for more blocks */
             slot_complete(s, PX_ERR_BAD_GATEWAY, detail);
@@ -1721,7 +2097,7 @@ static void deliver_stripped(struct slot *s, const struct wire_msg *m)
         holder_fail(&s->h, "the upstream answered 2.03 Valid to a request without an ETag");
         return;
     }
-    set_health(s->h.up, PX_HEALTH_UP, x, "a response arrived");
+    heard(s->h.up, x, "a response arrived");
     slot_reset_session(s, false); /* a piggybacked answer: libcoap would retransmit the request */
     slot_complete(s, PX_OK, NULL);
 }
@@ -1762,6 +2138,30 @@ static void drop_oversize(struct holder *h, const uint8_t *d, size_t peeked, siz
     holder_fail_x(h, extra, why);
 }
 
+/* A datagram with a CoAP header on a session's socket (connected: it comes from the device) is an answer:
+ * the upstream is up, and an ACK (or RST) of the exchange's request means that a timeout after it is not
+ * "no answer at all" (libcoap 4.3.1 tells nobody about empty ACKs). The session's own retransmissions stop
+ * at the ACK, so they are counted then. */
+static void note_heard(struct holder *h, const uint8_t *d, size_t n)
+{
+    struct px_exchange *x = NULL;
+
+    if (n < 4 || d[0] >> 6 != 1) {
+        return;
+    }
+    if (h->kind == HOLD_SLOT) {
+        x = ((struct slot *)h)->x;
+    } else if (h->kind == HOLD_OBS && ((struct observation *)h)->on_wire) {
+        x = ((struct observation *)h)->x;
+    }
+    uint8_t type = d[0] >> 4 & 3;
+    if (x != NULL && (type == COAP_MESSAGE_ACK || type == COAP_MESSAGE_RST) && x->priv.mid >= 0 &&
+        (uint16_t)(d[2] << 8 | d[3]) == (uint16_t)x->priv.mid) {
+        settle_retransmissions(h->up, x, h->session, false);
+    }
+    heard(h->up, x, "the upstream answered");
+}
+
 /* Handles the datagram at the head of the holder's socket when it is one of the cases above (it is then
  * read); else leaves it for libcoap. True when it was read and the next one may be looked at. */
 static bool filter_one(struct holder *h)
@@ -1778,6 +2178,7 @@ static bool filter_one(struct holder *h)
         on_nack(h->session, NULL, COAP_NACK_ICMP_ISSUE, COAP_INVALID_MID);
         return false;
     }
+    note_heard(h, d, (size_t)n < sizeof(d) ? (size_t)n : sizeof(d));
     if ((size_t)n > RX_LIMIT) {
         drop_oversize(h, d, (size_t)n < sizeof(d) ? (size_t)n : sizeof(d), (size_t)n);
         return true;
@@ -1863,7 +2264,7 @@ static long expire_upstream(struct upstream *up, uint64_t now)
         }
         if (s->x->priv.deadline_ms <= now && s->h.dtls_heard && !s->h.dtls_up) {
             static const char why[] = "the DTLS handshake did not complete within timeout_ms";
-            set_health(up, PX_HEALTH_DOWN, s->x, why);
+            unanswered(up, s->x, why);
             log_event(CG_LOG_WARN, up, s->x, "dtls_failed", "", why);
             slot_reset_session(s, false);
             slot_complete(s, PX_ERR_BAD_GATEWAY, why);
@@ -1872,7 +2273,9 @@ static long expire_upstream(struct upstream *up, uint64_t now)
         }
         if (s->x->priv.deadline_ms <= now) {
             static const char why[] = "the upstream did not answer within timeout_ms";
-            set_health(up, PX_HEALTH_DOWN, s->x, why);
+            if (!s->x->priv.heard) { /* acknowledged, then silent: the device is there, only slow */
+                unanswered(up, s->x, why);
+            }
             log_event(CG_LOG_WARN, up, s->x, "timeout", "", why);
             slot_reset_session(s, false);
             slot_complete(s, PX_ERR_TIMEOUT, "the upstream did not answer within timeout_ms");
@@ -1886,6 +2289,10 @@ static long expire_upstream(struct upstream *up, uint64_t now)
     }
     while (up->q_head != NULL && up->q_head->priv.deadline_ms <= now) {
         static const char why[] = "the request waited in the upstream's queue past timeout_ms";
+        if (up->q_head->priv.owner != NULL) { /* an observation's operation: ends it, out of the queue */
+            obs_deadline(up->q_head->priv.owner, now);
+            continue;
+        }
         log_event(CG_LOG_WARN, up, up->q_head, "timeout", "", why);
         finish(queue_pop(up), PX_ERR_TIMEOUT, why);
     }
@@ -1896,6 +2303,136 @@ static long expire_upstream(struct upstream *up, uint64_t now)
         }
     }
     return next;
+}
+
+/* ---- host names: resolved again on failure and every resolve_interval_s, off the worker ---- */
+
+/* The 502 detail of an upstream whose name does not resolve: made once per getaddrinfo code and kept until
+ * the client is freed, so an MHD thread reading it while the worker learns something new reads a string
+ * that never changes. */
+static const char *unresolved_detail(struct upstream *up)
+{
+    static const char fallback[] = "the upstream's host name does not resolve";
+
+    for (size_t i = 0; i < GAI_DETAILS; i++) {
+        if (up->gai_details[i] != NULL && up->gai_codes[i] == up->gai_rc) {
+            return up->gai_details[i];
+        }
+        if (up->gai_details[i] == NULL) {
+            char text[512];
+            int n = snprintf(text, sizeof(text), "upstream %s: cannot resolve %s: %s", up->cfg->name,
+                             up->cfg->peer.host, gai_strerror(up->gai_rc));
+            if (n < 0 || (up->gai_details[i] = strdup(text)) == NULL) {
+                return fallback;
+            }
+            up->gai_codes[i] = up->gai_rc;
+            return up->gai_details[i];
+        }
+    }
+    return fallback;
+}
+
+/* After a failure, the name is resolved again soon (at most once a second). */
+static void want_resolve(struct upstream *up, uint64_t now)
+{
+    if (up->uri_host[0] == '\0' || up->resolving) {
+        return;
+    }
+    uint64_t due = up->resolved_ms + 1000u > now ? up->resolved_ms + 1000u : now;
+    if (due < up->resolve_due_ms) {
+        up->resolve_due_ms = due;
+    }
+}
+
+static void resolver_post(struct px_client *c, struct resolve_job *job);
+
+/* Hands the name to the resolver thread when due; returns ms until then (-1: nothing to wait for). */
+static long expire_resolve(struct upstream *up, uint64_t now)
+{
+    if (up->uri_host[0] == '\0' || up->resolving) {
+        return -1;
+    }
+    if (now < up->resolve_due_ms) {
+        return (long)(up->resolve_due_ms - now);
+    }
+    struct px_client *c = up->worker->client;
+    struct resolve_job *job = calloc(1, sizeof(*job));
+    if (job == NULL) {
+        up->resolve_due_ms = now + RESOLVE_RETRY_MS;
+        return (long)RESOLVE_RETRY_MS;
+    }
+    job->upstream = (size_t)(up - c->ups);
+    up->resolving = true;
+    resolver_post(c, job);
+    return -1;
+}
+
+static bool same_addr(const coap_address_t *a, const struct sockaddr_storage *b, socklen_t b_len)
+{
+    return a->size == b_len && memcmp(&a->addr, b, b_len) == 0;
+}
+
+/* Idle sessions were opened to the old address: they go, so the next exchange opens one to the new one.
+ * Exchanges and observations on the wire finish where they are. */
+static void drop_idle_sessions(struct upstream *up)
+{
+    for (unsigned k = 0; k < up->cfg->max_inflight; k++) {
+        if (up->slots[k].x == NULL) {
+            holder_detach(&up->slots[k].h, false);
+        }
+    }
+    if (!up->probe.outstanding) {
+        holder_detach(&up->probe.h, false);
+    }
+}
+
+/* The resolver's answer, on the worker. A name that does not resolve makes the upstream down (its requests
+ * get 502 naming it and why) and is tried again within RESOLVE_RETRY_MS; a new address is used from the
+ * next exchange on, and pinged at once. */
+static void resolve_apply(struct upstream *up, const struct resolve_job *job)
+{
+    uint64_t now = cg_now_ms();
+    uint64_t interval = (uint64_t)up->cfg->resolve_interval_s * 1000u;
+    char extra[INET6_ADDRSTRLEN + 16];
+
+    up->resolving = false;
+    up->resolved_ms = now;
+    if (job->rc != 0) {
+        up->gai_rc = job->rc;
+        up->resolved = false;
+        up->resolve_due_ms = now + (interval < RESOLVE_RETRY_MS ? interval : RESOLVE_RETRY_MS);
+        up->fails = DOWN_AFTER;
+        set_health(up, PX_HEALTH_DOWN, NULL, unresolved_detail(up));
+        return;
+    }
+    up->resolve_due_ms = now + interval;
+    if (up->resolved && same_addr(&up->addr, &job->addr, job->addr_len)) {
+        return;
+    }
+    bool changed = up->resolved; /* not the first address: a change worth a line */
+    coap_address_init(&up->addr);
+    up->addr.size = job->addr_len;
+    memcpy(&up->addr.addr, &job->addr, job->addr_len);
+    up->resolved = true;
+    drop_idle_sessions(up);
+    if (changed && cg_log_enabled(CG_LOG_INFO)) {
+        char host[INET6_ADDRSTRLEN] = "?";
+        const struct sockaddr *sa = (const struct sockaddr *)&job->addr;
+        const void *bin = sa->sa_family == AF_INET6
+                              ? (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr
+                              : (const void *)&((const struct sockaddr_in *)sa)->sin_addr;
+        inet_ntop(sa->sa_family, bin, host, sizeof(host));
+        snprintf(extra, sizeof(extra), "addr=%s ", host);
+        log_event(CG_LOG_INFO, up, NULL, "resolved", extra,
+                  "the upstream's host name resolves to a new address");
+    }
+    if (atomic_load(&up->health) == PX_HEALTH_DOWN) {
+        up->fails = 0;
+        set_health(up, PX_HEALTH_UNKNOWN, NULL, "the upstream's host name resolves again");
+    }
+    if (ping_interval_ms(up) > 0 && !up->probe.outstanding) {
+        up->probe.due_ms = now;
+    }
 }
 
 /* ---- forward-proxy targets ---- */
@@ -1923,6 +2460,7 @@ static void target_free(struct worker *w, struct target *t)
         holder_detach(&t->up.slots[k].h, false);
     }
     holder_detach(&t->up.probe.h, false);
+    pthread_mutex_destroy(&t->up.why_mu);
     free(t->up.slots);
     (void)w;
     free(t);
@@ -1973,8 +2511,10 @@ static struct target *target_new(struct worker *w, const struct px_exchange *x)
     t->up.addr.size = x->target_len;
     memcpy(&t->up.addr.addr, x->target, (size_t)x->target_len);
     t->up.uri_host[0] = '\0'; /* Uri-Host comes with the request: the target's name is the client's */
+    t->up.resolved = true;    /* resolved by the pipeline (px_fp_resolve) */
     atomic_init(&t->up.health, PX_HEALTH_UNKNOWN);
-    t->up.probe.due_ms = UINT64_MAX; /* no pings: a target is not ours to watch */
+    pthread_mutex_init(&t->up.why_mu, NULL);
+    t->up.probe.due_ms = UINT64_MAX; /* no pings (ping_interval_s 0): a target is not ours to watch */
     return t;
 }
 
@@ -2039,19 +2579,36 @@ static long expire_all(struct worker *w)
         if (n >= 0 && (next < 0 || n < next)) {
             next = n;
         }
+        n = expire_resolve(w->ups[i], now);
+        if (n >= 0 && (next < 0 || n < next)) {
+            next = n;
+        }
     }
     return next;
 }
 
+static void feed_all(struct worker *w)
+{
+    for (size_t i = 0; i < w->ups_len; i++) {
+        feed(w->ups[i]);
+    }
+    for (struct target *t = w->targets; t != NULL; t = t->next) {
+        feed(&t->up);
+    }
+}
+
 /* ---- worker loop ---- */
 
-static struct px_exchange *inbox_take(struct worker *w, struct ctl_msg **ctl, bool *stopping)
+static struct px_exchange *inbox_take(struct worker *w, struct ctl_msg **ctl, struct resolve_job **res,
+                                      bool *stopping)
 {
     pthread_mutex_lock(&w->mu);
     struct px_exchange *list = w->in_head;
     w->in_head = w->in_tail = NULL;
     *ctl = w->ctl_head;
     w->ctl_head = w->ctl_tail = NULL;
+    *res = w->res_head;
+    w->res_head = NULL;
     *stopping = w->stopping;
     pthread_mutex_unlock(&w->mu);
     return list;
@@ -2059,8 +2616,41 @@ static struct px_exchange *inbox_take(struct worker *w, struct ctl_msg **ctl, bo
 
 static struct upstream *target_get(struct worker *w, const struct px_exchange *x);
 
-static void run_inbox(struct worker *w, struct px_exchange *list, struct ctl_msg *ctl)
+/* An observation whose subscriber left before its worker saw it: it is still in this batch of the inbox
+ * (unobserve always follows observe), so it ends here, before anything is sent. */
+static bool inbox_cancel(struct worker *w, struct px_exchange **list, const struct ctl_msg *m)
 {
+    for (struct px_exchange **p = list; *p != NULL; p = &(*p)->priv.next) {
+        struct px_exchange *x = *p;
+        if (x->priv.obs_id == m->id && x->upstream == m->upstream && x->target == NULL) {
+            *p = x->priv.next;
+            atomic_fetch_sub(&w->client->ups[m->upstream].st_observations, 1);
+            finish(x, PX_OK, "the last subscriber left");
+            return true;
+        }
+    }
+    return false;
+}
+
+static void resolve_apply(struct upstream *up, const struct resolve_job *job);
+
+static void run_inbox(struct worker *w, struct px_exchange *list, struct ctl_msg *ctl,
+                      struct resolve_job *res)
+{
+    while (res != NULL) {
+        struct resolve_job *next = res->next;
+        resolve_apply(&w->client->ups[res->upstream], res);
+        free(res);
+        res = next;
+    }
+    while (ctl != NULL) {
+        struct ctl_msg *next = ctl->next;
+        if (!inbox_cancel(w, &list, ctl)) {
+            obs_cancel(&w->client->ups[ctl->upstream], ctl->id);
+        }
+        free(ctl);
+        ctl = next;
+    }
     while (list != NULL) {
         struct px_exchange *next = list->priv.next;
         struct upstream *up = list->target != NULL ? target_get(w, list) : &w->client->ups[list->upstream];
@@ -2073,12 +2663,6 @@ static void run_inbox(struct worker *w, struct px_exchange *list, struct ctl_msg
         }
         list = next;
     }
-    while (ctl != NULL) {
-        struct ctl_msg *next = ctl->next;
-        obs_cancel(&w->client->ups[ctl->upstream], ctl->id);
-        free(ctl);
-        ctl = next;
-    }
 }
 
 static void drain_eventfd(int efd)
@@ -2088,8 +2672,13 @@ static void drain_eventfd(int efd)
     (void)r;
 }
 
-static void fail_all(struct worker *w, struct px_exchange *list, struct ctl_msg *ctl)
+static void fail_all(struct worker *w, struct px_exchange *list, struct ctl_msg *ctl, struct resolve_job *res)
 {
+    while (res != NULL) {
+        struct resolve_job *next = res->next;
+        free(res);
+        res = next;
+    }
     while (ctl != NULL) {
         struct ctl_msg *next = ctl->next;
         free(ctl);
@@ -2097,6 +2686,9 @@ static void fail_all(struct worker *w, struct px_exchange *list, struct ctl_msg 
     }
     while (list != NULL) {
         struct px_exchange *next = list->priv.next;
+        if (list->priv.obs_id != 0 && list->target == NULL) {
+            atomic_fetch_sub(&w->client->ups[list->upstream].st_observations, 1);
+        }
         finish(list, PX_ERR_UNAVAILABLE, "the gateway is shutting down");
         list = next;
     }
@@ -2104,6 +2696,10 @@ static void fail_all(struct worker *w, struct px_exchange *list, struct ctl_msg 
         struct upstream *up = w->ups[i];
         struct px_exchange *x;
         while ((x = queue_pop(up)) != NULL) {
+            if (x->priv.owner != NULL) { /* an observation's: ended with the others below */
+                ((struct observation *)x->priv.owner)->queued = false;
+                continue;
+            }
             finish(x, PX_ERR_UNAVAILABLE, "the gateway is shutting down");
         }
         for (unsigned k = 0; k < up->cfg->max_inflight; k++) {
@@ -2167,13 +2763,15 @@ static void *worker_main(void *arg)
     for (;;) {
         bool stopping;
         struct ctl_msg *ctl;
-        struct px_exchange *list = inbox_take(w, &ctl, &stopping);
+        struct resolve_job *res;
+        struct px_exchange *list = inbox_take(w, &ctl, &res, &stopping);
         if (stopping) {
-            fail_all(w, list, ctl);
+            fail_all(w, list, ctl, res);
             break;
         }
-        run_inbox(w, list, ctl);
+        run_inbox(w, list, ctl, res);
         long next_deadline = expire_all(w);
+        feed_all(w);
         unsigned coap_wait = prepare_contexts(w);
         long timeout = coap_wait == 0 ? -1 : (long)coap_wait;
         if (next_deadline >= 0 && (timeout < 0 || next_deadline < timeout)) {
@@ -2199,7 +2797,9 @@ static void *worker_main(void *arg)
 
 /* ---- set-up ---- */
 
-static int resolve(const struct cfg_upstream *u, coap_address_t *out, char *err, size_t err_len)
+/* getaddrinfo for the upstream's host and port: the first address. Blocks: the resolver thread, start-up and
+ * --check-config only. */
+static int resolve_name(const struct cfg_upstream *u, struct sockaddr_storage *out, socklen_t *out_len)
 {
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_DGRAM, .ai_flags = AI_NUMERICSERV};
     struct addrinfo *res = NULL;
@@ -2208,14 +2808,125 @@ static int resolve(const struct cfg_upstream *u, coap_address_t *out, char *err,
     snprintf(port, sizeof(port), "%u", u->peer.port);
     int rc = getaddrinfo(u->peer.host, port, &hints, &res);
     if (rc != 0) {
-        snprintf(err, err_len, "upstream %s: cannot resolve %s: %s", u->name, u->peer.host, gai_strerror(rc));
-        return -1;
+        return rc;
     }
-    coap_address_init(out);
-    out->size = res->ai_addrlen;
-    memcpy(&out->addr, res->ai_addr, res->ai_addrlen);
+    if (res == NULL || res->ai_addrlen > sizeof(*out)) {
+        freeaddrinfo(res);
+        return EAI_FAIL;
+    }
+    memcpy(out, res->ai_addr, res->ai_addrlen);
+    *out_len = res->ai_addrlen;
     freeaddrinfo(res);
     return 0;
+}
+
+static void wake(struct worker *w);
+
+static void *resolver_main(void *arg)
+{
+    struct px_client *c = arg;
+    struct resolver *r = &c->resolver;
+
+    pthread_mutex_lock(&r->mu);
+    for (;;) {
+        while (!r->stopping && r->jobs == NULL) {
+            pthread_cond_wait(&r->cv, &r->mu);
+        }
+        if (r->stopping) {
+            break;
+        }
+        struct resolve_job *job = r->jobs;
+        r->jobs = job->next;
+        pthread_mutex_unlock(&r->mu);
+        job->rc = resolve_name(&c->cfg->upstreams[job->upstream], &job->addr, &job->addr_len);
+        struct worker *w = c->ups[job->upstream].worker;
+        pthread_mutex_lock(&w->mu);
+        bool stopping = w->stopping;
+        if (!stopping) {
+            job->next = w->res_head;
+            w->res_head = job;
+        }
+        pthread_mutex_unlock(&w->mu);
+        if (stopping) {
+            free(job);
+        } else {
+            wake(w);
+        }
+        pthread_mutex_lock(&r->mu);
+    }
+    pthread_mutex_unlock(&r->mu);
+    return NULL;
+}
+
+/* Worker thread: queues a name for the resolver (freed at once when it is stopping). */
+static void resolver_post(struct px_client *c, struct resolve_job *job)
+{
+    struct resolver *r = &c->resolver;
+
+    pthread_mutex_lock(&r->mu);
+    if (r->stopping || !r->started) {
+        pthread_mutex_unlock(&r->mu);
+        free(job);
+        return;
+    }
+    job->next = r->jobs;
+    r->jobs = job;
+    pthread_cond_signal(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+}
+
+static void resolver_stop(struct resolver *r)
+{
+    pthread_mutex_lock(&r->mu);
+    r->stopping = true;
+    pthread_cond_signal(&r->cv);
+    bool started = r->started;
+    pthread_mutex_unlock(&r->mu);
+    if (started) {
+        pthread_join(r->thread, NULL);
+        r->started = false;
+    }
+    while (r->jobs != NULL) {
+        struct resolve_job *job = r->jobs;
+        r->jobs = job->next;
+        free(job);
+    }
+}
+
+/* At start-up (main thread): the address, or the upstream down with the reason and the name tried again
+ * by the resolver. Never an error: a device whose name does not resolve yet must not stop the gateway. */
+static void upstream_resolve_first(struct upstream *up)
+{
+    struct resolve_job job = {.upstream = 0};
+    uint64_t now = cg_now_ms();
+
+    job.rc = resolve_name(up->cfg, &job.addr, &job.addr_len);
+    up->resolved_ms = now;
+    up->resolve_due_ms = now; /* resolve_apply sets the next time */
+    resolve_apply(up, &job);
+    if (job.rc != 0) {
+        log_event(CG_LOG_WARN, up, NULL, "resolve_failed", "", unresolved_detail(up));
+    }
+}
+
+int px_client_check_names(const struct cfg *cfg, const char *file, FILE *out)
+{
+    int failed = 0;
+
+    for (size_t i = 0; i < cfg->upstreams_len; i++) {
+        const struct cfg_upstream *u = &cfg->upstreams[i];
+        struct sockaddr_storage ss;
+        socklen_t len;
+        int rc = resolve_name(u, &ss, &len);
+        if (rc != 0) {
+            fprintf(out,
+                    "%s: upstreams.%s.uri: warning: %s does not resolve now (%s); the upstream stays down "
+                    "until it does\n",
+                    file, u->name, u->peer.host, gai_strerror(rc));
+            failed++;
+        }
+    }
+    return failed;
 }
 
 /* Uri-Host for a host name (lower case: RFC 3986 §6.2.2.1, as RFC 7252 §6.4 step 5 sends it); "" for an IP
@@ -2350,15 +3061,16 @@ static int upstreams_init(struct px_client *c, char *err, size_t err_len)
         up->cfg = &cfg->upstreams[i];
         up->worker = &c->workers[i % c->workers_len];
         up->slots = calloc(up->cfg->max_inflight, sizeof(*up->slots));
-        if (up->slots == NULL || resolve(up->cfg, &up->addr, err, err_len) != 0) {
-            if (up->slots == NULL) {
-                snprintf(err, err_len, "client: out of memory");
-            }
+        pthread_mutex_init(&up->why_mu, NULL);
+        atomic_init(&up->health, PX_HEALTH_UNKNOWN);
+        if (up->slots == NULL) {
+            snprintf(err, err_len, "client: out of memory");
             return -1;
         }
         upstream_slots_init(up);
+        up->probe.due_ms = up->cfg->ping_interval_s > 0 ? 0 : UINT64_MAX; /* a ping at start-up */
         set_uri_host(up);
-        atomic_init(&up->health, PX_HEALTH_UNKNOWN);
+        upstream_resolve_first(up);
         struct worker *w = up->worker;
         struct upstream **grown = realloc(w->ups, (w->ups_len + 1) * sizeof(*w->ups));
         if (grown == NULL) {
@@ -2379,6 +3091,8 @@ struct px_client *px_client_create(const struct cfg *cfg, char *err, size_t err_
         return NULL;
     }
     c->cfg = cfg;
+    pthread_mutex_init(&c->resolver.mu, NULL);
+    pthread_cond_init(&c->resolver.cv, NULL);
     c->workers_len = worker_count(cfg);
     for (size_t i = 0; i < c->workers_len; i++) {
         if (worker_init(&c->workers[i], c, err, err_len) != 0) {
@@ -2389,6 +3103,12 @@ struct px_client *px_client_create(const struct cfg *cfg, char *err, size_t err_
     if (upstreams_init(c, err, err_len) != 0) {
         goto out_destroy;
     }
+    int rrc = pthread_create(&c->resolver.thread, NULL, resolver_main, c);
+    if (rrc != 0) {
+        snprintf(err, err_len, "client: cannot start the resolver thread: %s", strerror(rrc));
+        goto out_destroy;
+    }
+    c->resolver.started = true;
     for (size_t i = 0; i < c->workers_len; i++) {
         int rc = pthread_create(&c->workers[i].thread, NULL, worker_main, &c->workers[i]);
         if (rc != 0) {
@@ -2424,10 +3144,26 @@ void px_client_submit(struct px_client *c, struct px_exchange *x)
 
 uint64_t px_client_observe(struct px_client *c, struct px_exchange *x)
 {
+    struct upstream *up = &c->ups[x->upstream];
+
+    /* The place under max_observations_per_upstream is taken here, so the 503 is at once; the worker gives
+     * it back when the observation ends or its last subscriber leaves. */
+    if (atomic_fetch_add(&up->st_observations, 1) >= c->cfg->limits.max_observations_per_upstream) {
+        atomic_fetch_sub(&up->st_observations, 1);
+        x->status = PX_ERR_UNAVAILABLE;
+        x->detail = "the upstream has reached limits.max_observations_per_upstream";
+        return 0;
+    }
     x->priv.obs_id = atomic_fetch_add(&c->next_obs_id, 1) + 1;
     uint64_t id = x->priv.obs_id;
     /* No callback runs here when the workers are stopping (the caller may hold its own lock). */
-    return enqueue(c, x) ? id : 0; /* x may be done (and freed) by the time this returns */
+    if (!enqueue(c, x)) {
+        atomic_fetch_sub(&up->st_observations, 1);
+        x->status = PX_ERR_UNAVAILABLE;
+        x->detail = "the gateway is shutting down";
+        return 0;
+    }
+    return id; /* x may be done (and freed) by the time this returns */
 }
 
 void px_client_unobserve(struct px_client *c, size_t upstream, uint64_t id)
@@ -2505,6 +3241,10 @@ static bool enqueue(struct px_client *c, struct px_exchange *x)
     x->priv.next = NULL;
     x->priv.deadline_ms = cg_now_ms() + timeout;
     x->priv.mid = -1;
+    x->priv.owner = NULL;
+    x->priv.heard = false;
+    x->priv.sent_ms = 0;
+    x->priv.retransmits = 0;
     x->priv.block1 = x->priv.block2_first = x->priv.block2_last = -1;
     x->resp_payload = NULL;
     x->resp_len = 0;
@@ -2536,6 +3276,7 @@ void px_client_stop(struct px_client *c)
     if (c == NULL) {
         return;
     }
+    resolver_stop(&c->resolver); /* first: it hands answers to the workers */
     for (size_t i = 0; i < c->workers_len; i++) {
         struct worker *w = &c->workers[i];
         if (!w->started) {
@@ -2562,8 +3303,16 @@ void px_client_destroy(struct px_client *c)
     if (c->ups != NULL) {
         for (size_t i = 0; i < c->cfg->upstreams_len; i++) {
             free(c->ups[i].slots);
+            for (size_t k = 0; k < GAI_DETAILS; k++) {
+                free(c->ups[i].gai_details[k]);
+            }
+            if (c->ups[i].cfg != NULL) {
+                pthread_mutex_destroy(&c->ups[i].why_mu);
+            }
         }
         free(c->ups);
     }
+    pthread_cond_destroy(&c->resolver.cv);
+    pthread_mutex_destroy(&c->resolver.mu);
     free(c);
 }

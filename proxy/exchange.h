@@ -52,6 +52,11 @@ struct px_exchange {
         int32_t mid;                       /* message id of the (last) request sent, -1 before */
         int32_t block1;                    /* last Block1 number answered, -1 when none (for the debug log) */
         int32_t block2_first, block2_last; /* Block2 numbers received, -1 when none */
+        void *owner;                       /* an observation's own record while it waits in a queue */
+        bool heard;                        /* the device sent something for the request sent (ACK, RST,
+                                              response): a timeout then is not "no answer at all" */
+        uint64_t sent_ms;                  /* when the (last) CON was first sent, for retransmissions */
+        unsigned retransmits;              /* CON retransmissions certainly sent for this exchange */
     } priv;
 };
 

@@ -304,9 +304,9 @@ enum px_status px_observe_subscribe(struct px_observe *reg, size_t upstream, con
         obs->store = s->store;
         obs->resource_len = s->resource_len <= key_len ? s->resource_len : key_len;
         obs->id = reg->transport.observe(reg->transport.impl, &obs->x);
-        if (obs->id == 0) {
+        if (obs->id == 0) { /* refused at once: the transport says why (a limit, or stopping) */
+            *detail = obs->x.detail != NULL ? obs->x.detail : "the gateway is shutting down";
             obs_free(obs);
-            *detail = "the gateway is shutting down";
             st = PX_ERR_UNAVAILABLE;
             goto out_unlock;
         }

@@ -28,7 +28,9 @@
  *       default)  stop_after=K (after K notifications the resource goes silent: no more notifications, and
  *       every later request, re-registrations included, gets only libcoap's empty ACK)  ct=N (default 50;
  *       -1: no Content-Format)  body=TEXT (payload instead of {"n":N})  binary=1 (payload prefixed with
- *       the bytes 00 ff fe, not UTF-8)  con=1 (notifications CON instead of NON).
+ *       the bytes 00 ff fe, not UTF-8)  con=1 (notifications CON instead of NON)  reg_delay_ms=N (a new
+ *       registration gets the empty ACK at once and its answer N ms later; counted in /stats/maxconc and
+ *       /stats/outstanding like a delayed /r request).
  *       GET with Observe=0 registers (answer: 2.05 with Observe and the current payload), Observe=1 (same
  *       token) deregisters, plain GET reads. N counts the notifications sent; ticking runs only while the
  *       resource has observers, so a new registration sees N and the next notification N+1. The Observe
@@ -546,7 +548,7 @@ static void handle_script(coap_resource_t *res, coap_session_t *session, const c
 }
 
 /* ---- /obs: observable resources (RFC 7641), with our own timer list ---- */
-#define MAX_OBS_RES 64
+#define MAX_OBS_RES 256
 #define OBS_NAME_MAX 64
 #define OBS_BODY_MAX 256
 
@@ -568,6 +570,7 @@ struct obs_res {
     int has_body;
     int binary;
     int con;
+    long reg_delay_ms; /* > 0: a new registration is answered this late (separate response) */
     unsigned long n;   /* notifications sent: the counter in the payload */
     unsigned seq;      /* Observe value of the resource's last message */
     long long next_ms; /* when the next notification is due, while there are observers */
@@ -624,6 +627,8 @@ static void obs_parse_item(struct obs_res *r, const char *item, size_t len)
         r->binary = num(val, vlen) != 0;
     } else if (KEY("con")) {
         r->con = num(val, vlen) != 0;
+    } else if (KEY("reg_delay_ms")) {
+        r->reg_delay_ms = num(val, vlen);
     }
 #undef KEY
 }
@@ -853,7 +858,12 @@ static void handle_obs(coap_session_t *session, const coap_pdu_t *req, coap_pdu_
                           COAP_RESPONSE_CODE(coap_pdu_get_code(req) == COAP_REQUEST_CODE_GET ? 404 : 405));
         return;
     }
-    count_request(key);
+    coap_async_t *async = coap_find_async(session, coap_pdu_get_token(req));
+    if (async != NULL) {
+        outstanding--; /* a delayed registration's time has come: answered below */
+    } else {
+        count_request(key);
+    }
     r = obs_get(name, req);
     if (r == NULL) {
         coap_pdu_set_code(resp, COAP_RESPONSE_CODE(503));
@@ -867,6 +877,17 @@ static void handle_obs(coap_session_t *session, const coap_pdu_t *req, coap_pdu_
         observe = (long)coap_decode_var_bytes(coap_opt_value(opt), coap_opt_length(opt));
     }
     struct observer *o = observer_find(r, session, coap_pdu_get_token(req));
+    if (observe == 0 && o == NULL && r->reg_delay_ms > 0 && async == NULL) {
+        async = coap_register_async(session, req, (coap_tick_t)r->reg_delay_ms * COAP_TICKS_PER_SECOND / 1000);
+        if (async == NULL) {
+            coap_pdu_set_code(resp, COAP_RESPONSE_CODE(503));
+            return;
+        }
+        if (++outstanding > max_outstanding) {
+            max_outstanding = outstanding;
+        }
+        return; /* empty ACK now, the answer when the delay fires */
+    }
     if (observe == 0) {
         if (o != NULL) {
             obs_count("REREGISTER", r);

@@ -22,6 +22,7 @@
  *   valid         2.03 Valid, no ETag, no payload
  *   size2         Block2 blocks of 16 bytes, M=1 for ever; Size2 10000000 on block 0 when the request
  *                 carried Size2; every block after block 0 comes 400 ms late (a separate CON response)
+ *   mute          nothing at all (no ACK): the request is only logged, each retransmission too
  *   huge[/N]      one piggybacked 2.05 with N bytes of "H" (default 1500, at most 4000): no Block2, a
  *                 datagram of N + 14 bytes with the gateway's 8-byte token
  *   anything else 2.05 "ok"
@@ -441,6 +442,8 @@ static void answer(const struct sockaddr_in *to, const struct msg *req)
         send_now(to, &o);
     } else if (strcmp(first, "huge") == 0) {
         script_huge(to, req, name);
+    } else if (strcmp(first, "mute") == 0) {
+        return; /* logged by the caller; never answered */
     } else if (strcmp(first, "valid") == 0) {
         put_header(&o, reply_type(req), CODE(2, 3), req->mid, req);
         send_now(to, &o);

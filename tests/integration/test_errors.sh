@@ -38,13 +38,14 @@ TXT='Content-Type: text/plain; charset=utf-8'
 http GET /healthz
 assert_status 200 "/healthz"
 assert_eq ok "$(tr -d '\r\n' <<<"$BODY")" "/healthz body"
-# /readyz lists every upstream; the gateway pings them at start-up, so the unreachable ones show as down.
+# /readyz lists every upstream; the gateway pings them at start-up, so the unreachable ones show as down
+# (after three failed pings), but none is "required": the gateway stays ready (see test_health).
 ready_report_complete() {
     http GET /readyz
     [[ $BODY == *"nobody down"* && $BODY == *"hole down"* && $BODY == *"dev up"* ]]
 }
 wait_until "/readyz to report nobody and hole down, dev up" ready_report_complete
-assert_status 503 "/readyz with unreachable upstreams"
+assert_status 200 "/readyz with unreachable upstreams that are not required"
 
 http GET /nothing/here
 assert_problem 404 no-route

@@ -1235,7 +1235,7 @@ static char *reference(void)
 }
 
 /* Leaf fields of the schema: a new one must show in the README table (and this number). */
-#define FIELDS 53
+#define FIELDS 57
 
 START_TEST(test_reference_table_has_one_line_per_field)
 {
@@ -1729,6 +1729,29 @@ static void add(Suite *s, const char *name, const TTest *const *tests)
     suite_add_tcase(s, tc);
 }
 
+/* Health, resolution and observation settings (proxy/client): defaults, 0 meaning "no pings", ranges. */
+START_TEST(test_upstream_health_settings_have_defaults_and_ranges)
+{
+    struct cfg *cfg = parse_ok(UPSTREAM(""));
+    ck_assert(!cfg->upstreams[0].required);
+    ck_assert_uint_eq(cfg->upstreams[0].ping_interval_s, 30);
+    ck_assert_uint_eq(cfg->upstreams[0].resolve_interval_s, 60);
+    ck_assert_uint_eq(cfg->limits.max_observations_per_upstream, 64);
+    cfg_free(cfg);
+    cfg = parse_ok(UPSTREAM(", 'required': true, 'ping_interval_s': 0, 'resolve_interval_s': 1"));
+    ck_assert(cfg->upstreams[0].required);
+    ck_assert_uint_eq(cfg->upstreams[0].ping_interval_s, 0);
+    ck_assert_uint_eq(cfg->upstreams[0].resolve_interval_s, 1);
+    cfg_free(cfg);
+    ck_assert_rejected(UPSTREAM(", 'resolve_interval_s': 0"),
+                       "t.json: upstreams.s.resolve_interval_s: must be between 1 and 86400");
+    ck_assert_rejected(UPSTREAM(", 'ping_interval_s': 86401"),
+                       "t.json: upstreams.s.ping_interval_s: must be between 0 and 86400");
+    ck_assert_rejected("{'limits': {'max_observations_per_upstream': 0}}",
+                       "t.json: limits.max_observations_per_upstream: must be between 1 and 100000");
+}
+END_TEST
+
 static Suite *config_suite(void)
 {
     Suite *s = suite_create("config");
@@ -1804,6 +1827,7 @@ static Suite *config_suite(void)
         (const TTest *const[]){test_reference_table_has_one_line_per_field,
                                test_reference_table_takes_ranges_and_defaults_from_the_rows,
                                test_every_field_in_the_reference_table_is_known, NULL});
+    add(s, "health", (const TTest *const[]){test_upstream_health_settings_have_defaults_and_ranges, NULL});
     return s;
 }
 
