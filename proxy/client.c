@@ -1347,8 +1347,8 @@ static void obs_start(struct upstream *up, struct px_exchange *x)
 }
 
 /* The last subscriber left (px_client_unobserve). A registration still waiting for its turn is dropped
- * with nothing sent; one on the wire is deregistered once the device has answered it (obs_response); a
- * registered observation queues its deregistration. */
+ * with nothing sent; one on the wire gives its place back at once and is deregistered if the device answers
+ * it (obs_response); a registered observation queues its deregistration. */
 static void obs_cancel(struct upstream *up, uint64_t id)
 {
     for (struct observation *o = up->observations; o != NULL; o = o->next) {
@@ -1363,6 +1363,16 @@ static void obs_cancel(struct upstream *up, uint64_t id)
             o->op = OP_DEREGISTER; /* a waiting re-registration becomes the deregistration */
         } else if (!o->on_wire) {
             obs_queue(o, OP_DEREGISTER, cg_now_ms() + up->cfg->timeout_ms);
+        } else if (o->op != OP_DEREGISTER && !o->x->priv.heard) {
+            /* Not even acknowledged: the device may never have seen it. Its session goes, and with it
+             * libcoap's retransmissions. */
+            obs_end(o, PX_OK, "the last subscriber left");
+        } else if (o->op != OP_DEREGISTER) {
+            /* Acknowledged: the device owes a separate response (RFC 7252 §5.2.2), which may come late or
+             * never. Its place of max_inflight is given back now, so a subscriber that left does not hold
+             * the upstream's places until timeout_ms; an answer that still comes is deregistered
+             * (obs_response), and none by the deadline ends it (obs_deadline). */
+            obs_answered(o);
         }
         return;
     }
@@ -1376,6 +1386,10 @@ static bool obs_deadline(struct observation *o, uint64_t now)
     struct upstream *up = o->h.up;
     bool waited = o->queued;
 
+    if (o->cancelled && !o->queued && !o->on_wire) {
+        obs_end(o, PX_OK, "the last subscriber left"); /* an acknowledged registration never answered */
+        return false;
+    }
     if (!o->queued && !o->on_wire) {
         obs_queue(o, OP_REREGISTER, now + up->cfg->timeout_ms);
         return true;

@@ -15,9 +15,26 @@ probe() {
 start_testsrv --blackhole
 HOLE_PORT=$TESTSRV_PORT
 GW_PORT=$(free_port)
+CLOSED_UDP=$(free_port)
 # /api/ reaches a device that never answers, so the gateway holds the request for 6 s: past --health's 3 s.
-write_config "$T/gw.json" "coap://127.0.0.1:$HOLE_PORT" '"timeout_ms": 6000'
+# "gone" is a required upstream on a UDP port nobody listens on: its pings fail at once (ICMP), so /readyz
+# turns 503 after three of them.
+cat >"$T/gw.json" <<EOF
+{
+  "listen": "127.0.0.1:$GW_PORT",
+  "upstreams": {
+    "dev": { "uri": "coap://127.0.0.1:$HOLE_PORT", "timeout_ms": 6000 },
+    "gone": { "uri": "coap://127.0.0.1:$CLOSED_UDP", "required": true }
+  },
+  "routes": [
+    { "prefix": "/api/", "upstream": "dev", "cache": false },
+    { "prefix": "/gone/", "upstream": "gone" }
+  ]
+}
+EOF
 start_gateway "$T/gw.json"
+readyz_503() { [[ $(curl -s -o /dev/null -w '%{http_code}' "$(url /readyz)") == 503 ]]; }
+wait_until "/readyz 503 with the required upstream down" readyz_503
 
 probe "$(url /healthz)"
 assert_eq 0 "$RC" "--health /healthz exit status (stderr: $ERR)"
@@ -27,7 +44,7 @@ assert_eq "" "$ERR" "--health /healthz stderr"
 probe "http://localhost:$GW_PORT/healthz?probe=1#frag"
 assert_eq 0 "$RC" "--health by host name, with a query and a fragment (stderr: $ERR)"
 
-# The upstream never answers its ping, so /readyz is 503 (once the ping has timed out or at once: unknown).
+# The required upstream is down, so /readyz is 503.
 probe "$(url /readyz)"
 assert_eq 1 "$RC" "--health /readyz with the upstream not up"
 assert_eq "coapgw: --health: HTTP/1.1 503 Service Unavailable" "$ERR" "--health reason for a 503"

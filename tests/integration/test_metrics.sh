@@ -17,7 +17,7 @@ cat >"$T/gw.json" <<JSON
 {
   "listen": "127.0.0.1:$GW_PORT",
   "upstreams": { "demo": { "uri": "coap://127.0.0.1:$DEMO_PORT" },
-                 "hole": { "uri": "coap://127.0.0.1:$HOLE", "timeout_ms": 300 } },
+                 "hole": { "uri": "coap://127.0.0.1:$HOLE", "timeout_ms": 300, "required": true } },
   "routes": [ { "prefix": "/api/", "upstream": "demo" },
               { "prefix": "$WEIRD", "upstream": "hole", "cache": false } ],
   "demo_server": { "enabled": true, "listen": "127.0.0.1:$DEMO_PORT" }
@@ -69,7 +69,8 @@ for family in coapgw_build_info coapgw_http_requests_total coapgw_http_request_d
 done
 assert_match "$(grep '^coapgw_build_info' "$T/metrics")" \
     '^coapgw_build_info\{version="[0-9.]+",libcoap="[0-9][^"]*",libmicrohttpd="[0-9][^"]*"\} 1$' "build info"
-assert_eq 1 "$(sample 'coapgw_upstream_up{upstream="demo"}')" "demo up (pinged at start-up)"
+demo_up() { scrape && [[ $(sample 'coapgw_upstream_up{upstream="demo"}') == 1 ]]; }
+wait_until "demo up (pinged at start-up)" demo_up
 assert_eq 0 "$(sample "coapgw_upstream_inflight{$HOLE_UP}")" "hole in flight"
 assert_match "$(header X-Request-Id "$T/metrics.h")" '^[0-9a-f]{32}$' "X-Request-Id of /metrics"
 
@@ -127,6 +128,10 @@ assert_eq 0 "$(sample "coapgw_coap_exchange_duration_seconds_bucket{$HOLE_UP,le=
 assert_eq 1 "$(sample "coapgw_coap_exchange_duration_seconds_bucket{$HOLE_UP,le=\"+Inf\"}")" "504 bucket"
 
 echo "check: probes are counted apart; a /readyz 503 moves no 5xx"
+# "hole" is required: /readyz is 503 once 3 pings or requests in a row went unanswered.
+hole_down() { [[ $(curl -s -o /dev/null -w '%{http_code}' "$(url /readyz)") == 503 ]]; }
+wait_until "the required black-holed upstream down" hole_down
+scrape
 b5=$(sample 'coapgw_http_responses_total{class="5xx"}')
 r504=$(sample "$R504")
 bready=$(sample 'coapgw_admin_requests_total{endpoint="readyz",class="5xx"}')
