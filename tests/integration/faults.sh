@@ -1,0 +1,74 @@
+# shellcheck shell=bash
+# Helpers of the fault tests (test_fault_*.sh), sourced after lib.sh: the fault peers (faultcoap, lossyrelay),
+# the gateway's memory and its /metrics gauges. LOSSYRELAY and FAULTCOAP are set by ctest (CMakeLists.txt).
+#
+# FAULT_SLOW (default 1; `make valgrind` sets it) multiplies the time a test gives the gateway to answer
+# (timeouts, curl --max-time), because a gateway under valgrind is 20 to 50 times slower; the checks stay the
+# same.
+
+FAULT_SLOW=${FAULT_SLOW:-1}
+
+# slow N: N times FAULT_SLOW (integers).
+slow() {
+    echo $(($1 * FAULT_SLOW))
+}
+
+# Starts faultcoap (tests/integration/faultcoap.c) with extra args. Sets FAULT_PORT and FAULT_PID.
+start_faultcoap() {
+    local out bin=${FAULTCOAP:-$(dirname "$TESTSRV")/faultcoap}
+    out=$(mktemp "$T/faultcoap.XXXX.out")
+    "$bin" "$@" >"$out" 2>"${out%.out}.log" &
+    FAULT_PID=$!
+    faultcoap_ready() {
+        alive "$FAULT_PID" || fail "faultcoap $* exited before it was ready"
+        grep -q '^ready ' "$out"
+    }
+    wait_until "faultcoap ready" faultcoap_ready
+    FAULT_PORT=$(awk '/^ready / { print $2; exit }' "$out")
+}
+
+# start_relay UPSTREAM_PORT LOSS SEED: a lossyrelay towards 127.0.0.1:UPSTREAM_PORT dropping LOSS % each
+# way. Sets RELAY_PORT, RELAY_PID and RELAY_COUNTS (its counters file).
+start_relay() {
+    local out bin=${LOSSYRELAY:-$(dirname "$TESTSRV")/lossyrelay}
+    out=$(mktemp "$T/relay.XXXX.out")
+    RELAY_COUNTS=${out%.out}.counts
+    RELAY_PORT=$(free_port)
+    "$bin" -p "$RELAY_PORT" -u "$1" -l "$2" -s "$3" -t 600 -c "$RELAY_COUNTS" >"$out" 2>"${out%.out}.log" &
+    RELAY_PID=$!
+    relay_ready() {
+        alive "$RELAY_PID" || fail "lossyrelay exited before it was ready"
+        grep -q '^ready ' "$out"
+    }
+    wait_until "lossyrelay ready" relay_ready
+}
+
+# The gateway's resident set in KiB.
+gw_rss_kb() {
+    awk '/^VmRSS:/ { print $2 }' "/proc/$GW_PID/status"
+}
+
+# Value of a /metrics sample (a line "NAME VALUE" or "NAME{labels} VALUE" given whole as its first field).
+metric() { # NAME
+    curl -sS --max-time "$(slow 5)" "$(url /metrics)" | awk -v n="$1" '$1 == n { print $2; found = 1 } END { if (!found) print "missing" }'
+}
+
+# No HTTP request in progress but the /metrics scrape that asks (the gauge counts it: 1 when idle).
+requests_idle() {
+    [[ $(metric coapgw_http_requests_active) == 1 ]]
+}
+
+# True when the gateway runs under a sanitizer or valgrind: RSS there says little about the gateway's own
+# memory (ASan's quarantine, valgrind's shadow memory), so the RSS bounds are looser.
+gw_instrumented() {
+    [[ -n ${COAPGW_WRAPPER:-} ]] || grep -q 'libasan' "/proc/$GW_PID/maps" 2>/dev/null
+}
+
+# assert_rss_growth BEFORE_KB AFTER_KB PLAIN_LIMIT_KB WHAT: fails when the RSS grew by more than the limit
+# (4 times it under a sanitizer or valgrind).
+assert_rss_growth() {
+    local limit=$3
+    gw_instrumented && limit=$((limit * 4))
+    echo "rss: $4: before ${1} KiB, after ${2} KiB, growth $(($2 - $1)) KiB (limit $limit KiB)"
+    (($2 - $1 <= limit)) || fail "$4: the gateway's RSS grew by $(($2 - $1)) KiB (limit $limit KiB)"
+}
