@@ -27,13 +27,13 @@ start_faultcoap() {
     FAULT_PORT=$(awk '/^ready / { print $2; exit }' "$out")
 }
 
-# start_relay UPSTREAM_PORT LOSS SEED: a lossyrelay towards 127.0.0.1:UPSTREAM_PORT dropping LOSS % each
-# way. Sets RELAY_PORT, RELAY_PID and RELAY_COUNTS (its counters file).
+# start_relay UPSTREAM_PORT LOSS SEED [PORT]: a lossyrelay towards 127.0.0.1:UPSTREAM_PORT dropping LOSS %
+# each way, on PORT (default: a free one). Sets RELAY_PORT, RELAY_PID and RELAY_COUNTS (its counters file).
 start_relay() {
     local out bin=${LOSSYRELAY:-$(dirname "$TESTSRV")/lossyrelay}
     out=$(mktemp "$T/relay.XXXX.out")
     RELAY_COUNTS=${out%.out}.counts
-    RELAY_PORT=$(free_port)
+    RELAY_PORT=${4:-$(free_port)}
     "$bin" -p "$RELAY_PORT" -u "$1" -l "$2" -s "$3" -t 600 -c "$RELAY_COUNTS" >"$out" 2>"${out%.out}.log" &
     RELAY_PID=$!
     relay_ready() {
