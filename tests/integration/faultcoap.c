@@ -8,24 +8,27 @@
  *   -r N     flood datagrams per second at most (default 20000).
  * Prints "ready PORT" on stdout once bound; exits 0 on SIGTERM/SIGINT. A request's first Uri-Path segment
  * chooses the answer (T: the request's token, M: its message id; "ACK M" is piggybacked):
- *   tok-mismatch     ACK M 2.05 with T's last byte flipped          tok-empty      ACK M 2.05 without a token
- *   mid-mismatch     ACK M^0x5a5a 2.05 with T (every copy)           tok-only-con   empty ACK M, then CON 2.05
- *                                                                                   with another token
- *   code-request     ACK M with T but a request code (0.01 GET)      rst-with-token RST M carrying T and 2.05
- *   empty-with-token ACK M, code 0.00, carrying T                    non-answer     NON 2.05 with T, new mid
- *   trunc-token      ACK M, TKL 8 but only 3 token bytes             trunc-option   ACK M with T, an option
- *                                                                                   claiming 200 bytes, 5 sent
- *   trunc-ext        ACK M with T, an option whose extended length   tkl-reserved   ACK M, TKL 9 (reserved),
- *                    byte is missing                                                 9 bytes of token
- *   marker-only      ACK M 2.05 with T, a payload marker and no      short          a 3-byte datagram
- *                    payload
- *   flood[?n=N]      ACK M 2.05 "flooding", then N (default 20000, at most 1000000) unsolicited datagrams,
- *                    round-robin to every client socket that has asked anything (from this socket, and
- *                    every 8th from a second socket, another port): NON and CON notifications with unknown
- *                    tokens, RSTs and ACKs of unknown message ids, empty CONs (pings), ACK responses,
- *                    requests, random bytes
- *   /stats           ACK M 2.05 "requests N flood_sent N flood_left N peers N"
- *   anything else    ACK M 2.05 "ok"
+ *   tok-mismatch      ACK M 2.05 with T's last byte flipped
+ *   tok-empty         ACK M 2.05 without a token
+ *   mid-mismatch      ACK M^0x5a5a 2.05 with T (every copy)
+ *   tok-only-con      empty ACK M, then CON 2.05 with another token
+ *   code-request      ACK M with T but a request code (0.01 GET)
+ *   rst-with-token    RST M carrying T and 2.05
+ *   empty-with-token  ACK M, code 0.00, carrying T
+ *   non-answer        NON 2.05 with T, a new message id
+ *   trunc-token       ACK M, TKL 8 but only 3 token bytes
+ *   trunc-option      ACK M with T, an option claiming 200 bytes, 5 sent
+ *   trunc-ext         ACK M with T, an option whose extended length byte is missing
+ *   tkl-reserved      ACK M, TKL 9 (reserved), 9 bytes of token
+ *   marker-only       ACK M 2.05 with T, a payload marker and no payload
+ *   short             a 3-byte datagram
+ *   flood[?n=N]       ACK M 2.05 "flooding", then N (default 20000, at most 1000000) unsolicited datagrams,
+ *                     round-robin to every client socket that has asked anything (from this socket, and
+ *                     every 8th from a second socket, another port): NON and CON notifications with unknown
+ *                     tokens, RSTs and ACKs of unknown message ids, empty CONs (pings), ACK responses,
+ *                     requests, random bytes
+ *   stats             ACK M 2.05 "requests N flood_sent N flood_left N peers N"
+ *   anything else     ACK M 2.05 "ok"
  * A NON request gets the same answers as NON with a new message id where the list says ACK. */
 #include <errno.h>
 #include <netinet/in.h>
@@ -59,8 +62,8 @@ struct msg {
     uint8_t type, code, tkl;
     uint16_t mid;
     uint8_t token[8];
-    char first[64];  /* first Uri-Path segment */
-    long n;          /* n=N query item, -1: none */
+    char first[64]; /* first Uri-Path segment */
+    long n;         /* n=N query item, -1: none */
 };
 
 static void on_signal(int sig)
@@ -144,7 +147,8 @@ struct out {
     size_t n;
 };
 
-static void put_header(struct out *o, uint8_t type, uint8_t code, uint16_t mid, const uint8_t *tok, uint8_t tkl)
+static void put_header(struct out *o, uint8_t type, uint8_t code, uint16_t mid, const uint8_t *tok,
+                       uint8_t tkl)
 {
     o->d[0] = (uint8_t)(0x40 | type << 4 | tkl);
     o->d[1] = code;

@@ -197,11 +197,13 @@ int main(int argc, char **argv)
             counts_path = optarg;
             break;
         default:
-            fprintf(stderr, "usage: lossyrelay -p PORT -u UPSTREAM_PORT [-l PERCENT] [-s SEED] [-t S] [-c F]\n");
+            fprintf(stderr,
+                    "usage: lossyrelay -p PORT -u UPSTREAM_PORT [-l PERCENT] [-s SEED] [-t S] [-c F]\n");
             return 1;
         }
     }
-    if (port == 0 || port > 65535 || upstream_port == 0 || upstream_port > 65535 || loss > 100 || max_s <= 0) {
+    if (port == 0 || port > 65535 || upstream_port == 0 || upstream_port > 65535 || loss > 100 ||
+        max_s <= 0) {
         fprintf(stderr, "lossyrelay: -p and -u are required ports, -l 0..100, -t > 0\n");
         return 1;
     }

@@ -25,7 +25,7 @@
 
 struct conn {
     int fd;
-    int got;      /* bytes received (only the first few are kept) */
+    int got; /* bytes received (only the first few are kept) */
     char head[16];
 };
 
