@@ -26,7 +26,7 @@
  *                     round-robin to every client socket that has asked anything (from this socket, and
  *                     every 8th from a second socket, another port): NON and CON notifications with unknown
  *                     tokens, RSTs and ACKs of unknown message ids, empty CONs (pings), ACK responses,
- *                     requests, random bytes
+ *                     requests, random bytes; never a message id within 64 of the peer's last request
  *   stats             ACK M 2.05 "requests N flood_sent N flood_left N peers N"
  *   anything else     ACK M 2.05 "ok"
  * A NON request gets the same answers as NON with a new message id where the list says ACK. */
@@ -55,6 +55,7 @@ static int sock = -1, sock2 = -1;
 static uint16_t next_mid = 0x7000;
 static uint64_t rng = 0x9e3779b97f4a7c15ULL;
 static struct sockaddr_in peers[MAX_PEERS];
+static uint16_t peer_mid[MAX_PEERS]; /* the message id of the last request from each peer */
 static size_t npeers, next_peer;
 static long flood_left, flood_sent, requests;
 
@@ -196,26 +197,41 @@ static void ok(const struct sockaddr_in *to, const struct msg *req, const char *
     send_to(sock, to, &o);
 }
 
-static void remember_peer(const struct sockaddr_in *from)
+static void remember_peer(const struct sockaddr_in *from, uint16_t mid)
 {
-    for (size_t i = 0; i < npeers; i++) {
+    size_t i;
+
+    for (i = 0; i < npeers; i++) {
         if (peers[i].sin_port == from->sin_port && peers[i].sin_addr.s_addr == from->sin_addr.s_addr) {
-            return;
+            break;
         }
     }
-    if (npeers < MAX_PEERS) {
-        peers[npeers++] = *from;
-    } else {
-        peers[rnd() % MAX_PEERS] = *from;
+    if (i == npeers) {
+        i = npeers < MAX_PEERS ? npeers++ : rnd() % MAX_PEERS;
+        peers[i] = *from;
     }
+    peer_mid[i] = mid;
 }
 
-/* One unsolicited datagram of kind k (k cycles through eight kinds). */
-static void flood_one(const struct sockaddr_in *to, unsigned k)
+/* A message id for an unsolicited message to peer p: never within 64 of the peer's last request's (libcoap
+ * counts up by one per message), so the flood never names a request the gateway has on the wire: that
+ * would be an answer (a broken one), not an unsolicited message. */
+static uint16_t unsolicited_mid(size_t p)
 {
+    uint16_t mid;
+    do {
+        mid = (uint16_t)rnd();
+    } while ((uint16_t)(mid - peer_mid[p] + 64) < 128);
+    return mid;
+}
+
+/* One unsolicited datagram of kind k (k cycles through eight kinds) to peer p. */
+static void flood_one(size_t p, unsigned k)
+{
+    const struct sockaddr_in *to = &peers[p];
     struct out o;
     uint8_t tok[8];
-    uint16_t mid = (uint16_t)rnd();
+    uint16_t mid = unsolicited_mid(p);
     uint32_t r = rnd();
 
     memcpy(tok, &r, 4);
@@ -254,6 +270,10 @@ static void flood_one(const struct sockaddr_in *to, unsigned k)
         for (size_t i = 0; i < o.n; i++) {
             o.d[i] = (uint8_t)rnd();
         }
+        if (o.n >= 4) { /* where a message id would be, none of a request's */
+            o.d[2] = (uint8_t)(mid >> 8);
+            o.d[3] = (uint8_t)mid;
+        }
         break;
     }
     send_to(flood_sent % 8 == 7 && sock2 >= 0 ? sock2 : sock, to, &o);
@@ -262,7 +282,7 @@ static void flood_one(const struct sockaddr_in *to, unsigned k)
 static void flood_some(long budget)
 {
     for (long i = 0; i < budget && flood_left > 0 && npeers > 0; i++) {
-        flood_one(&peers[next_peer++ % npeers], (unsigned)flood_sent);
+        flood_one(next_peer++ % npeers, (unsigned)flood_sent);
         flood_sent++;
         flood_left--;
     }
@@ -406,7 +426,7 @@ int main(int argc, char **argv)
             ssize_t n = recvfrom(sock, d, sizeof(d), 0, (struct sockaddr *)&from, &flen);
             if (n > 0 && parse(d, (size_t)n, &m) && m.code >= CODE(0, 1) && m.code <= CODE(0, 31)) {
                 requests++;
-                remember_peer(&from);
+                remember_peer(&from, m.mid);
                 answer(&from, &m);
             }
         }

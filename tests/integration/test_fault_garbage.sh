@@ -44,6 +44,9 @@ for round in 1 2; do
     assert_eq non "$(cat "$T/body")" "the NON answer's payload"
 done
 
+# At once, the inbound filter may miss a broken answer that arrives while libcoap reads the sockets (it
+# peeks only at sockets epoll reported before): libcoap then drops it and the request ends as 504 within
+# timeout_ms, as documented (docs/ARCHITECTURE.md, "Inbound filter"). Most must still be 502.
 echo "check: every case at once, three times each, beside normal requests"
 pids=()
 all=("${BROKEN[@]}" "${UNTELLABLE[@]}" non-answer ok)
@@ -54,15 +57,21 @@ for ((i = 0; i < 3 * ${#all[@]}; i++)); do
     pids+=($!)
 done
 wait "${pids[@]}" || true
+broken=0 prompt=0
 for ((i = 0; i < 3 * ${#all[@]}; i++)); do
-    mode=${all[i % ${#all[@]}]}
+    mode=${all[i % ${#all[@]}]} got=$(cat "$T/par.$i")
     case $mode in
-    short | tok-only-con) want=504 ;;
-    non-answer | ok) want=200 ;;
-    *) want=502 ;;
+    short | tok-only-con) assert_eq 504 "$got" "concurrent $mode (#$i)" ;;
+    non-answer | ok) assert_eq 200 "$got" "concurrent $mode (#$i)" ;;
+    *)
+        assert_match "$got" '^(502|504)$' "concurrent $mode (#$i)"
+        broken=$((broken + 1))
+        [[ $got != 502 ]] || prompt=$((prompt + 1))
+        ;;
     esac
-    assert_eq "$want" "$(cat "$T/par.$i")" "concurrent $mode (#$i)"
 done
+echo "concurrent broken answers: $prompt of $broken answered 502 at once, the rest 504"
+((2 * prompt >= broken)) || fail "only $prompt of $broken concurrent broken answers were 502"
 
 alive "$GW_PID" || fail "the gateway died"
 http GET /api/ok
