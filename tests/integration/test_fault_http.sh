@@ -16,6 +16,7 @@ write_config "$T/gw.json" "coap://127.0.0.1:$SRV" '"timeout_ms": 2000' '"cache":
 start_gateway "$T/gw.json"
 
 H="Host: 127.0.0.1\r\n"
+PUTC="PUT /api/r/x HTTP/1.1\r\n${H}Content-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n"
 # bytes N SEED: N pseudo-random bytes as rawhttp escapes (\xHH), the same for a seed on every run.
 bytes() {
     awk -v n="$1" -v seed="$2" 'BEGIN { srand(seed); for (i = 0; i < n; i++) printf "\\x%02x", int(rand() * 256) }'
@@ -67,13 +68,13 @@ cases=(
     "cl-two" "PUT /api/r/x HTTP/1.1\r\n${H}Content-Length: 1\r\nContent-Length: 2\r\n\r\nab"
     "cl-and-te" "PUT /api/r/x HTTP/1.1\r\n${H}Content-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
     "te-gzip" "PUT /api/r/x HTTP/1.1\r\n${H}Transfer-Encoding: gzip\r\n\r\nabc"
-    "cl-short-body" "PUT /api/r/x HTTP/1.1\r\n${H}Content-Type: text/plain\r\nContent-Length: 100\r\n\r\nonly this"
-    "chunk-size-letters" "PUT /api/r/x HTTP/1.1\r\n${H}Content-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nab\r\n0\r\n\r\n"
-    "chunk-size-overflow" "PUT /api/r/x HTTP/1.1\r\n${H}Content-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffffffffff\r\nab\r\n0\r\n\r\n"
-    "chunk-no-crlf" "PUT /api/r/x HTTP/1.1\r\n${H}Content-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabcdef0\r\n\r\n"
-    "chunk-truncated" "PUT /api/r/x HTTP/1.1\r\n${H}Content-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n10\r\nabc"
-    "chunk-negative" "PUT /api/r/x HTTP/1.1\r\n${H}Content-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n-5\r\nab\r\n0\r\n\r\n"
-    "chunk-huge" "PUT /api/r/x HTTP/1.1\r\n${H}Content-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n7fffffff\r\nab"
+    "cl-short-body" "PUT /api/r/x HTTP/1.1\r\n${H}Content-Type: text/plain\r\nContent-Length: 100\r\n\r\nshort"
+    "chunk-size-letters" "${PUTC}zz\r\nab\r\n0\r\n\r\n"
+    "chunk-size-overflow" "${PUTC}ffffffffffffffffffffff\r\nab\r\n0\r\n\r\n"
+    "chunk-no-crlf" "${PUTC}2\r\nabcdef0\r\n\r\n"
+    "chunk-truncated" "${PUTC}10\r\nabc"
+    "chunk-negative" "${PUTC}-5\r\nab\r\n0\r\n\r\n"
+    "chunk-huge" "${PUTC}7fffffff\r\nab"
     "huge-target" "GET /api/r/$(repeat a 100000) HTTP/1.1\r\n$H\r\n"
     "huge-header" "GET /api/r/x HTTP/1.1\r\n${H}X-Big: $(repeat b 100000)\r\n\r\n"
     "many-headers" "GET /api/r/x HTTP/1.1\r\n$H$(repeat 'X-M: m\r\n' 3000)\r\n"

@@ -75,8 +75,11 @@ assert_rss_growth "$rss_first" "$rss_last" 2048 "$((N * (ROUNDS - 1))) requests 
 kill -TERM "$RELAY_PID"
 wait "$RELAY_PID" || true
 start_relay "$TESTSRV_PORT" 0 "$SEED" "$RELAY_PORT"
-got=$(for ((i = 0; i < 2 * PAR; i++)); do printf 'url = "%s"\noutput = "/dev/null"\n' "$(url "/api/r/clean?body=ok&n=$i")"; done |
-    curl -s --parallel --parallel-max "$PAR" --max-time "$(slow 15)" -w '%{http_code}\n' -K - | sort | uniq -c | awk '{ print $2 ":" $1 }')
+for ((i = 0; i < 2 * PAR; i++)); do
+    printf 'url = "%s"\noutput = "/dev/null"\n' "$(url "/api/r/clean?body=ok&n=$i")"
+done >"$T/urls.clean"
+got=$(curl -s --parallel --parallel-max "$PAR" --max-time "$(slow 15)" -w '%{http_code}\n' -K "$T/urls.clean" |
+    sort | uniq -c | awk '{ print $2 ":" $1 }')
 assert_eq "200:$((2 * PAR))" "$got" "requests once the loss ended"
 stop_gateway
 pass
