@@ -40,8 +40,15 @@ test-release:
 	cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release -DCOAPGW_WERROR=ON >/dev/null
 	cmake --build build-release -j $(JOBS)
 
+# The integration tests with the gateway under valgrind memcheck (no definite leak, no memory error), in a
+# plain Debug build of its own (build-valgrind/); valgrind is installed on demand. Not part of `make test`.
+.PHONY: valgrind
+valgrind: deps
+	./scripts/valgrind.sh
+
 clean:
 	rm -rf build build-test build-asan build-release
+	rm -rf build-valgrind
 
 # `make install` (PREFIX=/usr/local, DESTDIR for staging): the gateway, coapgw(1), the example configuration
 # (PREFIX/etc/coapgw/coapgw.json; /etc/coapgw with PREFIX=/usr) and the systemd unit (PREFIX/lib/systemd/system).

@@ -2183,6 +2183,35 @@ static void note_heard(struct holder *h, const uint8_t *d, size_t n)
     heard(h->up, x, "the upstream answered");
 }
 
+/* An ACK naming the slot's request (its message id) that is no answer to it: malformed (libcoap discards
+ * it), an empty message with bytes after the header, a request code, or another token (libcoap takes that
+ * for nobody's); or the exchange's token in an ACK of another message id (RFC 7252 §4.2: an ACK echoes the
+ * request's id; libcoap matches by token alone). The device is broken and the gateway can tell: 502 at
+ * once, not 504 at the deadline. Block-wise transfers are left to libcoap and check_block2 (their later
+ * requests carry message ids of libcoap's own); codes of class 1, 6 and 7 stay libcoap's (README). */
+static const char *broken_ack(const struct holder *h, const uint8_t *d, size_t n, struct wire_msg *m)
+{
+    const struct px_exchange *x = h->kind == HOLD_SLOT ? ((const struct slot *)h)->x : NULL;
+    if (x == NULL || x->priv.mid < 0 || h->b2_started || n < 4 || d[0] >> 6 != 1 ||
+        (d[0] >> 4 & 3) != COAP_MESSAGE_ACK) {
+        return NULL;
+    }
+    bool parsed = wire_parse(d, n, m), same_mid = (d[2] << 8 | d[3]) == x->priv.mid;
+    bool ours = parsed && m->tkl == x->priv.token_len && memcmp(m->token, x->priv.token, m->tkl) == 0;
+    if (!parsed || m->code >> 5 == 1 || m->code >> 5 > 5) {
+        return same_mid && !parsed ? "the upstream's answer is not a well-formed CoAP message" : NULL;
+    }
+    if (same_mid && m->code == 0) {
+        return n == 4 ? NULL : "the upstream's empty acknowledgement carries a token or more bytes";
+    }
+    if (same_mid && (m->code >> 5 == 0 || !ours)) {
+        return m->code >> 5 == 0 ? "the upstream answered with a request code"
+                                 : "the upstream's answer carries another token than the request's";
+    }
+    bool blocks = wire_find(m, CO_OPT_BLOCK1) != NULL || wire_find(m, CO_OPT_BLOCK2) != NULL;
+    return !same_mid && ours && !blocks ? "the upstream's answer acknowledges another message id" : NULL;
+}
+
 /* Handles the datagram at the head of the holder's socket when it is one of the cases above (it is then
  * read); else leaves it for libcoap. True when it was read and the next one may be looked at. */
 static bool filter_one(struct holder *h)
@@ -2202,6 +2231,13 @@ static bool filter_one(struct holder *h)
     note_heard(h, d, (size_t)n < sizeof(d) ? (size_t)n : sizeof(d));
     if ((size_t)n > RX_LIMIT) {
         drop_oversize(h, d, (size_t)n < sizeof(d) ? (size_t)n : sizeof(d), (size_t)n);
+        return true;
+    }
+    const char *broken = (size_t)n <= sizeof(d) ? broken_ack(h, d, (size_t)n, &m) : NULL;
+    if (broken != NULL) {
+        ssize_t r = recv(h->fd, d, sizeof(d), MSG_DONTWAIT); /* an ACK: ignored, never RST (§4.2) */
+        (void)r;
+        holder_fail(h, broken);
         return true;
     }
     if ((size_t)n > sizeof(d) || !wire_parse(d, (size_t)n, &m) || m.code >> 5 < 2 || m.code >> 5 > 5 ||

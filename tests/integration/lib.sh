@@ -290,17 +290,19 @@ srv_stat() { # PORT maxconc|outstanding
 }
 
 # start_gateway CONFIGFILE [args...]: "-" as CONFIGFILE means no --config. GW_PORT must be the HTTP port the
-# gateway will listen on. Waits until GET /healthz answers 200.
+# gateway will listen on. Waits until GET /healthz answers 200. COAPGW_WRAPPER (words split on spaces, e.g.
+# "valgrind --error-exitcode=99"; `make valgrind` sets it) runs the gateway under that command.
 start_gateway() {
-    local cfg=$1 code
+    local cfg=$1 code wrap=()
     shift
     local args=("$@")
+    [[ -z ${COAPGW_WRAPPER:-} ]] || read -r -a wrap <<<"$COAPGW_WRAPPER"
     if [[ $cfg != - ]]; then
         args=(--config "$cfg" "${args[@]}")
     fi
     [[ -n $GW_PORT ]] || fail "start_gateway: GW_PORT is not set"
     GW_LOG=$(mktemp "$T/gateway.XXXX.log")
-    "$COAPGW" "${args[@]}" >"$GW_LOG" 2>&1 &
+    "${wrap[@]}" "$COAPGW" "${args[@]}" >"$GW_LOG" 2>&1 &
     GW_PID=$!
     gateway_healthy() {
         alive "$GW_PID" || fail "coapgw ${args[*]} exited before /healthz answered"
