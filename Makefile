@@ -1,7 +1,7 @@
 # Thin wrapper over CMake. `make run` and `make test` are the README's two commands.
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all deps build gateway run test test-plain test-sanitize test-release clean
+.PHONY: all deps build gateway run test test-plain test-sanitize test-release test-fuzz fuzz clean
 
 all: build
 
@@ -20,7 +20,7 @@ gateway: deps
 run: gateway
 	./build/coapgw
 
-test: deps test-plain test-release test-sanitize
+test: deps test-plain test-release test-sanitize test-fuzz
 
 test-plain:
 	cmake -S . -B build-test -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCOAPGW_WERROR=ON >/dev/null
@@ -40,5 +40,15 @@ test-release:
 	cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release -DCOAPGW_WERROR=ON >/dev/null
 	cmake --build build-release -j $(JOBS)
 
+# libFuzzer harnesses (fuzz/README.md), built with clang in build-fuzz/: FUZZ_SECONDS each with `make fuzz`,
+# 10 s each in `make test`. A crash fails the run and leaves its reproducer in build-fuzz/crashes/.
+FUZZ_SECONDS ?= 60
+
+fuzz: deps
+	JOBS=$(JOBS) ./fuzz/run.sh $(FUZZ_SECONDS)
+
+test-fuzz:
+	JOBS=$(JOBS) ./fuzz/run.sh 10
+
 clean:
-	rm -rf build build-test build-asan build-release
+	rm -rf build build-test build-asan build-release build-fuzz

@@ -1,10 +1,12 @@
 #!/bin/sh
 # Installs the Debian packages coapgw needs to build, run and test, but only those that are missing.
-# Runs apt-get update first when something must be installed. Needs root (or sudo) on Debian bookworm.
+# Runs apt-get update first when something must be installed. clang and libclang-rt-14-dev (libFuzzer, only a
+# Recommends of clang) build the fuzz harnesses. Needs root (or sudo) on Debian bookworm.
 set -eu
 
 PACKAGES="build-essential cmake pkg-config curl ca-certificates iproute2 procps
-libmicrohttpd-dev libcoap3-dev libcoap3-bin libjansson-dev libgnutls28-dev check"
+libmicrohttpd-dev libcoap3-dev libcoap3-bin libjansson-dev libgnutls28-dev check
+clang libclang-rt-14-dev"
 
 missing=""
 for p in $PACKAGES; do
