@@ -823,6 +823,7 @@ static bool copy_options(struct px_exchange *x, const coap_pdu_t *received);
 static enum px_status take_block(struct px_exchange *x, const coap_pdu_t *received, size_t limit,
                                  const char **detail);
 static bool more_blocks(const coap_pdu_t *received);
+static bool unsolicited_valid(const struct px_exchange *x);
 
 static bool token_matches(const struct px_exchange *x, const coap_pdu_t *pdu)
 {
@@ -941,6 +942,11 @@ static coap_response_t obs_response(struct observation *o, const coap_pdu_t *rec
     set_health(o->h.up, PX_HEALTH_UP, x, "a notification arrived");
     if (!co_code_is_response(code)) {
         obs_end(o, PX_ERR_BAD_GATEWAY, "the upstream sent a message that is not a response");
+        return COAP_RESPONSE_OK;
+    }
+    x->resp_code = code;
+    if (unsolicited_valid(x)) { /* as on_response: a long-poll would answer 304 to an unconditional GET */
+        obs_end(o, PX_ERR_BAD_GATEWAY, "the upstream answered 2.03 Valid to a request without an ETag");
         return COAP_RESPONSE_OK;
     }
     coap_get_data_large(received, &len, &data, &offset, &total);
