@@ -7,11 +7,21 @@
  * not rewrite application/link-format or any other body). */
 #include "proxy/client.c" /* copy_options, take_block, more_blocks, note_blocks, unsolicited_valid: static */
 
+#include "gateway/sse.c" /* event_text: static */
+
 #include <jansson.h>
 
 #include "proxy/forward.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* gateway/sse.c's content reader (never called here) asks the connection watchdog this. */
+bool gw_dl_gone(struct gw_dl *dl, struct gw_dl_conn *c)
+{
+    (void)dl;
+    (void)c;
+    abort();
+}
 
 static const char config_json[] =
     "{\"upstreams\": {\"dev\": {\"uri\": \"coap://127.0.0.1:5683/base\"}},"
@@ -26,6 +36,7 @@ static const char config_json[] =
 
 static struct cfg *fz_cfg;
 static uint64_t fz_now;
+static bool fz_conditional; /* the request being run has If-None-Match */
 
 /* The device's side: what the pipeline sent, and the datagrams it answers with, in order. */
 static struct {
@@ -40,6 +51,15 @@ static struct {
     uint8_t last_payload[RX_LIMIT];
     size_t last_len;
     bool last_ok;
+    /* What each request of the scenario got (kind PX_ANSWER_COAP only; valid false otherwise). */
+    struct record {
+        bool valid;
+        enum px_xcache xcache;
+        struct px_http_response http;
+        size_t len;
+        uint8_t body[4096];
+    } rec[4];
+    unsigned nrec;
 } dev;
 
 static uint64_t fz_clock(void *arg)
@@ -103,8 +123,9 @@ static void fail_x(struct px_exchange *x, enum px_status st, const char *detail)
     x->done(x, x->arg);
 }
 
-/* What on_response does with a response to a slot's exchange (proxy/client.c), less the 4.13 retry: the
- * first block of a block-wise body stands for the body here (libcoap would fetch the others). */
+/* What on_response does with a response to a slot's exchange (proxy/client.c), in its order, less the 4.13
+ * retry: the first block of a block-wise body stands for the body here (libcoap would fetch the others).
+ * Keep it in step with on_response. */
 static void answer(struct px_exchange *x)
 {
     coap_pdu_t *pdu = next_pdu();
@@ -158,7 +179,8 @@ static void obs_finish(enum px_status st, const char *detail)
     fail_x(x, st, detail);
 }
 
-/* What obs_response does with a notification (proxy/client.c); the 24-bit reordering check is left out. */
+/* What obs_response does with a notification (proxy/client.c), in its order; the 24-bit reordering check
+ * and the re-registration deadline are left out. Keep it in step with obs_response. */
 static void notify(void)
 {
     struct px_exchange *x = dev.obs;
@@ -178,8 +200,11 @@ static void notify(void)
         x->resp_payload = NULL;
         x->resp_len = 0;
     }
+    x->resp_code = code;
     if (!co_code_is_response(code)) {
         obs_finish(PX_ERR_BAD_GATEWAY, "the upstream sent a message that is not a response");
+    } else if (unsolicited_valid(x)) {
+        obs_finish(PX_ERR_BAD_GATEWAY, "the upstream answered 2.03 Valid to a request without an ETag");
     } else if (offset == 0 && !copy_options(x, pdu)) {
         obs_finish(PX_ERR_BAD_GATEWAY, "the upstream's notification has too many or too large options");
     } else if (take_block(x, pdu, fz_cfg->limits.max_body_bytes, &detail) != PX_OK) {
@@ -236,6 +261,9 @@ static void check_coap(struct px_answer *a)
     if (a->status < 200 || a->status > 599 || a->status != h->status) {
         abort();
     }
+    if (a->status == 304 && !fz_conditional) {
+        abort(); /* 304 answers a conditional request only (a device's 2.03 to one without ETag is 502) */
+    }
     header_ok(h->content_type, sizeof(h->content_type));
     header_ok(h->etag, sizeof(h->etag));
     header_ok(h->location, sizeof(h->location));
@@ -254,6 +282,14 @@ static void check_coap(struct px_answer *a)
         sum += a->body[i]; /* every byte is readable */
     }
     (void)sum;
+    struct record *r = &dev.rec[dev.nrec];
+    r->valid = true;
+    r->xcache = a->xcache;
+    r->http = *h;
+    r->len = a->body_len;
+    if (a->body_len > 0) {
+        memcpy(r->body, a->body, a->body_len);
+    }
     if ((a->xcache == PX_XC_MISS || a->xcache == PX_XC_BYPASS) && dev.last_ok &&
         (a->body_len != dev.last_len ||
          (a->body_len > 0 && memcmp(a->body, dev.last_payload, a->body_len) != 0))) {
@@ -293,15 +329,149 @@ static void on_resume(void *p)
     ((struct conn *)p)->resumed++;
 }
 
+/* ---- SSE: each notification must be one event whose data is its payload (WHATWG HTML §9.2.6) ---- */
+
+struct sse_event {
+    char *data; /* the data buffer, "\n" after each data line, as the WHATWG parser builds it */
+    size_t data_len;
+    char name[16], id[16];
+    bool base64;
+    unsigned events; /* dispatched (blank lines) */
+};
+
+static void sse_field(struct sse_event *e, const char *line, size_t n)
+{
+    const char *colon = memchr(line, ':', n);
+    size_t name_len = colon != NULL ? (size_t)(colon - line) : n;
+    const char *v = colon != NULL ? colon + 1 : line + n;
+    size_t vn = (size_t)(line + n - v);
+    if (vn > 0 && v[0] == ' ') {
+        v++;
+        vn--;
+    }
+    if (e->events > 0) {
+        abort(); /* a field after the event's end: a device's payload began a second event */
+    }
+    if (name_len == 4 && memcmp(line, "data", 4) == 0) {
+        memcpy(e->data + e->data_len, v, vn);
+        e->data_len += vn;
+        e->data[e->data_len++] = '\n';
+    } else if (name_len == 5 && memcmp(line, "event", 5) == 0 && vn < sizeof(e->name)) {
+        memcpy(e->name, v, vn);
+        e->name[vn] = '\0';
+    } else if (name_len == 2 && memcmp(line, "id", 2) == 0 && vn < sizeof(e->id)) {
+        memcpy(e->id, v, vn);
+        e->id[vn] = '\0';
+    } else if (name_len == 8 && memcmp(line, "encoding", 8) == 0 && vn == 6 && memcmp(v, "base64", 6) == 0) {
+        e->base64 = true;
+    } else {
+        abort(); /* no other field is ever written */
+    }
+}
+
+/* Parses text as an EventSource does: lines end at CRLF, LF or CR; a blank line dispatches the event. */
+static void sse_parse(const char *text, size_t len, struct sse_event *e)
+{
+    size_t start = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (text[i] != '\n' && text[i] != '\r') {
+            continue;
+        }
+        if (i == start) {
+            e->events++;
+        } else {
+            sse_field(e, text + start, i - start);
+        }
+        if (text[i] == '\r' && i + 1 < len && text[i + 1] == '\n') {
+            i++;
+        }
+        start = i + 1;
+    }
+    if (start != len || e->events != 1) {
+        abort(); /* exactly one event, ended */
+    }
+    if (e->data_len > 0) {
+        e->data_len--; /* the dispatch drops the last "\n" */
+    }
+}
+
+static size_t base64_decode(const char *s, size_t n, uint8_t *out)
+{
+    static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t k = 0;
+    uint32_t v = 0;
+    unsigned bits = 0;
+    for (size_t i = 0; i < n && s[i] != '='; i++) {
+        const char *p = memchr(alphabet, s[i], 64);
+        if (p == NULL || s[i] == '\0') {
+            abort();
+        }
+        v = v << 6 | (uint32_t)(p - alphabet);
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[k++] = (uint8_t)(v >> bits);
+        }
+    }
+    return k;
+}
+
+static void check_event(const struct px_notification *n)
+{
+    size_t len = 0;
+    char *text = event_text(n, &len);
+    if (text == NULL) {
+        if (!n->end || n->status != PX_OK) {
+            abort(); /* only a clean end says nothing */
+        }
+        return;
+    }
+    struct sse_event e = {.data = malloc(2 * len + 1)};
+    uint8_t *want = malloc(n->len + 1), *got = malloc(len + 1);
+    size_t want_len = 0, got_len;
+    sse_parse(text, len, &e);
+    if (n->end) {
+        if (strcmp(e.name, "error") != 0 || e.base64) {
+            abort();
+        }
+    } else {
+        char code[5], id[16];
+        co_code_format(n->code, code);
+        snprintf(id, sizeof(id), "%u", n->seq);
+        if (strcmp(e.name, code) != 0 || strcmp(e.id, n->has_seq ? id : "") != 0) {
+            abort();
+        }
+        /* Text goes as is, but SSE has no way to tell CR LF or CR from LF: both arrive as LF. */
+        for (size_t i = 0; i < n->len; i++) {
+            uint8_t c = n->payload[i];
+            if (!e.base64 && c == '\r' && i + 1 < n->len && n->payload[i + 1] == '\n') {
+                continue;
+            }
+            want[want_len++] = !e.base64 && c == '\r' ? '\n' : c;
+        }
+        if (e.base64) {
+            got_len = base64_decode(e.data, e.data_len, got);
+        } else {
+            memcpy(got, e.data, e.data_len);
+            got_len = e.data_len;
+        }
+        if (got_len != want_len || memcmp(got, want, want_len) != 0) {
+            abort(); /* the event's data is not the notification's payload */
+        }
+    }
+    free(want);
+    free(got);
+    free(e.data);
+    free(text);
+}
+
 /* Reads a stream's events until it waits or ends; true when it ended. */
 static bool drain_stream(struct px_req *req)
 {
     bool ended = false;
     struct px_notification *n;
     while ((n = px_req_next_event(req, fz_now + 15000, &ended)) != NULL) {
-        if (n->len > 0 && n->payload[n->len - 1] == 0xff && n->payload[0] == 0xff) {
-            fz_now += 1; /* touch the payload */
-        }
+        check_event(n);
         px_notification_release(n);
     }
     return ended;
@@ -356,6 +526,21 @@ struct scenario {
     const char *body;
 };
 
+/* A hit must be the answer that was stored: same status, headers and body (the cache keeps every option
+ * the mapping reads). */
+static void same_as_stored(const struct record *stored, const struct record *hit)
+{
+    if (!stored->valid || !hit->valid || hit->xcache != PX_XC_HIT || stored->xcache != PX_XC_MISS) {
+        return;
+    }
+    const struct px_http_response *a = &stored->http, *b = &hit->http;
+    if (a->status != b->status || strcmp(a->content_type, b->content_type) != 0 ||
+        strcmp(a->etag, b->etag) != 0 || strcmp(a->location, b->location) != 0 || a->max_age != b->max_age ||
+        stored->len != hit->len || memcmp(stored->body, hit->body, hit->len) != 0) {
+        abort();
+    }
+}
+
 static void run(struct px_forward *fwd, const struct scenario *s)
 {
     struct conn c = {0};
@@ -366,6 +551,7 @@ static void run(struct px_forward *fwd, const struct scenario *s)
     if (req == NULL) {
         abort();
     }
+    fz_conditional = s->h.if_none_match != NULL;
     if (px_req_begin(req, s->method, s->path, s->query, &s->h) == PX_BEGIN_ANSWER_NOW) {
         if (px_req_run(req, &a) != PX_STEP_ANSWER) {
             abort();
@@ -382,6 +568,9 @@ static void run(struct px_forward *fwd, const struct scenario *s)
     px_req_free(req);
     if (dev.obs != NULL) {
         obs_finish(PX_OK, NULL); /* the registry deregistered it when the last subscriber left */
+    }
+    if (dev.nrec + 1 < sizeof(dev.rec) / sizeof(dev.rec[0])) {
+        dev.nrec++;
     }
 }
 
@@ -412,18 +601,24 @@ static void scenarios(struct px_forward *fwd, uint8_t pick)
         run(fwd, &s);
         fz_now += (pick >> 3) * 1000u;
         run(fwd, &s);
+        same_as_stored(&dev.rec[0], &dev.rec[1]);
         snprintf(inm, sizeof(inm), "\"%02x\", *", pick);
         s.h.if_none_match = pick & 8 ? "*" : inm;
         s.h.cache_control = pick & 16 ? "no-cache" : "max-age=1, min-fresh=2";
         run(fwd, &s);
         return;
-    case 1: /* PUT with a body (2.01 Location invalidates), then a GET */
+    case 1: /* GET, a PUT (2.xx invalidates), and the GET again: never the old entry */
+        run(fwd, &s);
         s.method = "PUT";
         s.h.content_type = "application/json";
         s.body = "{\"on\":true}";
         run(fwd, &s);
         s = (struct scenario){.method = "GET", .path = "/api/r/x"};
         run(fwd, &s);
+        if (dev.rec[1].valid && dev.rec[1].http.status < 300 && dev.rec[2].valid &&
+            dev.rec[2].xcache == PX_XC_HIT) {
+            abort();
+        }
         return;
     case 2: /* POST on a route without cache */
         s.method = "POST";
@@ -455,6 +650,7 @@ static void scenarios(struct px_forward *fwd, uint8_t pick)
         s.body = "\xa1\x01\x02";
         run(fwd, &s);
         run(fwd, &s);
+        same_as_stored(&dev.rec[0], &dev.rec[1]);
         return;
     case 7: /* HEAD, and an Accept the device answers as it likes */
         s.method = "HEAD";

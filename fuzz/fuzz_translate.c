@@ -130,10 +130,22 @@ static uint64_t fz_clock(void *arg)
     return 1000000;
 }
 
-/* An exchange as the worker would send it: options in a PDU (build_pdu's add_options) and read back. */
-static void device(void *impl, struct px_exchange *x)
+/* What the transport was handed; completed after the pipeline returns, never inside its call (the
+ * transport's contract: done() comes later, on the carrier's thread, outside the pipeline's locks). */
+static struct px_exchange *fz_sent, *fz_observed;
+
+static void submit_x(void *impl, struct px_exchange *x)
 {
     (void)impl;
+    if (fz_sent != NULL) {
+        abort(); /* one request, one exchange */
+    }
+    fz_sent = x;
+}
+
+/* An exchange as the worker would send it: options in a PDU (build_pdu's add_options) and read back. */
+static void device(struct px_exchange *x)
+{
     coap_pdu_t *pdu = coap_pdu_init(COAP_MESSAGE_CON, (coap_pdu_code_t)x->code, 1, RX_LIMIT - 4);
     if (pdu == NULL) {
         abort();
@@ -172,10 +184,21 @@ static void device(void *impl, struct px_exchange *x)
 static uint64_t observe(void *impl, struct px_exchange *x)
 {
     (void)impl;
-    x->status = PX_ERR_TIMEOUT; /* ends at once: this harness is about the request side */
+    if (fz_observed != NULL) {
+        abort();
+    }
+    fz_observed = x;
+    return 1;
+}
+
+/* The observation ends unanswered: this harness is about the request side. */
+static void observe_end(void)
+{
+    struct px_exchange *x = fz_observed;
+    fz_observed = NULL;
+    x->status = PX_ERR_TIMEOUT;
     x->detail = "the upstream did not answer the registration within timeout_ms";
     x->done(x, x->arg);
-    return 1;
 }
 
 static void unobserve(void *impl, size_t upstream, uint64_t id)
@@ -265,7 +288,7 @@ static void fuzz_pipeline(const uint8_t *data, size_t size, bool with_query)
                            .get = get_header};
     fz_xk = f[13];
     struct px_cache *cache = px_cache_create(16, 1 << 14);
-    struct px_transport t = {.submit = device, .observe = observe, .unobserve = unobserve};
+    struct px_transport t = {.submit = submit_x, .observe = observe, .unobserve = unobserve};
     struct px_forward *fwd = px_forward_create(fz_cfg, t, cache, fz_clock, NULL);
     struct px_front front = {.suspend = noop, .resume = noop};
     struct px_req *req = fwd != NULL ? px_req_new(fwd, &front) : NULL;
@@ -275,9 +298,17 @@ static void fuzz_pipeline(const uint8_t *data, size_t size, bool with_query)
     if (px_req_begin(req, f[0], f[1], with_query ? f[2] : NULL, &h) == PX_BEGIN_READ_BODY && f[14] != NULL) {
         px_req_body(req, f[14], strlen(f[14]));
     }
-    /* The fake device answers at once, so a wait ends after one resume. */
     enum px_step step = px_req_run(req, &a);
     for (unsigned i = 0; i < 4 && step == PX_STEP_WAIT; i++) {
+        if (fz_sent != NULL) {
+            struct px_exchange *x = fz_sent;
+            fz_sent = NULL;
+            device(x);
+        } else if (fz_observed != NULL) {
+            observe_end();
+        } else {
+            abort(); /* waiting for nothing */
+        }
         step = px_req_resume(req, &a);
     }
     if (step == PX_STEP_ANSWER) {
@@ -287,7 +318,13 @@ static void fuzz_pipeline(const uint8_t *data, size_t size, bool with_query)
         px_answer_map(&a);
         px_answer_release(&a);
     }
+    if (fz_sent != NULL) {
+        abort(); /* an answered request has no exchange on its way */
+    }
     px_req_free(req);
+    if (fz_observed != NULL) {
+        observe_end(); /* deregistered when its last subscriber left */
+    }
     px_forward_destroy(fwd);
     px_cache_destroy(cache);
     free(buf);
