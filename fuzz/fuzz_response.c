@@ -271,8 +271,9 @@ static void check_coap(struct px_answer *a)
     if (h->etag[0] != '\0' && px_etag_parse(h->etag, tag) < 1) {
         abort(); /* an ETag we cannot read back would never revalidate */
     }
-    if (h->location[0] != '\0' && h->location[0] != '/' && h->location[0] != '?') {
-        abort();
+    if (h->location[0] != '\0' && h->location[0] != '?' &&
+        strncmp(h->location, a->prefix, strlen(a->prefix)) != 0) {
+        abort(); /* a Location points under the route, or is a query: never elsewhere */
     }
     if (a->body_len > fz_cfg->limits.max_body_bytes || (a->body_len > 0 && a->body == NULL)) {
         abort();

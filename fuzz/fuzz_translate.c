@@ -137,8 +137,17 @@ static struct px_exchange *fz_sent, *fz_observed;
 static void submit_x(void *impl, struct px_exchange *x)
 {
     (void)impl;
-    if (fz_sent != NULL) {
-        abort(); /* one request, one exchange */
+    if (fz_sent != NULL || x->upstream >= fz_cfg->upstreams_len) {
+        abort(); /* one request, one exchange, to a configured upstream */
+    }
+    if (x->target != NULL) {
+        /* The forward proxy is never open: what it sends to is inside forward_proxy.allow. */
+        const struct sockaddr_storage *to = x->target;
+        uint16_t port = ntohs(to->ss_family == AF_INET ? ((const struct sockaddr_in *)to)->sin_port
+                                                       : ((const struct sockaddr_in6 *)to)->sin6_port);
+        if (!cg_addr_allowed(fz_cfg->forward_proxy.allow, fz_cfg->forward_proxy.allow_len, to, port)) {
+            abort();
+        }
     }
     fz_sent = x;
 }
