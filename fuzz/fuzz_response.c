@@ -603,10 +603,17 @@ static void scenarios(struct px_forward *fwd, uint8_t pick)
         fz_now += (pick >> 3) * 1000u;
         run(fwd, &s);
         same_as_stored(&dev.rec[0], &dev.rec[1]);
-        snprintf(inm, sizeof(inm), "\"%02x\", *", pick);
-        s.h.if_none_match = pick & 8 ? "*" : inm;
+        /* If-None-Match: "*", the ETag the client was given (among others), or one it never saw. */
+        snprintf(inm, sizeof(inm), "W/\"zz\", %s", dev.rec[0].valid ? dev.rec[0].http.etag : "");
+        s.h.if_none_match = pick & 8 ? "*" : pick & 32 ? "\"0f\"" : inm;
         s.h.cache_control = pick & 16 ? "no-cache" : "max-age=1, min-fresh=2";
         run(fwd, &s);
+        const struct record *hit = &dev.rec[2];
+        bool listed = (pick & 8) != 0 || ((pick & 32) == 0 && dev.rec[0].valid && hit->http.etag[0] != '\0' &&
+                                          strcmp(hit->http.etag, dev.rec[0].http.etag) == 0);
+        if (hit->valid && hit->xcache == PX_XC_HIT && hit->http.status == 200 && listed) {
+            abort(); /* a fresh 200 whose ETag (or "*") the client holds is a 304 (RFC 9110 §13.1.2) */
+        }
         return;
     case 1: /* GET, a PUT (2.xx invalidates), and the GET again: never the old entry */
         run(fwd, &s);
