@@ -30,5 +30,17 @@ http GET "/api/r/valid-sse?code=2.03" -N -H 'Accept: text/event-stream'
 assert_problem 502 "upstream-error"
 assert_contains "$BODY" "2.03 Valid to a request without an ETag" "SSE"
 
+# fuzz_headers, finding 2: a Host whose IP-literal holds bytes no IP-literal may hold ('#', '^', '`', '|')
+# passed as valid; RFC 9112 §3.2 asks for 400 (RFC 3986 §3.2.2: hex digits, ':', '.', and for IPvFuture
+# and zone ids unreserved, sub-delims and '%' only). The well-formed ones still pass.
+for host in '[a#b]' '[::1^]' '[fe80::1|x]:8080' '[`]'; do
+    http GET "/api/r/host" -H "Host: $host"
+    assert_problem 400 "bad-request"
+done
+for host in '[::1]' '[::1]:8080' '[v1.x:y]' '[fe80::1%25eth0]:80' "127.0.0.1:$GW_PORT"; do
+    http GET "/api/r/host" -H "Host: $host"
+    assert_status 200 "Host: $host"
+done
+
 stop_gateway
 pass
