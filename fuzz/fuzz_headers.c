@@ -1,14 +1,37 @@
 /* fuzz/fuzz_headers: libFuzzer harness for the request header parsers: Accept and Content-Type
- * (proxy/translate), Cache-Control, Pragma and If-None-Match (proxy/policy), If-Match and entity-tags.
+ * (proxy/translate), Cache-Control, Pragma and If-None-Match (proxy/policy), If-Match and entity-tags, and
+ * the framing fields gateway/vet checks (Host, Content-Length, Transfer-Encoding, Content-Encoding).
  * Must never crash, leak or read out of bounds, and what they return must hold together. */
+#include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "gateway/vet.c" /* scan_field, host_valid, length_valid, framing: static */
 
 #include "proxy/policy.h"
 #include "proxy/translate.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* gateway/vet.c's refusal path (never taken here) calls into the rest of the front end. */
+bool gw_dl_enter(struct gw_dl *dl, struct gw_dl_conn *c, enum gw_dl_phase phase)
+{
+    (void)dl;
+    (void)c;
+    (void)phase;
+    abort();
+}
+
+enum MHD_Result gw_render_refusal(struct request *r, enum px_status st, const char *detail,
+                                  const char *accept_encoding)
+{
+    (void)r;
+    (void)st;
+    (void)detail;
+    (void)accept_encoding;
+    abort();
+}
 
 /* Each header value gets an allocation of exactly its length + 1, so a read past its NUL is caught. */
 static char *take(const uint8_t *d, size_t n)
@@ -36,7 +59,7 @@ static void media(const char *v)
     }
 }
 
-static void accept(const char *v)
+static void accept_header(const char *v)
 {
     bool has = true;
     uint16_t cf = 0;
@@ -102,8 +125,76 @@ static void conditions(const char *cc, const char *pragma, const char *inm, cons
     px_conditions_fini(&c);
 }
 
-/* Input: up to five NUL-separated values: Content-Type/Accept/If-Match, Cache-Control, Pragma,
- * If-None-Match, and the bytes of the answer's ETag. */
+/* Each line of v (split in place) is one header field named name, as libmicrohttpd hands them over. */
+static void fields(struct scan *sc, const char *name, char *v)
+{
+    char *save = NULL;
+    for (char *line = v != NULL ? strtok_r(v, "\n", &save) : NULL; line != NULL;
+         line = strtok_r(NULL, "\n", &save)) {
+        scan_field(sc, MHD_HEADER_KIND, name, line);
+    }
+}
+
+static bool digits(const char *v)
+{
+    if (*v == '\0') {
+        return false;
+    }
+    for (; *v != '\0'; v++) {
+        if (*v < '0' || *v > '9') {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* gateway/vet's framing verdict over Content-Encoding, Content-Length and Transfer-Encoding lines, and its
+ * Host check. */
+static void framing_fields(const char *ce, const char *cl, const char *te, const char *host)
+{
+    struct scan sc = {0};
+    const char *detail = NULL;
+    char *ce_c = ce != NULL ? strdup(ce) : NULL, *cl_c = cl != NULL ? strdup(cl) : NULL;
+    char *te_c = te != NULL ? strdup(te) : NULL;
+    bool too_big;
+
+    fields(&sc, MHD_HTTP_HEADER_CONTENT_ENCODING, ce_c);
+    fields(&sc, MHD_HTTP_HEADER_CONTENT_LENGTH, cl_c);
+    fields(&sc, MHD_HTTP_HEADER_TRANSFER_ENCODING, te_c);
+    enum px_status st = framing(&sc, true, &detail);
+    if (st == PX_OK && sc.te_n > 0 &&
+        (sc.cl_n > 0 || sc.te_n != 1 || sc.te_last_len != 7 || strncasecmp(sc.te_last, "chunked", 7) != 0)) {
+        abort(); /* a body framed by Transfer-Encoding is chunked alone (RFC 9112 §6.1, §6.3) */
+    }
+    if (st == PX_OK && sc.cl_n > 0 && (sc.cl_differ || !digits(sc.cl))) {
+        abort(); /* one Content-Length value, 1*DIGIT */
+    }
+    if (st != PX_OK && detail == NULL) {
+        abort();
+    }
+    if (sc.cl_n > 0 && digits(sc.cl)) {
+        errno = 0;
+        unsigned long long n = strtoull(sc.cl, NULL, 10);
+        (void)n;
+        if (length_valid(sc.cl, &too_big) != true || too_big != (errno == ERANGE)) {
+            abort(); /* "too big" is exactly "does not fit 64 bits" */
+        }
+    }
+    if (host != NULL && host_valid(host)) {
+        for (const unsigned char *p = (const unsigned char *)host; *p != '\0'; p++) {
+            if (*p <= ' ' || *p >= 0x7f || strchr("/?#@\\", *p) != NULL) {
+                abort(); /* a Host that passes is an authority: no path, query, userinfo or control byte */
+            }
+        }
+    }
+    free(ce_c);
+    free(cl_c);
+    free(te_c);
+}
+
+/* Input: up to five NUL-separated values: Content-Type/Accept/If-Match (also Content-Encoding),
+ * Cache-Control (also Content-Length lines), Pragma (also Transfer-Encoding lines), If-None-Match (also
+ * Host), and the bytes of the answer's ETag. */
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const uint8_t *part[5] = {NULL};
@@ -122,9 +213,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         v[i] = part[i] != NULL ? take(part[i], len[i]) : NULL;
     }
     media(v[0]);
-    accept(v[0]);
+    accept_header(v[0]);
     etags(v[0]);
     conditions(v[1], v[2], v[3], part[4] != NULL ? part[4] : data, part[4] != NULL ? len[4] : 0);
+    framing_fields(v[0], v[1], v[2], v[3]);
     for (size_t i = 0; i < 4; i++) {
         free(v[i]);
     }
