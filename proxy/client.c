@@ -656,7 +656,9 @@ static coap_pdu_t *request_pdu(coap_session_t *session, const struct upstream *u
 }
 
 /* Adds set's options in ascending number order, merging in one extra option (number 0: none), which replaces
- * any option of the same number in set. False when the PDU refuses one. */
+ * any option of the same number in set. False when the PDU refuses one: coap_add_option returns the bytes
+ * it wrote, at least 1 even for an empty option, so 0 is a refusal whatever the length (an empty Uri-Query,
+ * If-None-Match or Content-Format 0 that does not fit must not be dropped). */
 static bool add_options(coap_pdu_t *pdu, const struct co_optset *set, uint16_t extra,
                         const uint8_t *extra_value, size_t extra_len)
 {
@@ -667,7 +669,7 @@ static bool add_options(coap_pdu_t *pdu, const struct co_optset *set, uint16_t e
     for (unsigned i = 0; i <= set->count; i++) {
         const struct co_opt *o = i < set->count ? &set->opt[order[i]] : NULL;
         if (pending && (o == NULL || o->number >= extra)) {
-            if (coap_add_option(pdu, extra, extra_len, extra_value) == 0 && extra_len != 0) {
+            if (coap_add_option(pdu, extra, extra_len, extra_value) == 0) {
                 return false;
             }
             pending = false;
@@ -675,7 +677,7 @@ static bool add_options(coap_pdu_t *pdu, const struct co_optset *set, uint16_t e
         if (o == NULL || o->number == extra) {
             continue;
         }
-        if (coap_add_option(pdu, o->number, o->len, co_opt_value(set, o)) == 0 && o->len != 0) {
+        if (coap_add_option(pdu, o->number, o->len, co_opt_value(set, o)) == 0) {
             return false;
         }
     }

@@ -5,12 +5,15 @@ source "$(dirname "$0")/lib.sh"
 
 start_testsrv
 SRV=$TESTSRV_PORT
+start_rawcoap
 GW_PORT=$(free_port)
 cat >"$T/gw.json" <<JSON
 {
   "listen": "127.0.0.1:$GW_PORT",
-  "upstreams": { "dev": { "uri": "coap://127.0.0.1:$SRV", "timeout_ms": 10000 } },
-  "routes": [ { "prefix": "/api/", "upstream": "dev" } ]
+  "upstreams": { "dev": { "uri": "coap://127.0.0.1:$SRV", "timeout_ms": 10000 },
+                 "raw": { "uri": "coap://127.0.0.1:$RAW_PORT", "timeout_ms": 10000 } },
+  "routes": [ { "prefix": "/api/", "upstream": "dev" },
+              { "prefix": "/raw/", "upstream": "raw", "cache": false } ]
 }
 JSON
 start_gateway "$T/gw.json"
@@ -41,6 +44,28 @@ for host in '[::1]' '[::1]:8080' '[v1.x:y]' '[fe80::1%25eth0]:80' "127.0.0.1:$GW
     http GET "/api/r/host" -H "Host: $host"
     assert_status 200 "Host: $host"
 done
+
+# fuzz_translate, finding 3: a request whose options fill the CoAP message lost the zero-length options
+# that no longer fit (an empty Uri-Query or Uri-Path, If-None-Match, If-Match *, Content-Format 0): the
+# device got another request, with 2.04 to the client, where the options must fit or the answer is 414
+# before the device is asked. Around the limit, each POST either reaches the device with both query items
+# ("q" and the empty one) or is a 414 the device never sees.
+seg=$(printf 'a%.0s' {1..250})
+seen_200=0 seen_414=0
+for n in $(seq 100 160); do
+    last=$(printf 'b%.0s' $(seq 1 "$n"))
+    : >"$RAW_LOG"
+    http POST "/raw/$seg/$seg/$seg/$seg/$last?q&"
+    if [[ $HTTP_STATUS == 414 ]]; then
+        seen_414=$((seen_414 + 1))
+        assert_eq 0 "$(grep -c '^REQ ' "$RAW_LOG")" "device requests for a 414 (last segment $n bytes)"
+    else
+        assert_status 200 "POST with a last segment of $n bytes"
+        assert_contains "$(grep '^REQ ' "$RAW_LOG")" "queries=2 " "query items at the device (last segment $n bytes)"
+        seen_200=$((seen_200 + 1))
+    fi
+done
+((seen_200 > 0 && seen_414 > 0)) || fail "the sizes did not cross the message limit (200: $seen_200, 414: $seen_414)"
 
 stop_gateway
 pass
