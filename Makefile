@@ -1,26 +1,30 @@
 # Thin wrapper over CMake. `make run` and `make test` are the README's two commands.
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all deps build gateway run test test-plain test-sanitize test-release clean
+.PHONY: all deps deps-build build gateway run test test-plain test-sanitize test-release test-fuzz fuzz clean
 
 all: build
 
+# deps: every package of `make test`; deps-build: only what building the gateway needs (`make run`).
 deps:
 	@./scripts/deps.sh
+
+deps-build:
+	@./scripts/deps.sh build
 
 build: deps
 	cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 	cmake --build build -j $(JOBS)
 
 # The gateway alone (no tests): what `make run` needs.
-gateway: deps
+gateway: deps-build
 	cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 	cmake --build build -j $(JOBS) --target coapgw
 
 run: gateway
 	./build/coapgw
 
-test: deps test-plain test-release test-sanitize
+test: deps test-plain test-release test-sanitize test-fuzz
 
 test-plain:
 	cmake -S . -B build-test -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCOAPGW_WERROR=ON >/dev/null
@@ -47,8 +51,7 @@ valgrind: deps
 	./scripts/valgrind.sh
 
 clean:
-	rm -rf build build-test build-asan build-release
-	rm -rf build-valgrind
+	rm -rf build build-test build-asan build-release build-fuzz build-valgrind
 
 # `make install` (PREFIX=/usr/local, DESTDIR for staging): the gateway, coapgw(1), the example configuration
 # (PREFIX/etc/coapgw/coapgw.json; /etc/coapgw with PREFIX=/usr) and the systemd unit (PREFIX/lib/systemd/system).
@@ -56,7 +59,7 @@ clean:
 # proves it runs (docker/README.md). Neither is part of `make test`.
 .PHONY: install docker docker-test
 PREFIX ?= /usr/local
-install: deps
+install: deps-build
 	cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_INSTALL_PREFIX=$(PREFIX) >/dev/null
 	cmake --build build -j $(JOBS) --target coapgw
 	DESTDIR=$(DESTDIR) cmake --install build
@@ -66,3 +69,14 @@ docker:
 
 docker-test:
 	./docker/test.sh
+
+# libFuzzer harnesses (fuzz/README.md), built with clang in build-fuzz/: FUZZ_SECONDS each with `make fuzz`,
+# 10 s each in `make test`. A crash fails the run and leaves its reproducer in build-fuzz/crashes/.
+FUZZ_SECONDS ?= 60
+
+fuzz: deps
+	JOBS=$(JOBS) ./fuzz/run.sh $(FUZZ_SECONDS)
+
+test-fuzz:
+	JOBS=$(JOBS) ./fuzz/run.sh 10
+

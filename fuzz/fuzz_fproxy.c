@@ -1,7 +1,8 @@
 /* fuzz/fuzz_fproxy: libFuzzer harness for proxy/fproxy's parsers of untrusted input — the forward-proxy
  * target URI (request path and query from HTTP clients) and the allow-list rules (configuration) — and
- * the address check. Must never crash, leak, hang or read out of bounds. Never resolves a name (no DNS
- * in a fuzzer): only targets that are IP literals go through px_fp_resolve (AI_NUMERICHOST). */
+ * the address check (base/addrrule: rules, ports, cg_addr_allowed, cg_addr_normalize). Must never crash,
+ * leak, hang or read out of bounds. Never resolves a name (no DNS in a fuzzer): only targets that are IP
+ * literals go through px_fp_resolve (AI_NUMERICHOST). */
 #include <netinet/in.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -10,8 +11,8 @@
 #include "proxy/fproxy.h"
 
 /* Input: byte 0 picks the mode; the rest is split at the first NUL into two NUL-terminated strings. */
-static void fuzz_target(const char *rest, size_t rest_len, const char *query, const struct cg_addr_rule *rules,
-                        size_t n)
+static void fuzz_target(const char *rest, size_t rest_len, const char *query,
+                        const struct cg_addr_rule *rules, size_t n)
 {
     struct px_fp_target t;
     const char *reason = NULL;
@@ -64,7 +65,20 @@ static void fuzz_rule(const char *text, const uint8_t *addr, size_t addr_len)
         in->sin_family = AF_INET;
         memcpy(&in->sin_addr, addr, 4);
     }
-    cg_addr_allowed(&r, 1, &ss, (uint16_t)(addr_len * 257));
+    uint16_t port = (uint16_t)(addr_len * 257);
+    if (cg_port_parse(text, strlen(text), &port) == 0 && port == 0) {
+        abort(); /* 1..65535 */
+    }
+    bool allowed = cg_addr_allowed(&r, 1, &ss, port);
+    if (ss.ss_family != 0) {
+        /* What the client connects to is judged as the address it was made from. */
+        struct sockaddr_storage to;
+        socklen_t to_len;
+        cg_addr_normalize(&ss, port, &to, &to_len);
+        if (cg_addr_allowed(&r, 1, &to, port) != allowed) {
+            abort();
+        }
+    }
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

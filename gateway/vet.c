@@ -131,25 +131,32 @@ static enum MHD_Result scan_field(void *cls, enum MHD_ValueKind kind, const char
     return MHD_YES;
 }
 
-/* RFC 9112 §3.2 / RFC 3986 §3.2.2: uri-host [":" port], uri-host an IP-literal in brackets or a reg-name /
- * IPv4address (unreserved, pct-encoded, sub-delims). Empty is allowed (a target without authority). */
-static bool host_valid(const char *h)
+/* A reg-name byte: unreserved, pct-encoded, sub-delims. */
+static bool host_char(unsigned char c)
 {
     static const char reg[] = "-._~!$&'()*+,;=%";
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           (c != '\0' && strchr(reg, c) != NULL);
+}
+
+/* RFC 9112 §3.2 / RFC 3986 §3.2.2: uri-host [":" port], uri-host an IP-literal in brackets or a reg-name /
+ * IPv4address (unreserved, pct-encoded, sub-delims). Empty is allowed (a target without authority). An
+ * IP-literal holds hex digits, ':' and '.', or for IPvFuture and zone ids (RFC 6874) unreserved, sub-delims
+ * and '%': the reg-name bytes and ':' (a tchar such as '#' or '|' is none of them). */
+static bool host_valid(const char *h)
+{
     const char *p = h;
 
     if (*p == '[') {
         for (p++; *p != ']'; p++) {
-            if (*p == '\0' || !(is_tchar((unsigned char)*p) || *p == ':')) {
+            if (*p == '\0' || !(host_char((unsigned char)*p) || *p == ':')) {
                 return false;
             }
         }
         p++;
     } else {
         while (*p != '\0' && *p != ':') {
-            unsigned char c = (unsigned char)*p++;
-            if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-                  strchr(reg, c) != NULL)) {
+            if (!host_char((unsigned char)*p++)) {
                 return false;
             }
         }

@@ -850,7 +850,9 @@ static coap_pdu_t *request_pdu(coap_session_t *session, const struct upstream *u
 }
 
 /* Adds set's options in ascending number order, merging in one extra option (number 0: none), which replaces
- * any option of the same number in set. False when the PDU refuses one. */
+ * any option of the same number in set. False when the PDU refuses one: coap_add_option returns the bytes
+ * it wrote, at least 1 even for an empty option, so 0 is a refusal whatever the length (an empty Uri-Query,
+ * If-None-Match or Content-Format 0 that does not fit must not be dropped). */
 static bool add_options(coap_pdu_t *pdu, const struct co_optset *set, uint16_t extra,
                         const uint8_t *extra_value, size_t extra_len)
 {
@@ -861,7 +863,7 @@ static bool add_options(coap_pdu_t *pdu, const struct co_optset *set, uint16_t e
     for (unsigned i = 0; i <= set->count; i++) {
         const struct co_opt *o = i < set->count ? &set->opt[order[i]] : NULL;
         if (pending && (o == NULL || o->number >= extra)) {
-            if (coap_add_option(pdu, extra, extra_len, extra_value) == 0 && extra_len != 0) {
+            if (coap_add_option(pdu, extra, extra_len, extra_value) == 0) {
                 return false;
             }
             pending = false;
@@ -869,7 +871,7 @@ static bool add_options(coap_pdu_t *pdu, const struct co_optset *set, uint16_t e
         if (o == NULL || o->number == extra) {
             continue;
         }
-        if (coap_add_option(pdu, o->number, o->len, co_opt_value(set, o)) == 0 && o->len != 0) {
+        if (coap_add_option(pdu, o->number, o->len, co_opt_value(set, o)) == 0) {
             return false;
         }
     }
@@ -1041,6 +1043,7 @@ static bool copy_options(struct px_exchange *x, const coap_pdu_t *received);
 static enum px_status take_block(struct px_exchange *x, const coap_pdu_t *received, size_t limit,
                                  const char **detail);
 static bool more_blocks(const coap_pdu_t *received);
+static bool unsolicited_valid(const struct px_exchange *x);
 
 static bool token_matches(const struct px_exchange *x, const coap_pdu_t *pdu)
 {
@@ -1262,6 +1265,11 @@ static coap_response_t obs_response(struct observation *o, const coap_pdu_t *rec
     heard(o->h.up, x, "a notification arrived");
     if (!co_code_is_response(code)) {
         obs_end(o, PX_ERR_BAD_GATEWAY, "the upstream sent a message that is not a response");
+        return COAP_RESPONSE_OK;
+    }
+    x->resp_code = code;
+    if (unsolicited_valid(x)) { /* as on_response: a long-poll would answer 304 to an unconditional GET */
+        obs_end(o, PX_ERR_BAD_GATEWAY, "the upstream answered 2.03 Valid to a request without an ETag");
         return COAP_RESPONSE_OK;
     }
     coap_get_data_large(received, &len, &data, &offset, &total);
