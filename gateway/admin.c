@@ -1,5 +1,5 @@
-/* gateway/admin: the gateway's own endpoints. /healthz (alive), /readyz (serving, upstreams reachable),
- * /metrics (Prometheus text). Never routed, never sent to a device. */
+/* gateway/admin: the gateway's own endpoints. /healthz (alive), /readyz (serving; only "required" upstreams
+ * count), /metrics (Prometheus text). Never routed, never sent to a device. */
 #include <coap3/coap.h>
 #include <microhttpd.h>
 #include <stdarg.h>
