@@ -1354,18 +1354,21 @@ static void obs_start(struct upstream *up, struct px_exchange *x)
     obs_queue(o, OP_REGISTER, x->priv.deadline_ms);
 }
 
-/* A registration whose last subscriber left, acknowledged by the device: a separate response is owed
- * (RFC 7252 §5.2.2) and may come late or never, but the interaction is no longer outstanding (§4.7), so its
- * place of max_inflight is given back now rather than held until timeout_ms. An answer that still comes is
- * deregistered (obs_response); none by the deadline ends it (obs_deadline). */
-static void obs_release_cancelled(struct observation *o)
+/* A registration or re-registration on the wire whose last subscriber left, once the device has acknowledged
+ * it: a separate response is owed (RFC 7252 §5.2.2) and may come late or never, but the interaction is no
+ * longer outstanding (§4.7), so its place of max_inflight is given back now rather than held until
+ * timeout_ms. An answer that still comes is deregistered (obs_response); none by the deadline ends it
+ * (obs_deadline). Does nothing for any other observation. */
+static void obs_release_if_left(struct observation *o)
 {
-    obs_answered(o);
+    if (o->cancelled && o->on_wire && o->op != OP_DEREGISTER) {
+        obs_answered(o);
+    }
 }
 
 /* The last subscriber left (px_client_unobserve). A registration still waiting for its turn is dropped
- * with nothing sent; one on the wire gives its place back at once and is deregistered if the device answers
- * it (obs_response); a registered observation queues its deregistration. */
+ * with nothing sent; one on the wire gives its place back once acknowledged and is deregistered if the device
+ * answers it (obs_response); a registered observation queues its deregistration. */
 static void obs_cancel(struct upstream *up, uint64_t id)
 {
     for (struct observation *o = up->observations; o != NULL; o = o->next) {
@@ -1380,8 +1383,8 @@ static void obs_cancel(struct upstream *up, uint64_t id)
             o->op = OP_DEREGISTER; /* a waiting re-registration becomes the deregistration */
         } else if (!o->on_wire) {
             obs_queue(o, OP_DEREGISTER, cg_now_ms() + up->cfg->timeout_ms);
-        } else if (o->op != OP_DEREGISTER && o->x->priv.heard) {
-            obs_release_cancelled(o);
+        } else if (o->x->priv.heard) {
+            obs_release_if_left(o);
         } /* on the wire, unacknowledged: still outstanding (§4.7), its place is kept until the ACK */
         return;
     }
@@ -2178,17 +2181,15 @@ static void note_heard(struct holder *h, const uint8_t *d, size_t n)
         x = ((struct observation *)h)->x;
     }
     uint8_t type = d[0] >> 4 & 3;
-    if (x != NULL && (type == COAP_MESSAGE_ACK || type == COAP_MESSAGE_RST) && x->priv.mid >= 0 &&
-        (uint16_t)(d[2] << 8 | d[3]) == (uint16_t)x->priv.mid) {
+    bool acked = x != NULL && (type == COAP_MESSAGE_ACK || type == COAP_MESSAGE_RST) && x->priv.mid >= 0 &&
+                 (uint16_t)(d[2] << 8 | d[3]) == (uint16_t)x->priv.mid;
+    if (acked) {
         settle_retransmissions(h->up, x, h->session, false);
-        if (h->kind == HOLD_OBS && ((struct observation *)h)->cancelled &&
-            ((struct observation *)h)->op != OP_DEREGISTER) {
-            heard(h->up, x, "the upstream answered");
-            obs_release_cancelled((struct observation *)h);
-            return;
-        }
     }
     heard(h->up, x, "the upstream answered");
+    if (acked && h->kind == HOLD_OBS) {
+        obs_release_if_left((struct observation *)h);
+    }
 }
 
 /* An ACK naming the slot's request (its message id) that is no answer to it: malformed (libcoap discards
