@@ -19,12 +19,8 @@ start_faultcoap() {
     out=$(mktemp "$T/faultcoap.XXXX.out")
     "$bin" "$@" >"$out" 2>"${out%.out}.log" &
     FAULT_PID=$!
-    faultcoap_ready() {
-        alive "$FAULT_PID" || fail "faultcoap $* exited before it was ready"
-        grep -q '^ready ' "$out"
-    }
-    wait_until "faultcoap ready" faultcoap_ready
-    FAULT_PORT=$(awk '/^ready / { print $2; exit }' "$out")
+    wait_ready "faultcoap $*" "$FAULT_PID" "$out"
+    FAULT_PORT=$READY_PORT
 }
 
 # start_relay UPSTREAM_PORT LOSS SEED [PORT]: a lossyrelay towards 127.0.0.1:UPSTREAM_PORT dropping LOSS %
@@ -36,11 +32,7 @@ start_relay() {
     RELAY_PORT=${4:-$(free_port)}
     "$bin" -p "$RELAY_PORT" -u "$1" -l "$2" -s "$3" -t 600 -c "$RELAY_COUNTS" >"$out" 2>"${out%.out}.log" &
     RELAY_PID=$!
-    relay_ready() {
-        alive "$RELAY_PID" || fail "lossyrelay exited before it was ready"
-        grep -q '^ready ' "$out"
-    }
-    wait_until "lossyrelay ready" relay_ready
+    wait_ready lossyrelay "$RELAY_PID" "$out"
 }
 
 # True when the gateway runs under a sanitizer or valgrind: its RSS then says little about the gateway's own

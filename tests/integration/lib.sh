@@ -239,6 +239,18 @@ wait_until() {
     done
 }
 
+# wait_ready NAME PID OUT: waits until the test peer PID has written its "ready PORT" line to OUT, failing if
+# it exits first. Sets READY_PORT.
+wait_ready() {
+    local name=$1 pid=$2 out=$3
+    peer_ready() {
+        alive "$pid" || fail "$name exited before it was ready"
+        grep -q '^ready ' "$out"
+    }
+    wait_until "$name ready" peer_ready
+    READY_PORT=$(awk '/^ready / { print $2; exit }' "$out")
+}
+
 # Starts coap_testsrv (extra args e.g. --blackhole). Sets TESTSRV_PORT and TESTSRV_PID; copy them before the
 # next call when a test needs several servers.
 start_testsrv() {
@@ -247,12 +259,8 @@ start_testsrv() {
     log=${out%.out}.log
     "$TESTSRV" "$@" >"$out" 2>"$log" &
     TESTSRV_PID=$!
-    testsrv_ready() {
-        alive "$TESTSRV_PID" || fail "$srv_desc exited before it was ready"
-        grep -q '^ready ' "$out"
-    }
-    wait_until "coap_testsrv ready" testsrv_ready
-    TESTSRV_PORT=$(awk '/^ready / { print $2; exit }' "$out")
+    wait_ready "$srv_desc" "$TESTSRV_PID" "$out"
+    TESTSRV_PORT=$READY_PORT
 }
 
 # Starts rawcoap (tests/integration/rawcoap.c, a CoAP responder on a raw UDP socket) logging to $T/raw.N.txt
@@ -264,12 +272,8 @@ start_rawcoap() {
     : >"$RAW_LOG"
     "$bin" -l "$RAW_LOG" "$@" >"$out" 2>"${out%.out}.log" &
     RAW_PID=$!
-    rawcoap_ready() {
-        alive "$RAW_PID" || fail "rawcoap $* exited before it was ready"
-        grep -q '^ready ' "$out"
-    }
-    wait_until "rawcoap ready" rawcoap_ready
-    RAW_PORT=$(awk '/^ready / { print $2; exit }' "$out")
+    wait_ready "rawcoap $*" "$RAW_PID" "$out"
+    RAW_PORT=$READY_PORT
 }
 
 # coap GET to a CoAP server directly (bypassing the gateway): coap_get PORT PATH -> payload on stdout.
