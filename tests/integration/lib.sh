@@ -239,6 +239,33 @@ wait_until() {
     done
 }
 
+# Wall-clock milliseconds (no fork).
+now_ms() {
+    local us=${EPOCHREALTIME/./}
+    echo $((us / 1000))
+}
+
+# demo_batch N: N GETs of /demo/?n=I by one curl over 4 keep-alive connections, within BATCH_S in all and
+# PER_REQUEST_S each (set by the test); --fail-early stops at the first that times out. Fails unless all N
+# are answered 200 in time.
+demo_batch() {
+    local n=$1 i rc=0 start answered slowest
+    for ((i = 1; i <= n; i++)); do
+        printf 'url = "%s"\noutput = "/dev/null"\n' "$(url "/demo/?n=$i")"
+    done >"$T/batch.curl"
+    start=$(now_ms)
+    timeout "$BATCH_S" curl -sS --no-progress-meter --parallel --parallel-max 4 --fail-early \
+        --max-time "$PER_REQUEST_S" -w '%{http_code} %{time_total}\n' -K "$T/batch.curl" \
+        >"$T/times.txt" 2>"$T/curl.log" || rc=$?
+    answered=$(grep -c '^200 ' "$T/times.txt" || true)
+    slowest=$(awk '$1 == 200 && $2 > m { m = $2 } END { printf "%.3f", m }' "$T/times.txt")
+    echo "[$TEST_NAME] $answered/$n answered 200 in $(($(now_ms) - start)) ms, slowest ${slowest}s (rc $rc)"
+    ((rc == 0)) || fail "the batch failed (status $rc) after $answered answers: $(head -c 300 "$T/curl.log")"
+    assert_eq "$n" "$answered" "requests answered 200"
+    awk -v lim="$PER_REQUEST_S" '$2 >= lim { bad = 1 } END { exit bad }' "$T/times.txt" ||
+        fail "a request took ${slowest}s (limit ${PER_REQUEST_S}s)"
+}
+
 # wait_ready NAME PID OUT: waits until the test peer PID has written its "ready PORT" line to OUT, failing if
 # it exits first. Sets READY_PORT.
 wait_ready() {

@@ -16,10 +16,6 @@ write_config "$T/gw.json" "coap://127.0.0.1:$SRV" \
     "\"cache\": { \"enabled\": true, \"max_entries\": $MAX_ENTRIES, \"max_bytes\": $MAX_BYTES }"
 start_gateway "$T/gw.json"
 
-now_ms() {
-    echo $(($(date +%s%N) / 1000000))
-}
-
 # Value of one /metrics sample (no labels), "missing" when absent.
 metric() { # NAME
     local text

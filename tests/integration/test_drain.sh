@@ -14,10 +14,6 @@ GRACE=3
 write_config "$T/gw.json" "coap://127.0.0.1:$SRV" '"timeout_ms": 30000' '"cache": false' \
     "\"shutdown_grace_s\": $GRACE, \"limits\": { \"longpoll_timeout_s\": 60 }"
 
-now_ms() {
-    echo $(($(date +%s%N) / 1000000))
-}
-
 refused() {
     local rc=0
     curl -sS -o /dev/null --max-time 5 "$(url /healthz)" 2>/dev/null || rc=$?

@@ -151,10 +151,6 @@ gw_sessions=$(grep -c "event=dtls_connected holder=[a-z]* upstream=\"psk_g\"" "$
 
 # ---- what must fail: 502 within timeout_ms, with a warn line ----
 
-now_ms() {
-    date +%s%3N
-}
-
 expect_502() { # PREFIX UPSTREAM EVENT
     local start took
     start=$(now_ms)

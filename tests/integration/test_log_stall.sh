@@ -22,29 +22,6 @@ cat >"$T/gw.json" <<JSON
 }
 JSON
 
-now_ms() {
-    echo $(($(date +%s%N) / 1000000))
-}
-
-# batch N: N GETs by one curl over 4 keep-alive connections; --fail-early stops at the first that times out.
-batch() {
-    local n=$1 i rc=0 start answered slowest
-    for ((i = 1; i <= n; i++)); do
-        printf 'url = "%s"\noutput = "/dev/null"\n' "$(url "/demo/?n=$i")"
-    done >"$T/batch.curl"
-    start=$(now_ms)
-    timeout "$BATCH_S" curl -sS --no-progress-meter --parallel --parallel-max 4 --fail-early \
-        --max-time "$PER_REQUEST_S" -w '%{http_code} %{time_total}\n' -K "$T/batch.curl" \
-        >"$T/times.txt" 2>"$T/curl.log" || rc=$?
-    answered=$(grep -c '^200 ' "$T/times.txt" || true)
-    slowest=$(awk '$1 == 200 && $2 > m { m = $2 } END { printf "%.3f", m }' "$T/times.txt")
-    echo "[$TEST_NAME] $answered/$n answered 200 in $(($(now_ms) - start)) ms, slowest ${slowest}s (rc $rc)"
-    ((rc == 0)) || fail "the batch failed (status $rc) after $answered answers: $(head -c 300 "$T/curl.log")"
-    assert_eq "$n" "$answered" "requests answered 200"
-    awk -v lim="$PER_REQUEST_S" '$2 >= lim { bad = 1 } END { exit bad }' "$T/times.txt" ||
-        fail "a request took ${slowest}s (limit ${PER_REQUEST_S}s)"
-}
-
 # Read-write on our side: the gateway's open and writes succeed until the pipe is full; nobody reads.
 mkfifo "$T/stuck"
 exec 3<>"$T/stuck"
@@ -56,7 +33,7 @@ gateway_healthy() {
 }
 wait_until "coapgw /healthz == 200 on port $GW_PORT" gateway_healthy
 
-batch "$REQUESTS"
+demo_batch "$REQUESTS"
 http GET /healthz
 assert_status 200 "/healthz while the log is stuck"
 http GET /metrics
@@ -79,7 +56,7 @@ wait_until "a lines_dropped line in the log" reported
 # Stuck again, then SIGTERM: the last flush gives up instead of hanging the exit.
 kill "$READER"
 wait "$READER" || true
-batch 1000
+demo_batch 1000
 start=$(now_ms)
 stop_gateway
 took=$(($(now_ms) - start))

@@ -32,10 +32,6 @@ JSON
 write_gateway "$T/gw.json"
 start_gateway "$T/gw.json"
 
-now_ms() {
-    echo $(($(date +%s%N) / 1000000))
-}
-
 # sse_start NAME PATH: an SSE client in the background; stream in $T/NAME.sse, headers in $T/NAME.h.
 # Sets SSE_PID.
 sse_start() {

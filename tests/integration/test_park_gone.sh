@@ -26,10 +26,6 @@ cat >"$T/gw.json" <<JSON
 JSON
 start_gateway "$T/gw.json"
 
-now_ms() {
-    echo $(($(date +%s%N) / 1000000))
-}
-
 active() {
     curl -sS --max-time 2 "$(url /metrics)" | awk '$1 == "coapgw_http_requests_active" { print $2 }'
 }

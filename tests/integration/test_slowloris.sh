@@ -22,11 +22,6 @@ write_config "$T/gw.json" "coap://127.0.0.1:$SRV" '"timeout_ms": 2000' '"methods
 start_gateway "$T/gw.json"
 
 CRLF=$'\r\n'
-now_ms() {
-    local us=${EPOCHREALTIME/./}
-    echo $((us / 1000))
-}
-
 # trickle FILE TEXT: sends TEXT on fd 3 one byte per 0.5 s (the reads are the pauses) until the gateway
 # answers or closes, or GIVE_UP_MS after $start. Writes "closed MS FIRSTLINE" or "held MS" to FILE (MS since
 # $start; FIRSTLINE is the answer's status line, "-" when the connection was closed without one).

@@ -23,10 +23,6 @@ cat >"$T/gw.json" <<JSON
 JSON
 start_gateway "$T/gw.json"
 
-now_ms() {
-    echo $(($(date +%s%N) / 1000000))
-}
-
 # One subscriber: curl in the background until its first event (0) or an answer without a stream (1).
 subscribe_once() { # N
     local out=$T/s$1.sse hdr=$T/s$1.h end=$((SECONDS + 5))
